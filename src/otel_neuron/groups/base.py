@@ -1,0 +1,140 @@
+"""What every metric group is: its instruments, one sample per period, and its JSON rendering.
+
+A group samples its source once per collection and keeps the result as an immutable
+`GroupSample`: the points of each of its OpenTelemetry instruments covering exactly the
+period since its previous sample. Everything downstream (the OTel observable callbacks,
+the MetricsData producer, the JSON report, Prometheus) reads that sample, never the source.
+`render` is the inverse mapping: from the points of its instruments back to the guide's
+JSON body, so the report can be rebuilt from OpenTelemetry data alone.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+AttributeValue = Union[str, int, float, bool]
+Attributes = Mapping[str, AttributeValue]
+
+# Attribute keys shared by several groups.
+RUNTIME_INDEX = "neuron.runtime.index"
+GROUP = "neuron.monitor.group"
+
+
+class Kind(enum.Enum):
+    """How an instrument's point value is to be read."""
+
+    GAUGE = "gauge"  # a value over the period or at sample time (percentages, counts of things)
+    COUNTER = "counter"  # monotonic; the point value is the increase over the period
+    UPDOWN = "updowncounter"  # a current amount that goes up and down (bytes in use)
+    HISTOGRAM = "histogram"  # the point value is a HistogramDelta over the period
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    name: str
+    unit: str
+    description: str
+    kind: Kind
+
+
+@dataclass(frozen=True)
+class HistogramDelta:
+    """An exponential histogram of the values recorded during one period (OTLP's layout)."""
+
+    scale: int
+    zero_count: int
+    offset: int
+    bucket_counts: tuple[int, ...]
+    count: int
+    sum: float
+    min: float
+    max: float
+
+
+PointValue = Union[int, float, HistogramDelta]
+Point = tuple[Attributes, PointValue]
+PointsByMetric = Mapping[str, Sequence[Point]]
+
+
+@dataclass(frozen=True)
+class GroupSample:
+    """One collection of a group: `period` seconds since the previous one, or the error."""
+
+    period: float
+    error: str
+    time_unix_nano: int
+    points: PointsByMetric = field(default_factory=dict)
+
+
+class MetricGroup(ABC):
+    """A metric group of the guide, bound to one source.
+
+    Subclasses set `report_key` (the group's key in the JSON report), `instruments`, and
+    implement `_sample_points`. `sample()` measures the period, turns any exception into the
+    sample's `error`, and keeps the result as `last_sample` for pull readers.
+    """
+
+    report_key: str = ""
+    instruments: Sequence[InstrumentSpec] = ()
+
+    def __init__(self, runtime_index: int | None = None) -> None:
+        self.runtime_index = runtime_index
+        self.last_sample: GroupSample | None = None
+        self._previous_time: float | None = None
+
+    def prime(self) -> None:
+        """Take the baseline so that the first reported period already covers a real interval."""
+        self._previous_time = time.monotonic()
+        try:
+            self._take_baseline()
+        except Exception:  # noqa: BLE001 - a failing baseline shows up as the first sample's error
+            pass
+
+    def sample(self) -> GroupSample:
+        now = time.monotonic()
+        period = now - self._previous_time if self._previous_time is not None else 0.0
+        self._previous_time = now
+        try:
+            points = self._sample_points(period)
+            result = GroupSample(period, "", time.time_ns(), points)
+        except Exception as error:  # noqa: BLE001 - a failing source becomes the group's error
+            result = GroupSample(period, describe_error(error), time.time_ns(), {})
+        self.last_sample = result
+        return result
+
+    def error_sample(self, message: str) -> GroupSample:
+        """Record a collection that could not finish (the pipeline's deadline passed)."""
+        now = time.monotonic()
+        period = now - self._previous_time if self._previous_time is not None else 0.0
+        self._previous_time = now
+        self.last_sample = GroupSample(period, message, time.time_ns(), {})
+        return self.last_sample
+
+    def _take_baseline(self) -> None:
+        """Read the source once so the next sample can compute per-period values."""
+
+    @abstractmethod
+    def _sample_points(self, period: float) -> PointsByMetric:
+        """Read the source and return each instrument's points for the period just ended."""
+
+    @staticmethod
+    @abstractmethod
+    def render(points: PointsByMetric) -> dict[str, Any]:
+        """The guide's JSON body for this group (without `period` and `error`)."""
+
+    def base_attributes(self) -> dict[str, AttributeValue]:
+        return {} if self.runtime_index is None else {RUNTIME_INDEX: self.runtime_index}
+
+
+def describe_error(error: BaseException) -> str:
+    text = str(error).strip()
+    return text if text else type(error).__name__
+
+
+def points_where(points: Sequence[Point], key: str, value: AttributeValue) -> list[Point]:
+    return [point for point in points if point[0].get(key) == value]
