@@ -127,6 +127,10 @@ class MetricGroup(ABC):
     def render(points: PointsByMetric) -> dict[str, Any]:
         """The guide's JSON body for this group (without `period` and `error`)."""
 
+    def runtime_error(self) -> str:
+        """The connection-level error of this group's runtime ("" when fine), for the report entry."""
+        return ""
+
     def base_attributes(self) -> dict[str, AttributeValue]:
         return {} if self.runtime_index is None else {RUNTIME_INDEX: self.runtime_index}
 
