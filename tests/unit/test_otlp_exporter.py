@@ -1,0 +1,138 @@
+"""BackgroundExporter keeps the caller fast and the backlog bounded; protocol/endpoint selection."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+
+from otel_neuron.exporters.otlp import (
+    BackgroundExporter,
+    build_otlp_exporter,
+    normalize_endpoint,
+    otlp_protocol,
+    otlp_requested,
+)
+
+
+class FakeExporter(MetricExporter):
+    """Succeeds only while `up` is set; each call takes `delay` seconds."""
+
+    def __init__(self, delay: float = 0.0, up: bool = True) -> None:
+        super().__init__()
+        self.delay = delay
+        self.up = threading.Event()
+        if up:
+            self.up.set()
+        self.received: list[MetricsData] = []
+        self.shut = False
+
+    def export(self, metrics_data, timeout_millis=10_000, **kwargs):
+        time.sleep(self.delay)
+        if not self.up.is_set():
+            return MetricExportResult.FAILURE
+        self.received.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis=10_000):
+        return True
+
+    def shutdown(self, timeout_millis=30_000, **kwargs):
+        self.shut = True
+
+
+def batch(n: int) -> MetricsData:
+    return MetricsData(resource_metrics=[]), n  # type: ignore[return-value]
+
+
+def test_export_returns_at_once_while_the_collector_is_slow():
+    inner = FakeExporter(delay=0.5)
+    exporter = BackgroundExporter(inner)
+    start = time.monotonic()
+    for index in range(20):
+        assert exporter.export(batch(index)) is MetricExportResult.SUCCESS
+    assert time.monotonic() - start < 0.05
+    exporter.shutdown(timeout_millis=500)
+
+
+def test_backlog_is_bounded_drops_oldest_and_catches_up_in_order():
+    inner = FakeExporter(up=False)
+    exporter = BackgroundExporter(inner, max_backlog=5, retry_initial=0.05, retry_max=0.1)
+    for index in range(12):
+        exporter.export(batch(index))
+    assert exporter.dropped >= 6
+    assert exporter.backlog <= 5
+    inner.up.set()
+    assert exporter.force_flush(timeout_millis=3000)
+    delivered = [item[1] for item in inner.received]
+    assert delivered == sorted(delivered)
+    assert delivered[-1] == 11
+    assert len(delivered) <= 6
+    exporter.shutdown(timeout_millis=500)
+    assert inner.shut
+
+
+def test_shutdown_is_bounded_when_the_collector_never_answers():
+    inner = FakeExporter(delay=0.2, up=False)
+    exporter = BackgroundExporter(inner, retry_initial=5.0)
+    exporter.export(batch(0))
+    start = time.monotonic()
+    exporter.shutdown(timeout_millis=600)
+    assert time.monotonic() - start < 1.0
+    assert exporter.export(batch(1)) is MetricExportResult.FAILURE
+
+
+def test_temporality_preference_is_the_wrapped_exporters(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    inner = build_otlp_exporter("127.0.0.1:4317", environ={})
+    exporter = BackgroundExporter(inner)
+    assert exporter._preferred_temporality == inner._preferred_temporality
+    from opentelemetry.sdk.metrics import Counter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+    assert exporter._preferred_temporality[Counter] is AggregationTemporality.DELTA
+    exporter.shutdown(timeout_millis=200)
+
+
+def test_protocol_selection():
+    assert otlp_protocol({}) == "grpc"
+    assert otlp_protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}) == "http/protobuf"
+    env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"}
+    assert otlp_protocol(env) == "grpc"
+    with pytest.raises(ValueError, match="http/json"):
+        otlp_protocol({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+
+
+def test_exporter_class_follows_protocol():
+    grpc = build_otlp_exporter(None, environ={})
+    http = build_otlp_exporter("127.0.0.1:4318", environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
+    assert "grpc" in type(grpc).__module__
+    assert "http" in type(http).__module__
+    assert http._endpoint == "http://127.0.0.1:4318/v1/metrics"
+
+
+def test_otlp_requested_by_flag_or_environment():
+    assert otlp_requested(True, {})
+    assert otlp_requested(False, {"OTEL_METRICS_EXPORTER": "console, otlp"})
+    assert not otlp_requested(False, {"OTEL_METRICS_EXPORTER": "none"})
+
+
+@pytest.mark.parametrize(
+    ("given", "protocol", "expected"),
+    [
+        ("127.0.0.1:4317", "grpc", "http://127.0.0.1:4317"),
+        ("https://collector:4317", "grpc", "https://collector:4317"),
+        ("collector:4318", "http/protobuf", "http://collector:4318/v1/metrics"),
+        ("http://c:4318/custom", "http/protobuf", "http://c:4318/custom"),
+    ],
+)
+def test_normalize_endpoint(given, protocol, expected):
+    assert normalize_endpoint(given, protocol) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "ftp://x:1", "http://:4317", "host:99999"])
+def test_bad_endpoint_is_one_clear_error(bad):
+    with pytest.raises(ValueError, match="--otlp"):
+        normalize_endpoint(bad, "grpc")
