@@ -1,0 +1,206 @@
+"""Load and validate a neuron-monitor configuration file into frozen dataclasses.
+
+The JSON Schema in `schemas/monitor-config.schema.json` does the structural checks; this
+module adds what a schema cannot say (durations, duplicates) and resolves each group's period
+by inheritance: group -> runtime -> root -> 5 s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from otel_neuron.durations import format_duration, parse_duration
+
+DEFAULT_PERIOD = 5.0
+DEFAULT_RUNTIME_ADDRESS = "unix:/run/neuron.sock"
+RUNTIME_GROUP_TYPES = (
+    "neuroncore_counters",
+    "inference_stats",
+    "memory_used",
+    "hw_counters",
+    "neuron_runtime_vcpu_usage",
+)
+SYSTEM_GROUP_TYPES = ("vcpu_usage", "memory_info")
+# The guide calls the runtime's vCPU group both names.
+_RUNTIME_GROUP_ALIASES = {"vcpu_usage": "neuron_runtime_vcpu_usage"}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, already phrased as one line naming the file and JSON path."""
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    type: str
+    period: float
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    index: int
+    address: str
+    groups: tuple[GroupConfig, ...]
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    runtimes: tuple[RuntimeConfig, ...]
+    system_groups: tuple[GroupConfig, ...]
+    source: str = "<defaults>"
+
+    def periods(self) -> list[float]:
+        every_group = [*self.system_groups, *(g for r in self.runtimes for g in r.groups)]
+        return sorted({group.period for group in every_group})
+
+    def describe(self) -> dict[str, Any]:
+        """The effective configuration, every period resolved, in the file's own format."""
+
+        def groups(items: Iterable[GroupConfig]) -> list[dict[str, str]]:
+            return [{"type": g.type, "period": format_duration(g.period)} for g in items]
+
+        return {
+            "neuron_runtimes": [{"address": r.address, "metrics": groups(r.groups)} for r in self.runtimes],
+            "system_metrics": groups(self.system_groups),
+        }
+
+
+def default_config() -> MonitorConfig:
+    """No option given: every metric group, each every 5 s, for the guide's default runtime address."""
+    runtime_groups = tuple(GroupConfig(t, DEFAULT_PERIOD) for t in RUNTIME_GROUP_TYPES)
+    return MonitorConfig(
+        runtimes=(RuntimeConfig(0, DEFAULT_RUNTIME_ADDRESS, runtime_groups),),
+        system_groups=tuple(GroupConfig(t, DEFAULT_PERIOD) for t in SYSTEM_GROUP_TYPES),
+    )
+
+
+def load_config(path: str | Path) -> MonitorConfig:
+    """Read and validate the file at `path`; ConfigError (one line) on any problem."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{name}: is a directory, not a configuration file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise ConfigError(f"{name}: cannot read: {reason}") from None
+    return parse_config(text, name)
+
+
+def parse_config(text: str, source: str = "<config>") -> MonitorConfig:
+    if not text.strip():
+        raise ConfigError(f"{source}: the file is empty; expected a JSON object")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{source}: line {error.lineno} column {error.colno}: not valid JSON: {error.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: JSON nested too deeply") from None
+    return config_from_document(document, source)
+
+
+def config_from_document(document: Any, source: str = "<config>") -> MonitorConfig:
+    _check_schema(document, source)
+    root_period = _period_at(document, DEFAULT_PERIOD, source, "period")
+    runtimes = tuple(
+        _runtime(index, runtime, root_period, source) for index, runtime in enumerate(document.get("neuron_runtimes", []))
+    )
+    system_groups = _groups(document.get("system_metrics", []), root_period, source, "system_metrics", {})
+    return MonitorConfig(runtimes=runtimes, system_groups=system_groups, source=source)
+
+
+def _runtime(index: int, runtime: Mapping[str, Any], root_period: float, source: str) -> RuntimeConfig:
+    path = f"neuron_runtimes[{index}]"
+    period = _period_at(runtime, root_period, source, f"{path}.period")
+    groups = _groups(runtime["metrics"], period, source, f"{path}.metrics", _RUNTIME_GROUP_ALIASES)
+    return RuntimeConfig(index=index, address=runtime["address"].strip(), groups=groups)
+
+
+def _groups(
+    items: list[Mapping[str, Any]], inherited: float, source: str, path: str, aliases: Mapping[str, str]
+) -> tuple[GroupConfig, ...]:
+    seen: dict[str, int] = {}
+    groups = []
+    for position, item in enumerate(items):
+        group_type = aliases.get(item["type"], item["type"])
+        if group_type in seen:
+            raise ConfigError(
+                f'{source}: {path}[{position}].type: "{item["type"]}" is already listed at {path}[{seen[group_type]}]'
+            )
+        seen[group_type] = position
+        period = _period_at(item, inherited, source, f"{path}[{position}].period")
+        groups.append(GroupConfig(group_type, period))
+    return tuple(groups)
+
+
+def _period_at(container: Mapping[str, Any], inherited: float, source: str, path: str) -> float:
+    if "period" not in container:
+        return inherited
+    try:
+        return parse_duration(container["period"])
+    except ValueError as error:
+        raise ConfigError(f"{source}: {path}: {error}") from None
+
+
+def _check_schema(document: Any, source: str) -> None:
+    errors = sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ConfigError(f"{source}: {_describe_schema_error(errors[0])}")
+
+
+def _describe_schema_error(error: jsonschema.ValidationError) -> str:
+    path = json_path(error.absolute_path)
+    where = path or "(top level)"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f"{json_path([*error.absolute_path, extra[0]])}: unknown key (allowed: {', '.join(error.schema['properties'])})"
+    if error.validator == "enum":
+        return f"{where}: unknown metric group {json.dumps(error.instance)} (known: {', '.join(error.validator_value)})"
+    if error.validator == "pattern":
+        return f'{where}: {json.dumps(error.instance)} is not a duration like "500ms", "2s", "1m", "1h"'
+    if error.validator == "required":
+        missing = [key for key in error.validator_value if key not in error.instance]
+        return f"{where}: missing required key {json.dumps(missing[0])}"
+    if error.validator == "type":
+        return f"{where}: expected {_json_type_name(error.validator_value)}, got {_describe_value(error.instance)}"
+    return f"{where}: {error.message}"
+
+
+def json_path(parts: Iterable[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _json_type_name(expected: Any) -> str:
+    names = {"object": "an object", "array": "an array", "string": "a string", "integer": "an integer"}
+    return names.get(expected, str(expected))
+
+
+def _describe_value(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """One of the JSON Schemas packaged with otel_neuron."""
+    loaded: dict[str, Any] = json.loads(resources.files("otel_neuron").joinpath("schemas").joinpath(name).read_text())
+    return loaded
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.protocols.Validator:
+    schema = load_schema("monitor-config.schema.json")
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)

@@ -1,0 +1,205 @@
+"""Turn the samples of one collection into OpenTelemetry MetricsData.
+
+This is a MetricProducer in the OpenTelemetry specification's sense (the Python SDK has no
+API for one yet): the groups already hold their per-period values, so building the data
+points straight from the samples skips the SDK's per-measurement aggregation (about 9 us per
+point), which alone would cost more than a whole collection at trn2 scale. Every exporter
+(JSON report, OTLP, Prometheus) receives the same MetricsData.
+
+Health travels as metrics too: each sampled group's actual period and its error string, and
+each runtime's connection error, so an OTLP consumer can rebuild the whole report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Buckets,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
+    Gauge,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from otel_neuron import __version__
+from otel_neuron.groups.base import (
+    GROUP,
+    RUNTIME_INDEX,
+    GroupSample,
+    HistogramDelta,
+    InstrumentSpec,
+    Kind,
+    MetricGroup,
+    PointValue,
+)
+
+SCOPE = InstrumentationScope("otel_neuron", __version__)
+
+GROUP_PERIOD = InstrumentSpec(
+    "neuron.monitor.group.period", "s", "Actual seconds between this collection of a group and its previous one", Kind.GAUGE
+)
+GROUP_ERROR = InstrumentSpec(
+    "neuron.monitor.group.error", "1", "1 when the group's last collection failed (error.message says why)", Kind.GAUGE
+)
+RUNTIME_ERROR = InstrumentSpec(
+    "neuron.monitor.runtime.error", "1", "1 when the runtime could not be reached (error.message says why)", Kind.GAUGE
+)
+ERROR_MESSAGE = "error.message"
+
+
+@dataclass(frozen=True)
+class Collected:
+    """One group's sample, as taken at one tick."""
+
+    group: MetricGroup
+    sample: GroupSample
+
+
+class MetricsDataProducer:
+    """Builds MetricsData from collections; keeps running totals for cumulative exporters."""
+
+    def __init__(self, resource: Resource, temporality: AggregationTemporality = AggregationTemporality.DELTA) -> None:
+        self._resource = resource
+        self._temporality = temporality
+        self._start_time_unix_nano: int | None = None
+        self._totals: dict[tuple[str, frozenset[tuple[str, Any]]], Any] = {}
+
+    def produce(self, collected: Sequence[Collected]) -> MetricsData:
+        builder = _MetricsBuilder(self._temporality)
+        for item in collected:
+            self._add_group(builder, item)
+        scope_metrics = ScopeMetrics(scope=SCOPE, metrics=builder.metrics(), schema_url="")
+        return MetricsData([ResourceMetrics(self._resource, [scope_metrics], schema_url="")])
+
+    def _add_group(self, builder: _MetricsBuilder, item: Collected) -> None:
+        group, sample = item.group, item.sample
+        end = sample.time_unix_nano
+        start = end - int(sample.period * 1e9)
+        if self._start_time_unix_nano is None:
+            self._start_time_unix_nano = start
+        health = {GROUP: group.report_key, **group.base_attributes()}
+        builder.add(GROUP_PERIOD, health, sample.period, start, end)
+        builder.add(GROUP_ERROR, {**health, ERROR_MESSAGE: sample.error}, 1 if sample.error else 0, start, end)
+        if group.runtime_index is not None:
+            runtime_error = group.runtime_error()
+            attributes = {RUNTIME_INDEX: group.runtime_index, ERROR_MESSAGE: runtime_error}
+            builder.add(RUNTIME_ERROR, attributes, 1 if runtime_error else 0, start, end)
+        cumulative = self._temporality is AggregationTemporality.CUMULATIVE
+        for spec in group.instruments:
+            for attributes, value in sample.points.get(spec.name, ()):
+                if cumulative and spec.kind in (Kind.COUNTER, Kind.HISTOGRAM):
+                    value = self._accumulate(spec.name, attributes, value)
+                    builder.add(spec, attributes, value, self._start_time_unix_nano, end)
+                else:
+                    builder.add(spec, attributes, value, start, end)
+
+    def _accumulate(self, name: str, attributes: Any, value: PointValue) -> PointValue:
+        key = (name, frozenset(attributes.items()))
+        previous = self._totals.get(key)
+        total = value if previous is None else _add(previous, value)
+        self._totals[key] = total
+        return total
+
+
+class _MetricsBuilder:
+    """Collects data points per instrument; one Metric per name however many groups feed it."""
+
+    def __init__(self, temporality: AggregationTemporality) -> None:
+        self._specs: dict[str, InstrumentSpec] = {}
+        self._points: dict[str, list[Any]] = {}
+        self._temporality = temporality
+
+    def add(self, spec: InstrumentSpec, attributes: Any, value: PointValue, start: int, end: int) -> None:
+        points = self._points.get(spec.name)
+        if points is None:
+            self._specs[spec.name] = spec
+            points = self._points[spec.name] = []
+        if isinstance(value, HistogramDelta):
+            points.append(_histogram_point(attributes, value, start, end))
+        else:
+            points.append(NumberDataPoint(attributes, start, end, value))
+
+    def metrics(self) -> list[Metric]:
+        return [self._metric(self._specs[name], points) for name, points in self._points.items()]
+
+    def _metric(self, spec: InstrumentSpec, points: list[Any]) -> Metric:
+        data: Any
+        if spec.kind is Kind.GAUGE:
+            data = Gauge(points)
+        elif spec.kind is Kind.HISTOGRAM:
+            data = ExponentialHistogram(points, self._temporality)
+        elif spec.kind is Kind.UPDOWN:
+            # A current amount is always reported as it stands (OTel's rule for UpDownCounters).
+            data = Sum(points, AggregationTemporality.CUMULATIVE, is_monotonic=False)
+        else:
+            data = Sum(points, self._temporality, is_monotonic=True)
+        return Metric(spec.name, spec.description, spec.unit, data)
+
+
+def _histogram_point(attributes: Any, value: HistogramDelta, start: int, end: int) -> ExponentialHistogramDataPoint:
+    return ExponentialHistogramDataPoint(
+        attributes=attributes,
+        start_time_unix_nano=start,
+        time_unix_nano=end,
+        count=value.count,
+        sum=value.sum,
+        scale=value.scale,
+        zero_count=value.zero_count,
+        positive=Buckets(value.offset, list(value.bucket_counts)),
+        negative=Buckets(0, []),
+        flags=0,
+        min=value.min,
+        max=value.max,
+    )
+
+
+def _add(total: PointValue, delta: PointValue) -> PointValue:
+    if isinstance(total, HistogramDelta) and isinstance(delta, HistogramDelta):
+        return merge_histograms(total, delta)
+    return total + delta  # type: ignore[operator]
+
+
+def merge_histograms(a: HistogramDelta, b: HistogramDelta) -> HistogramDelta:
+    """Sum two exponential histograms of the same scale (the runtime protocol fixes the scale)."""
+    if a.count == 0:
+        return b
+    if b.count == 0:
+        return a
+    if a.scale != b.scale:
+        raise ValueError(f"cannot merge histograms of scales {a.scale} and {b.scale}")
+    offset = min(a.offset, b.offset)
+    end = max(a.offset + len(a.bucket_counts), b.offset + len(b.bucket_counts))
+    counts = [0] * (end - offset)
+    for histogram in (a, b):
+        for index, count in enumerate(histogram.bucket_counts, start=histogram.offset - offset):
+            counts[index] += count
+    return HistogramDelta(
+        scale=a.scale,
+        zero_count=a.zero_count + b.zero_count,
+        offset=offset,
+        bucket_counts=tuple(counts),
+        count=a.count + b.count,
+        sum=a.sum + b.sum,
+        min=min(a.min, b.min),
+        max=max(a.max, b.max),
+    )
+
+
+def iter_points(metrics_data: MetricsData) -> Iterable[tuple[Metric, Any]]:
+    """Every (metric, data point) of a MetricsData."""
+    for resource_metrics in metrics_data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                for point in metric.data.data_points:
+                    yield metric, point
