@@ -1,0 +1,252 @@
+"""Prometheus exporter: scrapes serve the latest exported data, in both naming modes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Buckets,
+    ExponentialHistogram,
+    ExponentialHistogramDataPoint,
+    Gauge,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from otel_neuron.exporters.prometheus import (
+    PrometheusExporter,
+    explicit_histogram_point,
+    parse_listen_address,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "reports"
+GUIDE_REPORT = json.loads((FIXTURES / "guide-report.json").read_text())
+SCOPE = InstrumentationScope("otel_neuron", "0.1.0")
+RESOURCE = Resource({"service.name": "otel-neuron-monitor", "host.id": "i-0011223344556677a"})
+
+
+def samples(exporter: PrometheusExporter) -> dict[tuple[str, frozenset], float]:
+    text = generate_latest(exporter.registry).decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value_of(found: dict, name: str, **labels: str) -> float:
+    matches = [v for (n, lab), v in found.items() if n == name and set(labels.items()) <= lab]
+    assert len(matches) == 1, (name, labels, matches)
+    return matches[0]
+
+
+def gauge_data(name: str, unit: str, points: list[tuple[dict, float]], time_ns: int = 1) -> MetricsData:
+    metric = Metric(
+        name, "", unit, Gauge([NumberDataPoint(attrs, 0, time_ns, value) for attrs, value in points])
+    )
+    return MetricsData([ResourceMetrics(RESOURCE, [ScopeMetrics(SCOPE, [metric], "")], "")])
+
+
+def test_otel_names_serve_the_latest_points_and_target_info():
+    exporter = PrometheusExporter(listen=None)
+    exporter.export(
+        gauge_data("system.cpu.utilization", "1", [({"cpu.mode": "user", "cpu.logical_number": 0}, 0.25)])
+    )
+    exporter.export(gauge_data("system.memory.usage", "By", [({"system.memory.state": "used"}, 1024)]))
+    exporter.export(
+        gauge_data("system.cpu.utilization", "1", [({"cpu.mode": "user", "cpu.logical_number": 0}, 0.5)])
+    )
+    found = samples(exporter)
+    assert value_of(found, "system_cpu_utilization", cpu_mode="user", cpu_logical_number="0") == 0.5
+    assert value_of(found, "system_memory_usage_bytes", system_memory_state="used") == 1024
+    assert (
+        value_of(found, "target_info", service_name="otel-neuron-monitor", host_id="i-0011223344556677a") == 1
+    )
+
+
+def test_a_new_sample_of_a_runtime_replaces_its_series_but_not_other_runtimes():
+    exporter = PrometheusExporter(listen=None)
+    name = "neuron.core.utilization"
+    runtime0 = {"neuron.runtime.index": 0}
+    runtime1 = {"neuron.runtime.index": 1}
+    exporter.export(
+        gauge_data(
+            name,
+            "1",
+            [({**runtime0, "neuron.core.index": 0}, 0.1), ({**runtime0, "neuron.core.index": 1}, 0.2)],
+        )
+    )
+    exporter.export(gauge_data(name, "1", [({**runtime1, "neuron.core.index": 0}, 0.3)]))
+    exporter.export(gauge_data(name, "1", [({**runtime0, "neuron.core.index": 1}, 0.4)]))
+    found = samples(exporter)
+    series = {
+        (dict(lab)["neuron_runtime_index"], dict(lab)["neuron_core_index"]): v
+        for (n, lab), v in found.items()
+        if n == "neuron_core_utilization"
+    }
+    assert series == {("0", "1"): 0.4, ("1", "0"): 0.3}
+
+
+def test_scrapes_never_sample_and_an_empty_cache_serves_nothing():
+    calls = []
+    exporter = PrometheusExporter(
+        listen=None, names="neuron-monitor", report_builder=lambda m: calls.append(m) or {}
+    )
+    generate_latest(exporter.registry)
+    generate_latest(exporter.registry)
+    assert calls == []
+    assert samples(PrometheusExporter(listen=None)) == {}
+
+
+def test_exponential_histograms_become_explicit_buckets():
+    point = ExponentialHistogramDataPoint(
+        attributes={},
+        start_time_unix_nano=0,
+        time_unix_nano=1,
+        count=6,
+        sum=9.0,
+        scale=0,
+        zero_count=1,
+        positive=Buckets(0, [2, 3]),
+        negative=Buckets(0, []),
+        flags=0,
+        min=0.0,
+        max=4.0,
+    )
+    explicit = explicit_histogram_point(point)
+    assert explicit.explicit_bounds == [0.0, 2.0, 4.0]
+    assert explicit.bucket_counts == [1, 2, 3, 0]
+    exporter = PrometheusExporter(listen=None)
+    metric = Metric(
+        "neuron.execution.latency", "", "s", ExponentialHistogram([point], AggregationTemporality.CUMULATIVE)
+    )
+    exporter.export(MetricsData([ResourceMetrics(RESOURCE, [ScopeMetrics(SCOPE, [metric], "")], "")]))
+    found = samples(exporter)
+    assert value_of(found, "neuron_execution_latency_seconds_bucket", le="4.0") == 6
+    assert value_of(found, "neuron_execution_latency_seconds_count") == 6
+
+
+def test_neuron_monitor_names_and_labels_match_the_aws_script():
+    exporter = PrometheusExporter(listen=None, names="neuron-monitor", report_builder=lambda report: report)
+    exporter.export(GUIDE_REPORT)  # type: ignore[arg-type]
+    found = samples(exporter)
+    base = {
+        "instance_name": "My_Instance",
+        "instance_id": "i-0011223344556677a",
+        "instance_type": "inf1.xlarge",
+        "availability_zone": "us-west-2b",
+        "region": "us-west-2",
+        "subnet_id": "subnet-112233ee",
+    }
+    runtime = {**base, "runtime_tag": "0"}
+    expected = {
+        ("neuroncore_utilization_ratio", frozenset({**runtime, "neuroncore": "0"}.items())): 0.4201,
+        ("neuroncore_utilization_ratio", frozenset({**runtime, "neuroncore": "1"}.items())): 0.4202,
+        ("neuron_runtime_vcpu_usage_ratio", frozenset({**runtime, "usage_type": "user"}.items())): 0.4201,
+        ("neuron_runtime_vcpu_usage_ratio", frozenset({**runtime, "usage_type": "system"}.items())): 0.1234,
+        ("neuron_runtime_memory_used_bytes", frozenset({**runtime, "memory_location": "host"}.items())): 1e6,
+        (
+            "neuron_runtime_memory_used_bytes",
+            frozenset({**runtime, "memory_location": "neuron_device"}.items()),
+        ): 2e6,
+        ("execution_errors_total", frozenset({**runtime, "error_type": "numerical"}.items())): 1,
+        ("execution_status_total", frozenset({**runtime, "status_type": "completed"}.items())): 123,
+        ("execution_latency_seconds", frozenset({**runtime, "percentile": "p50"}.items())): 0.01100008,
+        (
+            "hardware_ecc_events_total",
+            frozenset({**runtime, "event_type": "mem_ecc_corrected", "neuron_device_index": "0"}.items()),
+        ): 2,
+        ("system_vcpu_count", frozenset(base.items())): 2,
+        ("system_vcpu_usage_ratio", frozenset({**base, "usage_type": "user"}.items())): pytest.approx(0.3377),
+        ("system_vcpu_usage_ratio", frozenset({**base, "usage_type": "system"}.items())): pytest.approx(
+            0.2687
+        ),
+        ("system_memory_total_bytes", frozenset(base.items())): 49345835008,
+        ("system_memory_used_bytes", frozenset(base.items())): 16042344448,
+        ("system_swap_total_bytes", frozenset(base.items())): 0,
+        ("system_swap_used_bytes", frozenset(base.items())): 0,
+        ("instance_info", frozenset(base.items())): 1,
+    }
+    for key, value in expected.items():
+        assert found.get(key) == value, key
+    names = {name for name, _ in found}
+    assert names == {
+        "neuroncore_utilization_ratio",
+        "neuron_runtime_vcpu_usage_ratio",
+        "neuron_runtime_memory_used_bytes",
+        "execution_errors_total",
+        "execution_errors_created",
+        "execution_status_total",
+        "execution_status_created",
+        "execution_latency_seconds",
+        "hardware_ecc_events_total",
+        "hardware_ecc_events_created",
+        "system_vcpu_count",
+        "system_vcpu_usage_ratio",
+        "system_memory_total_bytes",
+        "system_memory_used_bytes",
+        "system_swap_total_bytes",
+        "system_swap_used_bytes",
+        "instance_info",
+    }
+
+
+def test_neuron_monitor_counters_add_fresh_periods_and_errored_groups_keep_their_values():
+    exporter = PrometheusExporter(listen=None, names="neuron-monitor", report_builder=lambda report: report)
+    exporter.export(GUIDE_REPORT)  # type: ignore[arg-type]
+    second = copy.deepcopy(GUIDE_REPORT)
+    stats = second["neuron_runtime_data"][0]["report"]["inference_stats"]
+    stats["inference_summary"]["completed"] = 7
+    memory = second["system_data"]["memory_info"]
+    memory["error"] = "cannot read /proc/meminfo"
+    memory["memory_used_bytes"] = 0
+    del second["neuron_runtime_data"][0]["report"]["hw_counters"]  # not due this tick
+    exporter.export(second)  # type: ignore[arg-type]
+    found = samples(exporter)
+    assert value_of(found, "execution_status_total", status_type="completed") == 130
+    assert value_of(found, "hardware_ecc_events_total", event_type="mem_ecc_corrected") == 2
+    assert value_of(found, "system_memory_used_bytes") == 16042344448
+
+
+def test_served_over_http_on_an_ephemeral_port():
+    exporter = PrometheusExporter(listen=("127.0.0.1", 0), names="neuron-monitor", report_builder=lambda r: r)
+    try:
+        exporter.export(GUIDE_REPORT)  # type: ignore[arg-type]
+        host, port = exporter.address
+        body = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
+        assert "neuroncore_utilization_ratio{" in body
+    finally:
+        exporter.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("text", "mode", "expected"),
+    [
+        (None, "otel", ("127.0.0.1", 9464)),
+        (None, "neuron-monitor", ("127.0.0.1", 8000)),
+        ("9100", "otel", ("127.0.0.1", 9100)),
+        ("0.0.0.0:9100", "otel", ("0.0.0.0", 9100)),
+        ("[::1]:9100", "otel", ("::1", 9100)),
+        (":9100", "otel", ("127.0.0.1", 9100)),
+    ],
+)
+def test_parse_listen_address(text, mode, expected):
+    assert parse_listen_address(text, mode) == expected
+
+
+@pytest.mark.parametrize("bad", ["x", "host:", "70000", "[::1]9100"])
+def test_parse_listen_address_rejects(bad):
+    with pytest.raises(ValueError, match="--prometheus"):
+        parse_listen_address(bad)
