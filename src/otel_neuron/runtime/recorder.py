@@ -1,0 +1,584 @@
+"""The inference recorder: what a Neuron runtime (or an instrumented app) counts, cheaply.
+
+One `InferenceRecorder` per runtime. The hot path (`record`, `time`, `add_core_busy`) writes
+only to a shard owned by the calling thread, so threads never wait for each other; `snapshot()`
+merges the shards into the cumulative `runtime_pb2.Snapshot` served by the runtime endpoint.
+Registering models, memory and ECC events are rare and take a small lock.
+
+    recorder = InferenceRecorder(cores=2, devices=1)
+    model_id = recorder.register_model("resnet", subgraphs=[Subgraph("sg00", core=0, device_bytes=1 << 20)])
+    with recorder.time("resnet") as call:
+        result = run_inference()        # raise NumericalError, TransientError, ... to classify failures
+        call.device_latency_s = 0.004   # optional; defaults to the total latency
+    recorder.record("resnet", "completed", total_latency_s=0.005, device_latency_s=0.004)
+
+Outcomes and error types are the guide's `inference_summary` and `error_summary` keys. How an
+exception maps to them (see `classify`):
+
+    exception                                   outcome                  error type
+    NumericalError, FloatingPointError          completed_with_num_err   numerical
+    TransientError                              completed_with_err       transient
+    HardwareError                               completed_with_err       hardware
+    NeuronRuntimeError                          completed_with_err       runtime
+    InferenceTimeout, TimeoutError              timed_out                runtime
+    IncorrectInputError, ValueError             incorrect_input          generic
+    QueueFullError, queue.Full                  failed_to_queue          runtime
+    any other exception                         completed_with_err       generic
+
+Latencies (seconds) go into the latency histograms for every inference that ran, i.e. unless the
+outcome is incorrect_input or failed_to_queue or the latency passed is None.
+
+Consistency: each thread's updates become visible to `snapshot()` one field at a time, so a
+snapshot taken while an inference is being recorded may count it in one total and not yet in
+another; every total is monotonic and the next snapshot includes it everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+import uuid as uuid_module
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from otel_neuron.histogram import SCALE, bucket_index, dense_buckets
+from otel_neuron.runtime import runtime_pb2
+
+PROTOCOL_VERSION = 1
+
+OUTCOMES = (
+    "completed",
+    "completed_with_err",
+    "completed_with_num_err",
+    "timed_out",
+    "incorrect_input",
+    "failed_to_queue",
+)
+ERROR_TYPES = ("generic", "numerical", "transient", "runtime", "hardware")
+ECC_KINDS = ("mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_uncorrected")
+
+_OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
+_ERROR_INDEX = {name: i for i, name in enumerate(ERROR_TYPES)}
+_NOT_RUN = (_OUTCOME_INDEX["incorrect_input"], _OUTCOME_INDEX["failed_to_queue"])
+_WINDOWS_KEPT = 256  # latency min/max epochs retained: enough for 256 monitors polling each period
+
+
+# Exceptions an application raises (or wraps) to classify a failed inference.
+class InferenceError(Exception):
+    """Base of the classified inference failures; `outcome` and `error_type` say how it counts."""
+
+    outcome = "completed_with_err"
+    error_type = "generic"
+
+
+class NumericalError(InferenceError):
+    outcome, error_type = "completed_with_num_err", "numerical"
+
+
+class TransientError(InferenceError):
+    outcome, error_type = "completed_with_err", "transient"
+
+
+class HardwareError(InferenceError):
+    outcome, error_type = "completed_with_err", "hardware"
+
+
+class NeuronRuntimeError(InferenceError):
+    outcome, error_type = "completed_with_err", "runtime"
+
+
+class InferenceTimeout(InferenceError):
+    outcome, error_type = "timed_out", "runtime"
+
+
+class IncorrectInputError(InferenceError):
+    outcome, error_type = "incorrect_input", "generic"
+
+
+class QueueFullError(InferenceError):
+    outcome, error_type = "failed_to_queue", "runtime"
+
+
+def classify(error: BaseException | None) -> tuple[str, str | None]:
+    """(outcome, error type) of an inference that ended with `error` (None: it succeeded)."""
+    if error is None:
+        return "completed", None
+    if isinstance(error, InferenceError):
+        return error.outcome, error.error_type
+    if isinstance(error, FloatingPointError):
+        return "completed_with_num_err", "numerical"
+    if isinstance(error, TimeoutError):  # also asyncio/concurrent.futures TimeoutError on 3.11+
+        return "timed_out", "runtime"
+    if isinstance(error, queue.Full):
+        return "failed_to_queue", "runtime"
+    if isinstance(error, ValueError):
+        return "incorrect_input", "generic"
+    return "completed_with_err", "generic"
+
+
+@dataclass(frozen=True)
+class Subgraph:
+    """A subgraph of a model placed on one NeuronCore, with the memory it holds."""
+
+    name: str
+    core: int
+    device: int | None = None  # None: the device holding `core`
+    host_bytes: int = 0
+    device_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class _Model:
+    name: str
+    uuid: str
+    model_id: int
+    running: bool
+    host_bytes: int
+    device_bytes: int
+    subgraphs: tuple[Subgraph, ...]
+
+
+class _Shard:
+    """One thread's cumulative counts. Only the owning thread writes; snapshot() reads."""
+
+    __slots__ = (
+        "outcomes",
+        "errors",
+        "total_buckets",
+        "device_buckets",
+        "total_zero",
+        "device_zero",
+        "latency_count",
+        "total_sum",
+        "device_sum",
+        "busy",
+        "window",
+        "closed",
+    )
+
+    def __init__(self, cores: int) -> None:
+        self.outcomes = [0] * len(OUTCOMES)
+        self.errors = [0] * len(ERROR_TYPES)
+        self.total_buckets: dict[int, int] = {}
+        self.device_buckets: dict[int, int] = {}
+        self.total_zero = 0
+        self.device_zero = 0
+        self.latency_count = 0
+        self.total_sum = 0.0
+        self.device_sum = 0.0
+        self.busy = [0.0] * cores
+        # (epoch, total_min, total_max, device_min, device_max) of the current epoch, replaced as a
+        # whole so a reader never sees a torn window; None until the first latency.
+        self.window: tuple[int, float, float, float, float] | None = None
+        self.closed: deque[tuple[int, float, float, float, float]] = deque()
+
+
+class InferenceRecorder:
+    """Cumulative inference, latency, core, memory, CPU and ECC state of one runtime.
+
+    `cores` NeuronCores spread evenly over `devices` Neuron devices. `cpu_times` returns the
+    runtime's (user, system) CPU seconds; it defaults to this process's `os.times()`, and the
+    snapshot reports the increase since the recorder was created.
+    """
+
+    def __init__(
+        self,
+        cores: int = 1,
+        devices: int = 1,
+        cpu_times: Callable[[], tuple[float, float]] | None = None,
+        runtime_id: str | None = None,
+    ) -> None:
+        if cores < 1 or devices < 1:
+            raise ValueError(f"a runtime needs at least one core and one device, not {cores} and {devices}")
+        self.cores = cores
+        self.devices = devices
+        self.runtime_id = runtime_id or uuid_module.uuid4().hex
+        self._cpu_times = cpu_times or _process_cpu_times
+        self._cpu_start = self._cpu_times()
+        self._start_wall = time.time_ns()
+        self._start_monotonic = time.monotonic_ns()
+        self._local = threading.local()
+        self._shards: list[_Shard] = []
+        self._shards_lock = threading.Lock()
+        self._epoch = 1  # the epoch latencies are currently recorded in
+        self._windows: dict[int, list[float]] = {}  # epoch -> [total min, max, device min, max]
+        self._lifetime: list[float] | None = None  # the same since start
+        self._snapshot_lock = threading.Lock()
+        self._registry_lock = threading.Lock()
+        self._models: dict[int, _Model] = {}
+        self._model_cores: dict[str, tuple[int, ...]] = {}
+        self._next_model_id = 10000
+        self._runtime_host_bytes = 0
+        self._runtime_device_bytes = 0
+        self._ecc = [[0, 0, 0] for _ in range(devices)]
+
+    # -- hot path ---------------------------------------------------------------------------
+
+    def record(
+        self,
+        model: str,
+        outcome: str,
+        total_latency_s: float | None,
+        device_latency_s: float | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """Count one inference of `model`.
+
+        `outcome` is one of OUTCOMES, `error_type` one of ERROR_TYPES or None. The device latency
+        (default: the total latency) is also added to the busy time of the NeuronCores holding the
+        model's subgraphs. Unknown outcome or error type names raise ValueError.
+        """
+        try:
+            shard = self._local.shard
+        except AttributeError:
+            shard = self._new_shard()
+        position = _OUTCOME_INDEX[outcome]
+        shard.outcomes[position] += 1
+        if error_type is not None:
+            shard.errors[_ERROR_INDEX[error_type]] += 1
+        if total_latency_s is None or position in _NOT_RUN:
+            return
+        if device_latency_s is None:
+            device_latency_s = total_latency_s
+        shard.latency_count += 1
+        shard.total_sum += total_latency_s
+        shard.device_sum += device_latency_s
+        if total_latency_s > 0.0:
+            buckets = shard.total_buckets
+            index = bucket_index(total_latency_s)
+            buckets[index] = buckets.get(index, 0) + 1
+        else:
+            shard.total_zero += 1
+        if device_latency_s > 0.0:
+            buckets = shard.device_buckets
+            index = bucket_index(device_latency_s)
+            buckets[index] = buckets.get(index, 0) + 1
+            cores = self._model_cores.get(model)
+            if cores:
+                busy = shard.busy
+                for core in cores:
+                    busy[core] += device_latency_s
+        else:
+            shard.device_zero += 1
+        epoch = self._epoch
+        window = shard.window
+        if window is None or window[0] != epoch:
+            if window is not None:
+                shard.closed.append(window)
+            shard.window = (epoch, total_latency_s, total_latency_s, device_latency_s, device_latency_s)
+        elif (
+            total_latency_s < window[1]
+            or total_latency_s > window[2]
+            or device_latency_s < window[3]
+            or device_latency_s > window[4]
+        ):
+            shard.window = (
+                epoch,
+                min(window[1], total_latency_s),
+                max(window[2], total_latency_s),
+                min(window[3], device_latency_s),
+                max(window[4], device_latency_s),
+            )
+
+    @contextlib.contextmanager
+    def time(self, model: str) -> Iterator[InferenceCall]:
+        """Time the enclosed inference of `model` and record it, classifying any exception.
+
+        The exception is re-raised after it is counted. Set `device_latency_s` on the yielded call
+        to report the device's share; otherwise the total latency is used.
+        """
+        call = InferenceCall()
+        start = time.perf_counter()
+        try:
+            yield call
+        except BaseException as error:
+            if isinstance(error, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                raise
+            outcome, error_type = classify(error)
+            self.record(model, outcome, time.perf_counter() - start, call.device_latency_s, error_type)
+            raise
+        self.record(model, call.outcome or "completed", time.perf_counter() - start, call.device_latency_s)
+
+    def timed(self, model: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator form of `time`: every call of the function is one inference of `model`."""
+
+        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self.time(model):
+                    return function(*args, **kwargs)
+
+            wrapper.__wrapped__ = function  # type: ignore[attr-defined]
+            wrapper.__name__ = getattr(function, "__name__", "wrapper")
+            wrapper.__doc__ = function.__doc__
+            return wrapper
+
+        return decorate
+
+    def add_core_busy(self, core: int, seconds: float) -> None:
+        """Add busy time to a NeuronCore directly (when `record` cannot attribute it)."""
+        try:
+            shard = self._local.shard
+        except AttributeError:
+            shard = self._new_shard()
+        shard.busy[core] += seconds
+
+    # -- rare updates -----------------------------------------------------------------------
+
+    def register_model(
+        self,
+        name: str,
+        subgraphs: Sequence[Subgraph] = (),
+        uuid: str | None = None,
+        model_id: int | None = None,
+        running: bool = True,
+        host_bytes: int = 0,
+        device_bytes: int = 0,
+    ) -> int:
+        """Load a model; returns its model_id. `host_bytes`/`device_bytes` are memory the model holds
+        beyond its subgraphs'. Inferences recorded for `name` keep its subgraphs' cores busy."""
+        for subgraph in subgraphs:
+            if not 0 <= subgraph.core < self.cores:
+                raise ValueError(f"subgraph {subgraph.name!r} is on core {subgraph.core}, not 0..{self.cores - 1}")
+        placed = tuple(
+            subgraph if subgraph.device is not None else _with_device(subgraph, self.device_of(subgraph.core))
+            for subgraph in subgraphs
+        )
+        with self._registry_lock:
+            if model_id is None:
+                model_id = self._next_model_id
+                self._next_model_id += 1
+            elif model_id in self._models:
+                raise ValueError(f"model_id {model_id} is already loaded")
+            self._models[model_id] = _Model(
+                name, uuid or uuid_module.uuid4().hex, model_id, running, host_bytes, device_bytes, placed
+            )
+            self._refresh_model_cores()
+        return model_id
+
+    def unregister_model(self, model_id: int) -> None:
+        """Unload a model (unknown ids are ignored)."""
+        with self._registry_lock:
+            self._models.pop(model_id, None)
+            self._refresh_model_cores()
+
+    def set_model_running(self, model_id: int, running: bool) -> None:
+        with self._registry_lock:
+            model = self._models.get(model_id)
+            if model is not None:
+                self._models[model_id] = _Model(
+                    model.name, model.uuid, model.model_id, running, model.host_bytes, model.device_bytes,
+                    model.subgraphs,
+                )
+
+    def set_runtime_memory(self, host_bytes: int, device_bytes: int) -> None:
+        """Memory the runtime holds apart from its models (the snapshot adds the models')."""
+        self._runtime_host_bytes = host_bytes
+        self._runtime_device_bytes = device_bytes
+
+    def record_ecc(self, device: int, kind: str, count: int = 1) -> None:
+        """Count ECC events on a device; `kind` is one of ECC_KINDS."""
+        column = ECC_KINDS.index(kind)
+        with self._registry_lock:
+            self._ecc[device][column] += count
+
+    def device_of(self, core: int) -> int:
+        """The Neuron device holding `core` (cores are spread evenly over the devices)."""
+        per_device = max(1, -(-self.cores // self.devices))
+        return min(core // per_device, self.devices - 1)
+
+    # -- snapshot ---------------------------------------------------------------------------
+
+    def snapshot(self) -> runtime_pb2.Snapshot:
+        """The cumulative state since start, as served by GetSnapshot; closes one latency epoch."""
+        with self._snapshot_lock:
+            closing = self._epoch
+            self._epoch = closing + 1
+            with self._shards_lock:
+                shards = list(self._shards)
+            outcomes = [0] * len(OUTCOMES)
+            errors = [0] * len(ERROR_TYPES)
+            total_buckets: dict[int, int] = {}
+            device_buckets: dict[int, int] = {}
+            total_zero = device_zero = count = 0
+            total_sum = device_sum = 0.0
+            busy = [0.0] * self.cores
+            windows = self._windows
+            for shard in shards:
+                for i, value in enumerate(shard.outcomes):
+                    outcomes[i] += value
+                for i, value in enumerate(shard.errors):
+                    errors[i] += value
+                _add_into(total_buckets, shard.total_buckets.copy())
+                _add_into(device_buckets, shard.device_buckets.copy())
+                total_zero += shard.total_zero
+                device_zero += shard.device_zero
+                count += shard.latency_count
+                total_sum += shard.total_sum
+                device_sum += shard.device_sum
+                for core, seconds in enumerate(shard.busy):
+                    busy[core] += seconds
+                while shard.closed:
+                    _merge_window(windows, shard.closed.popleft())
+                current = shard.window
+                if current is not None and current[0] <= closing:
+                    _merge_window(windows, current)
+            oldest = max(1, closing - _WINDOWS_KEPT + 1)
+            for epoch in [epoch for epoch in windows if epoch < oldest]:
+                del windows[epoch]
+            window_messages = [
+                runtime_pb2.LatencyWindow(
+                    epoch=epoch, total_min=w[0], total_max=w[1], device_min=w[2], device_max=w[3]
+                )
+                for epoch, w in sorted(windows.items())
+                if epoch <= closing
+            ]
+            lifetime = self._lifetime
+            for window in windows.values():
+                if lifetime is None:
+                    lifetime = self._lifetime = list(window)
+                else:
+                    lifetime[0] = min(lifetime[0], window[0])
+                    lifetime[1] = max(lifetime[1], window[1])
+                    lifetime[2] = min(lifetime[2], window[2])
+                    lifetime[3] = max(lifetime[3], window[3])
+        snapshot = runtime_pb2.Snapshot(
+            protocol_version=PROTOCOL_VERSION,
+            runtime_id=self.runtime_id,
+            pid=os.getpid(),
+            start_time_unix_nano=self._start_wall,
+            time_unix_nano=time.time_ns(),
+            uptime_nano=time.monotonic_ns() - self._start_monotonic,
+            vcpu_count=os.cpu_count() or 1,
+            epoch=closing,
+            oldest_epoch=oldest,
+            latency_windows=window_messages,
+        )
+        snapshot.cores.extend(
+            runtime_pb2.NeuronCore(index=core, device_index=self.device_of(core), busy_seconds=seconds)
+            for core, seconds in enumerate(busy)
+        )
+        self._fill_models(snapshot)
+        user, system = self._cpu_times()
+        snapshot.cpu.user_seconds = max(user - self._cpu_start[0], 0.0)
+        snapshot.cpu.system_seconds = max(system - self._cpu_start[1], 0.0)
+        for name, value in zip(OUTCOMES, outcomes):
+            setattr(snapshot.inferences, name, value)
+        for name, value in zip(ERROR_TYPES, errors):
+            setattr(snapshot.errors, name, value)
+        _fill_histogram(snapshot.total_latency, total_buckets, total_zero, count, total_sum, lifetime, 0)
+        _fill_histogram(snapshot.device_latency, device_buckets, device_zero, count, device_sum, lifetime, 2)
+        with self._registry_lock:
+            ecc = [list(row) for row in self._ecc]
+        for device, (corrected, uncorrected, sram) in enumerate(ecc):
+            snapshot.devices.add(
+                device_index=device,
+                mem_ecc_corrected=corrected,
+                mem_ecc_uncorrected=uncorrected,
+                sram_ecc_uncorrected=sram,
+            )
+        return snapshot
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _new_shard(self) -> _Shard:
+        shard = _Shard(self.cores)
+        with self._shards_lock:
+            self._shards.append(shard)
+        self._local.shard = shard
+        return shard
+
+    def _refresh_model_cores(self) -> None:
+        cores: dict[str, list[int]] = {}
+        for model in self._models.values():
+            placed = cores.setdefault(model.name, [])
+            placed.extend(s.core for s in model.subgraphs if s.core not in placed)
+        self._model_cores = {name: tuple(placed) for name, placed in cores.items()}  # swapped atomically
+
+    def _fill_models(self, snapshot: runtime_pb2.Snapshot) -> None:
+        with self._registry_lock:
+            models = sorted(self._models.values(), key=lambda model: model.model_id)
+        runtime_host, runtime_device = self._runtime_host_bytes, self._runtime_device_bytes
+        for model in models:
+            message = snapshot.models.add(
+                name=model.name, uuid=model.uuid, model_id=model.model_id, is_running=model.running
+            )
+            host, device = model.host_bytes, model.device_bytes
+            for subgraph in model.subgraphs:
+                message.subgraphs.add(
+                    name=subgraph.name,
+                    neuroncore_index=subgraph.core,
+                    neuron_device_index=subgraph.device or 0,
+                    memory=runtime_pb2.MemoryUsage(
+                        host_bytes=subgraph.host_bytes, device_bytes=subgraph.device_bytes
+                    ),
+                )
+                host += subgraph.host_bytes
+                device += subgraph.device_bytes
+            message.memory.host_bytes = host
+            message.memory.device_bytes = device
+            runtime_host += host
+            runtime_device += device
+        snapshot.runtime_memory.host_bytes = runtime_host
+        snapshot.runtime_memory.device_bytes = runtime_device
+
+
+class InferenceCall:
+    """What the body of `InferenceRecorder.time` may set about its inference."""
+
+    __slots__ = ("device_latency_s", "outcome")
+
+    def __init__(self) -> None:
+        self.device_latency_s: float | None = None
+        self.outcome: str | None = None  # e.g. "completed_with_num_err" without raising
+
+
+def _process_cpu_times() -> tuple[float, float]:
+    times = os.times()
+    return times.user, times.system
+
+
+def _with_device(subgraph: Subgraph, device: int) -> Subgraph:
+    return Subgraph(subgraph.name, subgraph.core, device, subgraph.host_bytes, subgraph.device_bytes)
+
+
+def _add_into(target: dict[int, int], source: dict[int, int]) -> None:
+    for index, count in source.items():
+        target[index] = target.get(index, 0) + count
+
+
+def _merge_window(windows: dict[int, list[float]], window: tuple[int, float, float, float, float]) -> None:
+    epoch = window[0]
+    known = windows.get(epoch)
+    if known is None:
+        windows[epoch] = [window[1], window[2], window[3], window[4]]
+    else:
+        known[0] = min(known[0], window[1])
+        known[1] = max(known[1], window[2])
+        known[2] = min(known[2], window[3])
+        known[3] = max(known[3], window[4])
+
+
+def _fill_histogram(
+    message: runtime_pb2.LatencyHistogram,
+    buckets: dict[int, int],
+    zero_count: int,
+    count: int,
+    total: float,
+    lifetime: list[float] | None,
+    column: int,
+) -> None:
+    offset, dense = dense_buckets(buckets)
+    message.scale = SCALE
+    message.zero_count = zero_count
+    message.offset = offset
+    message.bucket_counts.extend(dense)
+    message.count = count
+    message.sum = total
+    if lifetime is not None:
+        message.min = lifetime[column]
+        message.max = lifetime[column + 1]
