@@ -1,0 +1,180 @@
+"""otel-neuron-monitor: neuron-monitor's command line, streaming the JSON report to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from otel_neuron import __version__
+from otel_neuron.config import ConfigError, MonitorConfig, default_config, load_config
+from otel_neuron.exporters.report_json import ReportJsonExporter
+from otel_neuron.pipeline import MonitorPipeline, build_groups
+from otel_neuron.report_schema import report_problem
+from otel_neuron.resource import build_resource
+from otel_neuron.sources.instance import discover_instance
+
+_logger = logging.getLogger("otel_neuron")
+_VERBOSITY_LEVELS = {0: logging.CRITICAL + 1, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG}
+
+EPILOG = """\
+With no option every metric group is collected every 5 seconds: the system groups, and the
+five runtime groups of the runtime at unix:/run/neuron.sock (its entry carries an error while
+nothing serves that address). One complete JSON report is written to stdout per update;
+diagnostics go to stderr only.
+
+Environment: OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME override resource attributes;
+AWS_EC2_METADATA_DISABLED=true and AWS_EC2_METADATA_SERVICE_ENDPOINT steer the instance
+metadata lookup; psutil's PROCFS_PATH is honoured through the environment variable
+OTEL_NEURON_PROCFS_PATH (for tests and containers with /proc mounted elsewhere).
+"""
+
+
+def _verbosity(text: str) -> int:
+    try:
+        level = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 4") from None
+    if level not in _VERBOSITY_LEVELS:
+        raise argparse.ArgumentTypeError(f"{level} is outside 0..4")
+    return level
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="otel-neuron-monitor",
+        description="Collect Neuron runtime and host metrics; stream neuron-monitor's JSON report to stdout "
+        "and export the same metrics through OpenTelemetry.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-c", "--config-file", metavar="PATH", help="path to a neuron-monitor JSON configuration file")
+    parser.add_argument(
+        "--verbose",
+        type=_verbosity,
+        default=0,
+        metavar="N",
+        help="verbosity of diagnostics on stderr, 0 (none, the default) to 4 (most)",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print it with every period resolved, and exit",
+    )
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="check every report against the report JSON Schema; a mismatch is printed on stderr",
+    )
+    parser.add_argument(
+        "--imds",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="ask EC2's instance metadata service: only on EC2 evidence (auto, default), always (on), never (off)",
+    )
+    parser.add_argument("--max-reports", type=_positive_int, metavar="N", help="stop after N reports")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def configure_logging(verbosity: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _logger.handlers[:] = [handler]
+    _logger.setLevel(_VERBOSITY_LEVELS[verbosity])
+    _logger.propagate = False
+    # The OpenTelemetry SDK logs through its own loggers; keep them as quiet as ours.
+    logging.getLogger("opentelemetry").setLevel(_VERBOSITY_LEVELS[verbosity])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    configure_logging(args.verbose)
+    procfs = os.environ.get("OTEL_NEURON_PROCFS_PATH")
+    if procfs:
+        import psutil
+
+        psutil.PROCFS_PATH = procfs
+    try:
+        config = load_config(args.config_file) if args.config_file else default_config()
+    except ConfigError as error:
+        print(f"otel-neuron-monitor: {error}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(json.dumps(config.describe(), indent=2))
+        return 0
+    try:
+        return _run(args, config)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
+    facts = discover_instance(args.imds)
+    _logger.info("instance facts: %s", facts)
+    try:
+        groups = build_groups(config)
+        report = ReportJsonExporter(
+            runtime_count=len(config.runtimes),
+            out=sys.stdout,
+            validate=_stderr_validator() if args.validate else None,
+        )
+        pipeline = MonitorPipeline(groups, [report], build_resource(facts))
+    except (ValueError, OSError) as error:
+        print(f"otel-neuron-monitor: {config.source}: {error}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+    _install_signal_handlers(stop)
+    try:
+        pipeline.run(stop, max_reports=args.max_reports)
+    finally:
+        pipeline.shutdown()
+        if report.closed:
+            _silence_stdout()
+    return 0
+
+
+def _stderr_validator():  # type: ignore[no-untyped-def]
+    def validate(report: dict) -> str:  # type: ignore[type-arg]
+        problem = report_problem(report)
+        if problem:
+            print(f"otel-neuron-monitor: report does not match the schema: {problem}", file=sys.stderr, flush=True)
+        return ""  # already said; the exporter need not log it again
+
+    return validate
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+
+
+def _silence_stdout() -> None:
+    """The reader went away (`| head -1`): make the final flush at exit a no-op, not a BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -1,0 +1,193 @@
+"""MetricsData -> the guide's JSON report, and the exporter that streams it to stdout.
+
+`report_from_metrics` is pure: it reads only the OpenTelemetry data (the groups' instruments,
+the health metrics and the resource) and returns the part of the report that data covers.
+`ReportJsonExporter` keeps the standing report, merges each update into it (groups that
+were not due keep their last values) and writes one complete JSON document per line.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from typing import IO, Any
+
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    ExponentialHistogramDataPoint,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+
+from otel_neuron.groups.base import GROUP, RUNTIME_INDEX, HistogramDelta, Point
+from otel_neuron.groups.registry import group_classes, metric_names_by_key
+from otel_neuron.producer import ERROR_MESSAGE, GROUP_ERROR, GROUP_PERIOD, RUNTIME_ERROR
+from otel_neuron.sources.instance import facts_from_resource
+
+_logger = logging.getLogger(__name__)
+
+Report = dict[str, Any]
+_Section = tuple[str, "int | None"]  # (report key, runtime index or None for system groups)
+
+
+def report_from_metrics(metrics_data: MetricsData) -> Report:
+    """The report sections present in `metrics_data`, in the guide's format."""
+    points: dict[tuple[str, int | None], list[Point]] = defaultdict(list)
+    periods: dict[_Section, float] = {}
+    errors: dict[_Section, str] = {}
+    runtime_errors: dict[int, str] = {}
+    instance: dict[str, str] = {}
+    for resource_metrics in metrics_data.resource_metrics:
+        instance = facts_from_resource(resource_metrics.resource.attributes).as_report()
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                for point in metric.data.data_points:
+                    attributes = point.attributes or {}
+                    index = attributes.get(RUNTIME_INDEX)
+                    if metric.name == GROUP_PERIOD.name:
+                        periods[(str(attributes[GROUP]), index)] = float(point.value)
+                    elif metric.name == GROUP_ERROR.name:
+                        errors[(str(attributes[GROUP]), index)] = str(attributes.get(ERROR_MESSAGE, ""))
+                    elif metric.name == RUNTIME_ERROR.name:
+                        runtime_errors[int(index)] = str(attributes.get(ERROR_MESSAGE, ""))
+                    else:
+                        points[(metric.name, index)].append((attributes, _value_of(point)))
+
+    report: Report = {"neuron_runtime_data": [], "system_data": {}, "instance_data": instance}
+    runtimes: dict[int, Report] = {}
+    for section, period in periods.items():
+        key, index = section
+        body = _render_section(key, index, period, errors.get(section, ""), points)
+        if index is None:
+            report["system_data"][key] = body
+        else:
+            entry = runtimes.setdefault(index, _runtime_entry(index, runtime_errors.get(index, "")))
+            entry["report"][key] = body
+    report["neuron_runtime_data"] = [runtimes[index] for index in sorted(runtimes)]
+    return report
+
+
+def _render_section(
+    key: str, index: int | None, period: float, error: str, points: dict[tuple[str, int | None], list[Point]]
+) -> dict[str, Any]:
+    section: dict[str, Any] = {"period": round(period, 9)}
+    group_class = group_classes().get(key)
+    if not error and group_class is not None:
+        own = {name: points.get((name, index), []) for name in metric_names_by_key()[key]}
+        section.update(group_class.render(own))
+    section["error"] = error if group_class is not None else error or f"no renderer for group {key!r}"
+    return section
+
+
+def _runtime_entry(index: int, error: str) -> Report:
+    return {"neuron_runtime_index": index, "error": error, "report": {}}
+
+
+def _value_of(point: Any) -> Any:
+    if isinstance(point, ExponentialHistogramDataPoint):
+        return HistogramDelta(
+            scale=point.scale,
+            zero_count=point.zero_count,
+            offset=point.positive.offset,
+            bucket_counts=tuple(point.positive.bucket_counts),
+            count=point.count,
+            sum=point.sum,
+            min=point.min,
+            max=point.max,
+        )
+    return point.value
+
+
+def empty_report(runtime_count: int) -> Report:
+    """The report before any collection: one entry per configured runtime."""
+    return {
+        "neuron_runtime_data": [_runtime_entry(index, "") for index in range(runtime_count)],
+        "system_data": {},
+        "instance_data": {},
+    }
+
+
+def merge_report(standing: Report, update: Report) -> None:
+    """Fold `update` into `standing` in place; sections absent from the update keep their values."""
+    entries = {entry["neuron_runtime_index"]: entry for entry in standing["neuron_runtime_data"]}
+    for entry in update["neuron_runtime_data"]:
+        target = entries.get(entry["neuron_runtime_index"])
+        if target is None:
+            target = entries[entry["neuron_runtime_index"]] = _runtime_entry(entry["neuron_runtime_index"], "")
+            standing["neuron_runtime_data"].append(target)
+        target["error"] = entry["error"]
+        target["report"].update(entry["report"])
+    standing["system_data"].update(update["system_data"])
+    if update["instance_data"]:
+        standing["instance_data"] = update["instance_data"]
+
+
+class ReportJsonExporter(MetricExporter):
+    """Writes the consolidated report as one JSON document and a newline per export, then flushes.
+
+    `transform` rewrites the report before writing (the 2.x output format); `validate`
+    checks it and returns an error string, which is logged (the report is still written).
+    When the reader of the stream goes away the exporter marks itself `closed`.
+    """
+
+    def __init__(
+        self,
+        runtime_count: int,
+        out: IO[str] = sys.stdout,
+        validate: Callable[[Report], str] | None = None,
+        transform: Callable[[Report], Report] | None = None,
+    ) -> None:
+        super().__init__(
+            preferred_temporality={cls: AggregationTemporality.DELTA for cls in _ALL_INSTRUMENT_CLASSES},
+        )
+        self._out = out
+        self._validate = validate
+        self._transform = transform
+        self.report = empty_report(runtime_count)
+        self.closed = False
+        self.reports_written = 0
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        if self.closed:
+            return MetricExportResult.FAILURE
+        merge_report(self.report, report_from_metrics(metrics_data))
+        document = self._transform(copy.deepcopy(self.report)) if self._transform else self.report
+        if self._validate is not None:
+            problem = self._validate(document)
+            if problem:
+                _logger.error("report %d does not match the report schema: %s", self.reports_written + 1, problem)
+        try:
+            self._out.write(json.dumps(document, separators=(",", ":")) + "\n")
+            self._out.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed under us
+            self.closed = True
+            return MetricExportResult.FAILURE
+        self.reports_written += 1
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self.closed = True
+
+
+def _instrument_classes() -> tuple[type, ...]:
+    from opentelemetry.sdk.metrics import (
+        Counter,
+        Histogram,
+        ObservableCounter,
+        ObservableGauge,
+        ObservableUpDownCounter,
+        UpDownCounter,
+    )
+
+    return (Counter, UpDownCounter, Histogram, ObservableCounter, ObservableUpDownCounter, ObservableGauge)
+
+
+_ALL_INSTRUMENT_CLASSES = _instrument_classes()

@@ -1,0 +1,138 @@
+"""The monitor's data path: groups from the config, a fixed-rate schedule, one MetricsData per tick.
+
+At each tick the groups that are due (whatever their period) are sampled together, turned
+into one MetricsData per temporality, and handed to every exporter: one report per instant.
+The groups are also registered as observable instruments on the pipeline's MeterProvider,
+so SDK pull readers (given in `sdk_readers`) see the latest samples without re-sampling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry.sdk.metrics import Counter, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricReader
+from opentelemetry.sdk.resources import Resource
+
+from otel_neuron.collection import Collector
+from otel_neuron.config import MonitorConfig, RuntimeConfig
+from otel_neuron.groups.base import MetricGroup
+from otel_neuron.groups.observable import ObservedGroups
+from otel_neuron.groups.system import MemoryInfoGroup, VcpuUsageGroup
+from otel_neuron.producer import SCOPE, MetricsDataProducer
+from otel_neuron.scheduling import FixedRateSchedule
+
+_logger = logging.getLogger(__name__)
+
+# A runtime collection must end well before the next one is due.
+DEADLINE_FRACTION = 0.8
+
+SYSTEM_GROUP_FACTORIES: dict[str, Callable[[], MetricGroup]] = {
+    "vcpu_usage": VcpuUsageGroup,
+    "memory_info": MemoryInfoGroup,
+}
+
+
+@dataclass(frozen=True)
+class ScheduledGroup:
+    group: MetricGroup
+    period: float
+
+
+def build_groups(config: MonitorConfig) -> list[ScheduledGroup]:
+    scheduled = [ScheduledGroup(SYSTEM_GROUP_FACTORIES[g.type](), g.period) for g in config.system_groups]
+    for runtime in config.runtimes:
+        scheduled.extend(_runtime_groups(runtime))
+    return scheduled
+
+
+def _runtime_groups(runtime: RuntimeConfig) -> list[ScheduledGroup]:
+    from otel_neuron.groups.runtime import create_runtime_groups
+
+    periods = {g.type: g.period for g in runtime.groups}
+    deadline = DEADLINE_FRACTION * min(periods.values(), default=1.0)
+    groups = create_runtime_groups(runtime.index, runtime.address, [g.type for g in runtime.groups], deadline)
+    return [ScheduledGroup(group, periods[group.report_key]) for group in groups]
+
+
+@dataclass
+class _Sink:
+    exporter: MetricExporter
+    producer: MetricsDataProducer
+
+
+@dataclass
+class PipelineStats:
+    ticks: int = 0
+    collections: dict[str, int] = field(default_factory=dict)
+
+
+class MonitorPipeline:
+    def __init__(
+        self,
+        groups: Sequence[ScheduledGroup],
+        exporters: Sequence[MetricExporter],
+        resource: Resource,
+        sdk_readers: Sequence[MetricReader] = (),
+    ) -> None:
+        if not groups:
+            raise ValueError("the configuration enables no metric group")
+        self._groups = list(groups)
+        self._sinks = [_Sink(e, MetricsDataProducer(resource, _counter_temporality(e))) for e in exporters]
+        self._collector = Collector(max_workers=max(1, min(32, len({g.group.runtime_index for g in groups}))))
+        self.meter_provider = MeterProvider(metric_readers=list(sdk_readers), resource=resource)
+        meter = self.meter_provider.get_meter(SCOPE.name, SCOPE.version)
+        self._observed = ObservedGroups(meter, [g.group for g in self._groups])
+        self.stats = PipelineStats()
+
+    def run(self, stop: threading.Event, max_reports: int | None = None) -> None:
+        """Collect and export until `stop` is set, the output is closed, or `max_reports` were made."""
+        for scheduled in self._groups:
+            scheduled.group.prime()
+        schedule = FixedRateSchedule({g.period for g in self._groups}, time.monotonic())
+        while not stop.is_set():
+            delay = schedule.next_due() - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                break
+            self.tick(schedule.pop_due(time.monotonic()))
+            if self.output_closed() or (max_reports is not None and self.stats.ticks >= max_reports):
+                break
+
+    def tick(self, due_periods: Sequence[float]) -> None:
+        due = [g.group for g in self._groups if g.period in due_periods]
+        collected = self._collector.collect(due, DEADLINE_FRACTION * min(due_periods))
+        self.stats.ticks += 1
+        for item in collected:
+            key = item.group.report_key
+            self.stats.collections[key] = self.stats.collections.get(key, 0) + 1
+        for sink in self._sinks:
+            try:
+                sink.exporter.export(sink.producer.produce(collected))
+            except Exception:  # an exporter's failure must not stop the monitor
+                _logger.exception("exporter %s failed", type(sink.exporter).__name__)
+
+    def output_closed(self) -> bool:
+        return any(getattr(sink.exporter, "closed", False) for sink in self._sinks)
+
+    def shutdown(self) -> None:
+        self._observed.close()
+        self._collector.shutdown()
+        for sink in self._sinks:
+            try:
+                sink.exporter.shutdown(timeout_millis=1_000)
+            except Exception:
+                _logger.exception("exporter %s failed to shut down", type(sink.exporter).__name__)
+        self.meter_provider.shutdown(timeout_millis=1_000)
+        for scheduled in self._groups:
+            close = getattr(scheduled.group, "close", None)
+            if callable(close):
+                close()
+
+
+def _counter_temporality(exporter: MetricExporter) -> AggregationTemporality:
+    preferred = getattr(exporter, "_preferred_temporality", {}) or {}
+    return preferred.get(Counter, AggregationTemporality.CUMULATIVE)
