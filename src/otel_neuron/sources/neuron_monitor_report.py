@@ -1,0 +1,496 @@
+"""Parse the JSON lines AWS's neuron-monitor writes, in its 1.x and 2.x formats.
+
+Every line neuron-monitor prints is one complete report. This module turns one line into a
+`MonitorReport`: a neutral, typed picture of what the line says, the same for both formats.
+
+- 1.x (the user guide): runtime entries are `{neuron_runtime_index, error, report}`; runtime
+  groups are `neuroncore_counters`, `inference_stats`, `memory_used`, `hw_counters`,
+  `neuron_runtime_vcpu_usage`; the root holds `instance_data`.
+- 2.x: runtime entries carry `pid` and `neuron_runtime_tag`; `inference_stats` became
+  `execution_stats` (`execution_summary` for `inference_summary`, `model` errors added);
+  `memory_used.neuron_runtime_used_bytes.usage_breakdown` splits host memory by category and
+  device memory per NeuronCore by category; `neuroncore_counters` gained `flops` /
+  `effective_flops`; ECC counts moved to the system group `neuron_hw_counters` (with
+  `sram_ecc_corrected`); the root holds `instance_info` and `neuron_hardware_info`.
+
+The parser is tolerant: a line that is not a JSON object, or an object with none of the
+report's sections, raises `ReportParseError`; inside a report, a field of the wrong type is
+dropped (a number that is not a number reads as absent, a group that is not an object is
+skipped) rather than failing the line. `ReportParser.feed` counts and logs bad lines and
+never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_logger = logging.getLogger(__name__)
+
+PERCENTILES = ("p0", "p1", "p25", "p50", "p75", "p99", "p100")
+PERCENTILE_FRACTIONS = (0.0, 0.01, 0.25, 0.50, 0.75, 0.99, 1.0)
+
+OUTCOMES = (
+    "completed",
+    "completed_with_err",
+    "completed_with_num_err",
+    "timed_out",
+    "incorrect_input",
+    "failed_to_queue",
+)
+ERROR_TYPES_V1 = ("generic", "numerical", "transient", "runtime", "hardware")
+ERROR_TYPES_V2 = ("generic", "numerical", "transient", "model", "runtime", "hardware")
+ECC_COUNTERS = (
+    "mem_ecc_corrected",
+    "mem_ecc_uncorrected",
+    "sram_ecc_corrected",
+    "sram_ecc_uncorrected",
+    "mem_ecc_repairable_uncorrected",
+)
+
+
+class ReportParseError(ValueError):
+    """The line is not a neuron-monitor report (not JSON, truncated, or not a report object)."""
+
+
+# --------------------------------------------------------------------------- the typed picture
+
+
+@dataclass(frozen=True)
+class CoreCounters:
+    utilization: float | None
+    loaded_models: tuple[str, ...] = ()
+    flops: float | None = None
+    effective_flops: float | None = None
+
+
+@dataclass(frozen=True)
+class NeuroncoreCounters:
+    period: float
+    error: str
+    cores: Mapping[int, CoreCounters]
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """Latency percentiles in seconds, keyed p0 .. p100 (only those the report gave)."""
+
+    values: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class ExecutionStats:
+    """1.x `inference_stats` or 2.x `execution_stats`: counts cover the upstream period."""
+
+    period: float
+    error: str
+    errors: Mapping[str, int]
+    outcomes: Mapping[str, int]
+    total_latency: Percentiles | None
+    device_latency: Percentiles | None
+
+
+@dataclass(frozen=True)
+class Memory:
+    host: int
+    neuron_device: int
+
+
+@dataclass(frozen=True)
+class SubgraphInfo:
+    name: str
+    memory: Memory
+    neuroncore_index: int | None
+    neuron_device_index: int | None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    uuid: str
+    model_id: int | None
+    is_running: bool
+    memory: Memory
+    subgraphs: tuple[SubgraphInfo, ...]
+
+
+@dataclass(frozen=True)
+class MemoryUsed:
+    period: float
+    error: str
+    runtime: Memory
+    host_breakdown: Mapping[str, int] = field(default_factory=dict)
+    core_breakdown: Mapping[int, Mapping[str, int]] = field(default_factory=dict)
+    loaded_models: tuple[LoadedModel, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeviceEcc:
+    neuron_device_index: int
+    counters: Mapping[str, int]  # the ECC_COUNTERS present in the report
+
+
+@dataclass(frozen=True)
+class HwCounters:
+    period: float
+    error: str
+    devices: tuple[DeviceEcc, ...]
+
+
+@dataclass(frozen=True)
+class RuntimeVcpu:
+    period: float
+    error: str
+    user: float | None
+    system: float | None
+
+
+@dataclass(frozen=True)
+class RuntimeReport:
+    """One entry of `neuron_runtime_data`."""
+
+    index: int | None  # 1.x neuron_runtime_index (2.x entries have none)
+    pid: int | None
+    tag: str
+    address: str
+    error: str
+    neuroncore_counters: NeuroncoreCounters | None = None
+    execution_stats: ExecutionStats | None = None
+    memory_used: MemoryUsed | None = None
+    hw_counters: HwCounters | None = None
+    vcpu_usage: RuntimeVcpu | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable identity for this runtime across lines: the pid (2.x) or the index (1.x)."""
+        if self.pid is not None:
+            return f"pid:{self.pid}"
+        if self.index is not None:
+            return f"index:{self.index}"
+        return f"tag:{self.tag}"
+
+
+@dataclass(frozen=True)
+class HardwareInfo:
+    neuron_device_type: str
+    neuroncore_version: str
+    neuron_device_count: int | None
+    neuron_device_memory_size: int | None
+    neuroncore_per_device_count: int | None
+    error: str
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    format_version: int  # 1 or 2, as recognised from the line's shape
+    runtimes: tuple[RuntimeReport, ...]
+    hw_counters: HwCounters | None  # 2.x system_data.neuron_hw_counters
+    system_data: Mapping[str, Any]  # vcpu_usage / memory_info, as given
+    instance: Mapping[str, str]  # instance_data (1.x) or instance_info (2.x)
+    hardware: HardwareInfo | None
+
+
+# --------------------------------------------------------------------------- field readers
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer count; floats with an integral value are accepted."""
+    number = _number(value)
+    if number is None or number < 0 or number != int(number) or number > 2**63:
+        return None
+    return int(number)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _object(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _period(group: Mapping[str, Any]) -> float:
+    period = _number(group.get("period"))
+    return period if period is not None and period >= 0 else 0.0
+
+
+def _index_key(key: Any) -> int | None:
+    try:
+        index = int(key)
+    except (TypeError, ValueError):
+        return None
+    return index if index >= 0 else None
+
+
+def _counts(group: Mapping[str, Any], names: tuple[str, ...] | None = None) -> dict[str, int]:
+    result: dict[str, int] = {}
+    for name, value in group.items():
+        if names is not None and name not in names:
+            continue
+        count = _count(value)
+        if count is not None and isinstance(name, str):
+            result[name] = count
+    return result
+
+
+def _memory(value: Any) -> Memory:
+    body = _object(value)
+    return Memory(_count(body.get("host")) or 0, _count(body.get("neuron_device")) or 0)
+
+
+def _percentiles(value: Any) -> Percentiles | None:
+    body = _object(value)
+    values = {}
+    for name in PERCENTILES:
+        number = _number(body.get(name))
+        if number is not None and number >= 0:
+            values[name] = number
+    return Percentiles(values) if values else None
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def parse_neuroncore_counters(group: Mapping[str, Any]) -> NeuroncoreCounters:
+    cores: dict[int, CoreCounters] = {}
+    for key, value in _object(group.get("neuroncores_in_use")).items():
+        index = _index_key(key)
+        body = _object(value)
+        if index is None or not body:
+            continue
+        models = body.get("loaded_models")
+        cores[index] = CoreCounters(
+            utilization=_number(body.get("neuroncore_utilization")),
+            loaded_models=tuple(m for m in models if isinstance(m, str)) if isinstance(models, list) else (),
+            flops=_number(body.get("flops")),
+            effective_flops=_number(body.get("effective_flops")),
+        )
+    return NeuroncoreCounters(_period(group), _text(group.get("error")), cores)
+
+
+def parse_execution_stats(group: Mapping[str, Any]) -> ExecutionStats:
+    summary = group.get("execution_summary", group.get("inference_summary"))
+    latency = _object(group.get("latency_stats"))
+    return ExecutionStats(
+        period=_period(group),
+        error=_text(group.get("error")),
+        errors=_counts(_object(group.get("error_summary"))),
+        outcomes=_counts(_object(summary)),
+        total_latency=_percentiles(latency.get("total_latency")),
+        device_latency=_percentiles(latency.get("device_latency")),
+    )
+
+
+def _breakdown(value: Any) -> dict[str, int]:
+    return _counts(_object(value))
+
+
+def _loaded_model(value: Any) -> LoadedModel | None:
+    body = _object(value)
+    if not body:
+        return None
+    subgraphs = []
+    for name, sub in _object(body.get("subgraphs")).items():
+        sub_body = _object(sub)
+        subgraphs.append(
+            SubgraphInfo(
+                name=str(name),
+                memory=_memory(sub_body.get("memory_used_bytes")),
+                neuroncore_index=_count(sub_body.get("neuroncore_index")),
+                neuron_device_index=_count(sub_body.get("neuron_device_index")),
+            )
+        )
+    running = body.get("is_running")
+    return LoadedModel(
+        name=_text(body.get("name")),
+        uuid=_text(body.get("uuid")),
+        model_id=_count(body.get("model_id")),
+        is_running=running if isinstance(running, bool) else False,
+        memory=_memory(body.get("memory_used_bytes")),
+        subgraphs=tuple(subgraphs),
+    )
+
+
+def parse_memory_used(group: Mapping[str, Any]) -> MemoryUsed:
+    used = _object(group.get("neuron_runtime_used_bytes"))
+    breakdown = _object(used.get("usage_breakdown"))
+    per_core: dict[int, dict[str, int]] = {}
+    for key, value in _object(breakdown.get("neuroncore_memory_usage")).items():
+        index = _index_key(key)
+        if index is not None:
+            per_core[index] = _breakdown(value)
+    models = group.get("loaded_models")
+    loaded = [_loaded_model(model) for model in models] if isinstance(models, list) else []
+    return MemoryUsed(
+        period=_period(group),
+        error=_text(group.get("error")),
+        runtime=_memory(used),
+        host_breakdown=_breakdown(breakdown.get("host")),
+        core_breakdown=per_core,
+        loaded_models=tuple(model for model in loaded if model is not None),
+    )
+
+
+def parse_hw_counters(group: Mapping[str, Any]) -> HwCounters:
+    devices = []
+    entries = group.get("neuron_devices")
+    for entry in entries if isinstance(entries, list) else []:
+        body = _object(entry)
+        index = _count(body.get("neuron_device_index"))
+        if index is None:
+            continue
+        devices.append(DeviceEcc(index, _counts(body, ECC_COUNTERS)))
+    return HwCounters(_period(group), _text(group.get("error")), tuple(devices))
+
+
+def parse_runtime_vcpu(group: Mapping[str, Any]) -> RuntimeVcpu:
+    usage = _object(group.get("vcpu_usage"))
+    return RuntimeVcpu(
+        _period(group), _text(group.get("error")), _number(usage.get("user")), _number(usage.get("system"))
+    )
+
+
+def parse_hardware_info(value: Any) -> HardwareInfo | None:
+    body = _object(value)
+    if not body:
+        return None
+    return HardwareInfo(
+        neuron_device_type=_text(body.get("neuron_device_type")),
+        neuroncore_version=_text(body.get("neuroncore_version")),
+        neuron_device_count=_count(body.get("neuron_device_count")),
+        neuron_device_memory_size=_count(body.get("neuron_device_memory_size")),
+        neuroncore_per_device_count=_count(body.get("neuroncore_per_device_count")),
+        error=_text(body.get("error")),
+    )
+
+
+def _group(report: Mapping[str, Any], *names: str) -> Mapping[str, Any] | None:
+    for name in names:
+        value = report.get(name)
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def parse_runtime_entry(entry: Mapping[str, Any]) -> RuntimeReport:
+    report = _object(entry.get("report"))
+    cores = _group(report, "neuroncore_counters")
+    execution = _group(report, "execution_stats", "inference_stats")
+    memory = _group(report, "memory_used")
+    hw = _group(report, "hw_counters", "neuron_hw_counters")
+    vcpu = _group(report, "neuron_runtime_vcpu_usage", "vcpu_usage")
+    return RuntimeReport(
+        index=_count(entry.get("neuron_runtime_index")),
+        pid=_count(entry.get("pid")),
+        tag=_text(entry.get("neuron_runtime_tag")),
+        address=_text(entry.get("address")),
+        error=_text(entry.get("error")),
+        neuroncore_counters=parse_neuroncore_counters(cores) if cores is not None else None,
+        execution_stats=parse_execution_stats(execution) if execution is not None else None,
+        memory_used=parse_memory_used(memory) if memory is not None else None,
+        hw_counters=parse_hw_counters(hw) if hw is not None else None,
+        vcpu_usage=parse_runtime_vcpu(vcpu) if vcpu is not None else None,
+    )
+
+
+_SECTIONS = (
+    "neuron_runtime_data",
+    "system_data",
+    "instance_data",
+    "instance_info",
+    "neuron_hardware_info",
+)
+
+
+def parse_report(document: Any) -> MonitorReport:
+    """The typed picture of one decoded report; `ReportParseError` if it is not a report."""
+    if not isinstance(document, dict):
+        raise ReportParseError(f"not a JSON object but {type(document).__name__}")
+    if not any(section in document for section in _SECTIONS):
+        raise ReportParseError("no neuron-monitor report section (neuron_runtime_data, system_data, ...)")
+    entries = document.get("neuron_runtime_data")
+    runtimes = tuple(
+        parse_runtime_entry(entry)
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict)
+    )
+    system = _object(document.get("system_data"))
+    system_hw = _group(system, "neuron_hw_counters")
+    is_v2 = (
+        "instance_info" in document
+        or "neuron_hardware_info" in document
+        or system_hw is not None
+        or any(runtime.pid is not None or runtime.tag for runtime in runtimes)
+        or any(
+            isinstance(entry, dict) and "execution_stats" in _object(entry.get("report"))
+            for entry in (entries if isinstance(entries, list) else [])
+        )
+    )
+    instance = _object(document.get("instance_info", document.get("instance_data")))
+    return MonitorReport(
+        format_version=2 if is_v2 else 1,
+        runtimes=runtimes,
+        hw_counters=parse_hw_counters(system_hw) if system_hw is not None else None,
+        system_data={key: value for key, value in system.items() if key != "neuron_hw_counters"},
+        instance={key: value for key, value in instance.items() if isinstance(value, str)},
+        hardware=parse_hardware_info(document.get("neuron_hardware_info")),
+    )
+
+
+def parse_report_line(line: str | bytes) -> MonitorReport:
+    """Decode and parse one line; `ReportParseError` for anything that is not a whole report."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ReportParseError(f"not UTF-8: {error}") from None
+    text = line.strip()
+    if not text:
+        raise ReportParseError("empty line")
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise ReportParseError(f"not JSON ({error})") from None
+    return parse_report(document)
+
+
+class ReportParser:
+    """Parses a stream line by line, counting and logging (not raising on) bad lines."""
+
+    def __init__(self, source: str = "neuron-monitor") -> None:
+        self.source = source
+        self.lines = 0
+        self.reports = 0
+        self.malformed = 0
+        self.last_problem = ""
+
+    def feed(self, line: str | bytes) -> MonitorReport | None:
+        if not line.strip():
+            return None  # blank lines between reports are harmless
+        self.lines += 1
+        try:
+            report = parse_report_line(line)
+        except ReportParseError as error:
+            self.malformed += 1
+            self.last_problem = f"line {self.lines}: {error}"
+            _logger.warning(
+                "%s: skipped malformed report line %d (%s); %d skipped so far",
+                self.source,
+                self.lines,
+                error,
+                self.malformed,
+            )
+            return None
+        self.reports += 1
+        return report
