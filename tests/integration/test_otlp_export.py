@@ -6,7 +6,7 @@ import time
 
 from monitor_harness import FACTS, running_pipeline
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
-from peers import Rotel, RotelFactory, rotel  # noqa: F401 - the fixture
+from peers import RotelFactory, free_port
 
 from otel_neuron.exporters.otlp import BackgroundExporter, build_otlp_exporter
 
@@ -98,7 +98,6 @@ class TimedExporter(MetricExporter):
 
 
 def test_collector_down_at_start_then_started_catches_up_without_stalling_the_cadence(rotel: RotelFactory):
-    from peers import free_port
 
     grpc_port, http_port = free_port(), free_port()
     otlp = BackgroundExporter(
@@ -118,7 +117,7 @@ def test_collector_down_at_start_then_started_catches_up_without_stalling_the_ca
             time.sleep(0.2)
         assert otlp.exported >= waiting, "the backlog was not delivered after the collector came up"
         collector.wait_for(has_system_metrics)
-    gaps = [b - a for a, b in zip(stdout.times, stdout.times[1:])]
+    gaps = [b - a for a, b in zip(stdout.times, stdout.times[1:], strict=False)]
     assert len(stdout.times) >= 8
     assert max(gaps) < 0.75, f"the stdout cadence stalled: {max(gaps):.2f} s between reports"
     # Every tick produced while the collector was down reached it, in order (cumulative counters grow).
