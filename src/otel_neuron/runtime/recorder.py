@@ -231,7 +231,8 @@ class InferenceRecorder:
 
         `outcome` is one of OUTCOMES, `error_type` one of ERROR_TYPES or None. The device latency
         (default: the total latency) is also added to the busy time of the NeuronCores holding the
-        model's subgraphs. Unknown outcome or error type names raise ValueError.
+        model's subgraphs, split evenly between them (a model's subgraphs run one after the other).
+        Unknown outcome or error type names raise KeyError.
         """
         try:
             shard = self._local.shard
@@ -261,8 +262,9 @@ class InferenceRecorder:
             cores = self._model_cores.get(model)
             if cores:
                 busy = shard.busy
+                share = device_latency_s / len(cores)
                 for core in cores:
-                    busy[core] += device_latency_s
+                    busy[core] += share
         else:
             shard.device_zero += 1
         epoch = self._epoch

@@ -1,0 +1,503 @@
+"""The guide's five runtime-level groups, computed from consecutive runtime snapshots.
+
+    groups = create_runtime_groups(0, "unix:/run/neuron.sock",
+                                   ["neuroncore_counters", "inference_stats"], deadline_s=0.5)
+
+All groups of one runtime share one `RuntimeEndpoint` (one fetch per collection tick); each group
+keeps its own previous snapshot, because groups may have different periods. Per-period values
+are the difference between this snapshot and the group's previous one:
+
+- counters (inferences, errors, ECC events) are the increase; latency histograms are the
+  bucket-wise increase with the exact min/max of the period from the snapshot's latency windows;
+- utilization is busy (or CPU) time over the runtime's own monotonic time between the snapshots;
+- memory and loaded models are the state at the snapshot.
+
+A runtime restart (a new runtime_id, or any total going down) makes the new runtime's totals since
+its start the period's values, which all happened after the previous snapshot: no negative
+counts, no reset spike, no percentiles from the old runtime. After a collection failed, the next
+successful one covers the time since the last successful snapshot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from otel_neuron.groups.base import (
+    AttributeValue,
+    Attributes,
+    HistogramDelta,
+    InstrumentSpec,
+    Kind,
+    MetricGroup,
+    Point,
+    PointsByMetric,
+)
+from otel_neuron.histogram import bucket_bounds, percentiles, subtract_buckets
+from otel_neuron.runtime import runtime_pb2
+from otel_neuron.runtime.recorder import ECC_KINDS, ERROR_TYPES, OUTCOMES
+from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError
+
+# Attribute keys.
+CORE_INDEX = "neuron.core.index"
+DEVICE_INDEX = "neuron.device.index"
+MODEL_NAME = "neuron.model.name"
+MODEL_UUID = "neuron.model.uuid"
+MODEL_ID = "neuron.model.id"
+SUBGRAPH_NAME = "neuron.subgraph.name"
+MEMORY_LOCATION = "neuron.memory.location"  # "host" | "neuron_device"
+OUTCOME = "neuron.inference.outcome"
+ERROR_TYPE = "error.type"
+HW_ERROR_TYPE = "hw.error.type"  # "mem_ecc_corrected" | "mem_ecc_uncorrected" | "sram_ecc_uncorrected"
+CPU_MODE = "cpu.mode"
+
+CORE_UTILIZATION = InstrumentSpec(
+    "neuron.core.utilization", "1", "Fraction of the period the NeuronCore was busy", Kind.GAUGE
+)
+CORE_SUBGRAPHS = InstrumentSpec(
+    "neuron.core.subgraphs", "{subgraph}", "Model subgraphs loaded on the NeuronCore", Kind.UPDOWN
+)
+INFERENCE_COUNT = InstrumentSpec("neuron.inference.count", "{inference}", "Inferences by outcome", Kind.COUNTER)
+INFERENCE_ERRORS = InstrumentSpec("neuron.inference.errors", "{error}", "Inference errors by type", Kind.COUNTER)
+INFERENCE_LATENCY = InstrumentSpec(
+    "neuron.inference.latency", "s", "Latency of an inference as measured by the runtime", Kind.HISTOGRAM
+)
+DEVICE_LATENCY = InstrumentSpec(
+    "neuron.inference.device.latency", "s", "Time an inference spent on the Neuron device", Kind.HISTOGRAM
+)
+RUNTIME_MEMORY = InstrumentSpec("neuron.runtime.memory.usage", "By", "Memory used by the runtime", Kind.UPDOWN)
+MODEL_MEMORY = InstrumentSpec("neuron.model.memory.usage", "By", "Memory used by a loaded model", Kind.UPDOWN)
+SUBGRAPH_MEMORY = InstrumentSpec(
+    "neuron.subgraph.memory.usage", "By", "Memory used by a loaded model's subgraph", Kind.UPDOWN
+)
+MODEL_RUNNING = InstrumentSpec("neuron.model.running", "1", "1 if the loaded model is started, else 0", Kind.GAUGE)
+RUNTIME_CPU = InstrumentSpec(
+    "neuron.runtime.cpu.utilization",
+    "1",
+    "Fraction of all vCPUs' time the runtime process spent in each mode over the period",
+    Kind.GAUGE,
+)
+ECC_ERRORS = InstrumentSpec(
+    "neuron.device.ecc.errors", "{error}", "ECC events of a Neuron device by type", Kind.COUNTER
+)
+
+_LOCATIONS = ("host", "neuron_device")
+
+
+def percent(fraction: float) -> float:
+    """The guide prints percentages with two decimals."""
+    return round(fraction * 100.0, 2)
+
+
+class _AttributeCache:
+    """Attribute dicts built once per distinct key and shared by every sample."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], dict[str, AttributeValue]] = {}
+
+    def get(self, base: dict[str, AttributeValue], **attributes: AttributeValue) -> dict[str, AttributeValue]:
+        key = tuple(attributes.items())
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) > 10_000:  # models come and go; do not grow forever
+                self._cache.clear()
+            found = self._cache[key] = {**base, **attributes}
+        return found
+
+
+class RuntimeGroup(MetricGroup):
+    """A group reading one runtime's snapshots through a shared endpoint."""
+
+    needs_baseline = True
+
+    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
+        super().__init__(runtime_index)
+        self.endpoint = endpoint
+        self._previous: runtime_pb2.Snapshot | None = None
+        self._attempted_ns: int | None = None
+        self._attributes = _AttributeCache()
+
+    def runtime_error(self) -> str:
+        return self.endpoint.last_error
+
+    def _take_baseline(self) -> None:
+        self._attempted_ns = time.time_ns()
+        self._previous = self.endpoint.fetch()
+
+    def _sample_points(self, period: float) -> PointsByMetric:
+        attempted, self._attempted_ns = self._attempted_ns, time.time_ns()
+        current = self.endpoint.fetch()
+        previous, self._previous = self._previous, current
+        if not self.needs_baseline:
+            return self._points(current, None)
+        if previous is None:
+            if attempted is None or current.start_time_unix_nano < attempted:
+                raise RuntimeEndpointError(
+                    f"first snapshot of {self.endpoint.address.text} taken; per-period values start next period"
+                )
+            return self._points(current, None)  # the runtime started within this period
+        if previous.runtime_id != current.runtime_id or _went_backwards(previous, current):
+            return self._points(current, None)  # restarted: its totals since start are this period's
+        return self._points(current, previous)
+
+    def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
+        raise NotImplementedError
+
+    def _attrs(self, **attributes: AttributeValue) -> dict[str, AttributeValue]:
+        return self._attributes.get(self.base_attributes(), **attributes)
+
+
+def _went_backwards(previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
+    if current.uptime_nano < previous.uptime_nano or current.epoch < previous.epoch:
+        return True
+    if current.total_latency.count < previous.total_latency.count:
+        return True
+    before, now = previous.inferences, current.inferences
+    return any(getattr(now, name) < getattr(before, name) for name in OUTCOMES)
+
+
+def _elapsed_s(current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> float:
+    return (current.uptime_nano - (previous.uptime_nano if previous is not None else 0)) / 1e9
+
+
+class NeuronCoreCountersGroup(RuntimeGroup):
+    """neuroncore_counters: per-core utilization over the period and the model:subgraph pairs on it."""
+
+    report_key = "neuroncore_counters"
+    instruments = (CORE_UTILIZATION, CORE_SUBGRAPHS)
+
+    def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
+        elapsed = _elapsed_s(current, previous)
+        busy_before = {core.index: core.busy_seconds for core in previous.cores} if previous is not None else {}
+        utilization: list[Point] = []
+        for core in current.cores:
+            busy = core.busy_seconds - busy_before.get(core.index, 0.0)
+            share = busy / elapsed if elapsed > 0 else 0.0
+            utilization.append((self._attrs(**{CORE_INDEX: core.index}), min(max(share, 0.0), 1.0)))
+        loaded: dict[tuple[int, str, str], int] = {}
+        for model in current.models:
+            for subgraph in model.subgraphs:
+                key = (subgraph.neuroncore_index, model.name, subgraph.name)
+                loaded[key] = loaded.get(key, 0) + 1
+        subgraphs: list[Point] = [
+            (self._attrs(**{CORE_INDEX: core, MODEL_NAME: model, SUBGRAPH_NAME: subgraph}), count)
+            for (core, model, subgraph), count in sorted(loaded.items())
+        ]
+        return {CORE_UTILIZATION.name: utilization, CORE_SUBGRAPHS.name: subgraphs}
+
+    @staticmethod
+    def render(points: PointsByMetric) -> dict[str, Any]:
+        cores: dict[int, dict[str, Any]] = {}
+        for attributes, value in points.get(CORE_UTILIZATION.name, ()):
+            core = _int(attributes.get(CORE_INDEX))
+            cores.setdefault(core, {"neuroncore_utilization": 0.0, "loaded_models": []})
+            cores[core]["neuroncore_utilization"] = percent(float(value))  # type: ignore[arg-type]
+        for attributes, value in points.get(CORE_SUBGRAPHS.name, ()):
+            core = _int(attributes.get(CORE_INDEX))
+            entry = cores.setdefault(core, {"neuroncore_utilization": 0.0, "loaded_models": []})
+            name = f"{attributes.get(MODEL_NAME, '')}:{attributes.get(SUBGRAPH_NAME, '')}"
+            entry["loaded_models"].extend([name] * max(int(value), 0))  # type: ignore[arg-type]
+        return {"neuroncores_in_use": {str(core): cores[core] for core in sorted(cores)}}
+
+
+class InferenceStatsGroup(RuntimeGroup):
+    """inference_stats: outcome and error counts and latency histograms of the period."""
+
+    report_key = "inference_stats"
+    instruments = (INFERENCE_COUNT, INFERENCE_ERRORS, INFERENCE_LATENCY, DEVICE_LATENCY)
+
+    def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
+        now, before = current.inferences, previous.inferences if previous is not None else None
+        counts: list[Point] = [
+            (self._attrs(**{OUTCOME: name}), max(getattr(now, name) - (getattr(before, name) if before else 0), 0))
+            for name in OUTCOMES
+        ]
+        errors_now, errors_before = current.errors, previous.errors if previous is not None else None
+        errors: list[Point] = [
+            (
+                self._attrs(**{ERROR_TYPE: name}),
+                max(getattr(errors_now, name) - (getattr(errors_before, name) if errors_before else 0), 0),
+            )
+            for name in ERROR_TYPES
+        ]
+        total = _histogram_delta(current, previous, "total_latency", 0)
+        device = _histogram_delta(current, previous, "device_latency", 2)
+        base = self._attrs()
+        return {
+            INFERENCE_COUNT.name: counts,
+            INFERENCE_ERRORS.name: errors,
+            INFERENCE_LATENCY.name: [(base, total)] if total is not None else [],
+            DEVICE_LATENCY.name: [(base, device)] if device is not None else [],
+        }
+
+    @staticmethod
+    def render(points: PointsByMetric) -> dict[str, Any]:
+        errors = dict.fromkeys(ERROR_TYPES, 0)
+        for attributes, value in points.get(INFERENCE_ERRORS.name, ()):
+            name = str(attributes.get(ERROR_TYPE))
+            if name in errors:
+                errors[name] += int(value)  # type: ignore[arg-type]
+        outcomes = dict.fromkeys(OUTCOMES, 0)
+        for attributes, value in points.get(INFERENCE_COUNT.name, ()):
+            name = str(attributes.get(OUTCOME))
+            if name in outcomes:
+                outcomes[name] += int(value)  # type: ignore[arg-type]
+        return {
+            "error_summary": errors,
+            "inference_summary": outcomes,
+            "latency_stats": {
+                "total_latency": _latency_object(points.get(INFERENCE_LATENCY.name, ())),
+                "device_latency": _latency_object(points.get(DEVICE_LATENCY.name, ())),
+            },
+        }
+
+
+def _latency_object(points: Sequence[Point]) -> dict[str, float] | None:
+    for _, value in points:
+        if isinstance(value, HistogramDelta) and value.count > 0:
+            return percentiles(value)
+    return None
+
+
+def _histogram_delta(
+    current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None, field: str, column: int
+) -> HistogramDelta | None:
+    now: runtime_pb2.LatencyHistogram = getattr(current, field)
+    count = now.count
+    if previous is not None:
+        before: runtime_pb2.LatencyHistogram = getattr(previous, field)
+        count -= before.count
+        if count <= 0:
+            return None
+        if before.scale != now.scale and before.count:
+            return None  # cannot happen in protocol v1 (fixed scale)
+        subtracted = subtract_buckets(now.offset, now.bucket_counts, before.offset, before.bucket_counts)
+        if subtracted is None:
+            return None
+        offset, buckets = subtracted
+        zero_count = now.zero_count - before.zero_count
+        total = now.sum - before.sum
+        since_epoch = previous.epoch
+    else:
+        if count <= 0:
+            return None
+        offset, buckets = now.offset, tuple(now.bucket_counts)
+        zero_count, total, since_epoch = now.zero_count, now.sum, 0
+    low, high = _window_min_max(current, since_epoch, column)
+    if low is None or high is None:  # windows lost (hundreds of pollers): bound by the buckets
+        low, high = _bounds_from_buckets(offset, buckets, now.scale, zero_count, now.min, now.max)
+    return HistogramDelta(now.scale, zero_count, offset, buckets, count, total, low, high)
+
+
+def _window_min_max(
+    snapshot: runtime_pb2.Snapshot, since_epoch: int, column: int
+) -> tuple[float | None, float | None]:
+    if since_epoch + 1 < snapshot.oldest_epoch:
+        return None, None
+    low: float | None = None
+    high: float | None = None
+    for window in snapshot.latency_windows:
+        if since_epoch < window.epoch <= snapshot.epoch:
+            window_low, window_high = (
+                (window.total_min, window.total_max) if column == 0 else (window.device_min, window.device_max)
+            )
+            low = window_low if low is None else min(low, window_low)
+            high = window_high if high is None else max(high, window_high)
+    return low, high
+
+
+def _bounds_from_buckets(
+    offset: int, buckets: Sequence[int], scale: int, zero_count: int, floor: float, ceiling: float
+) -> tuple[float, float]:
+    first = next((i for i, count in enumerate(buckets) if count), None)
+    last = next((i for i in range(len(buckets) - 1, -1, -1) if buckets[i]), None)
+    low = 0.0 if zero_count or first is None else max(bucket_bounds(offset + first, scale)[0], floor)
+    high = 0.0 if last is None else min(bucket_bounds(offset + last, scale)[1], ceiling)
+    return low, max(high, low)
+
+
+class MemoryUsedGroup(RuntimeGroup):
+    """memory_used: the runtime's and each loaded model's (and subgraph's) memory at the snapshot."""
+
+    report_key = "memory_used"
+    instruments = (RUNTIME_MEMORY, MODEL_MEMORY, MODEL_RUNNING, SUBGRAPH_MEMORY)
+    needs_baseline = False
+
+    def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
+        memory = current.runtime_memory
+        runtime: list[Point] = [
+            (self._attrs(**{MEMORY_LOCATION: "host"}), memory.host_bytes),
+            (self._attrs(**{MEMORY_LOCATION: "neuron_device"}), memory.device_bytes),
+        ]
+        models: list[Point] = []
+        running: list[Point] = []
+        subgraphs: list[Point] = []
+        for model in current.models:
+            identity = {MODEL_NAME: model.name, MODEL_UUID: model.uuid, MODEL_ID: model.model_id}
+            running.append((self._attrs(**identity), 1 if model.is_running else 0))
+            models.append((self._attrs(**identity, **{MEMORY_LOCATION: "host"}), model.memory.host_bytes))
+            models.append((self._attrs(**identity, **{MEMORY_LOCATION: "neuron_device"}), model.memory.device_bytes))
+            for subgraph in model.subgraphs:
+                placed = {
+                    MODEL_ID: model.model_id,
+                    MODEL_NAME: model.name,
+                    SUBGRAPH_NAME: subgraph.name,
+                    CORE_INDEX: subgraph.neuroncore_index,
+                    DEVICE_INDEX: subgraph.neuron_device_index,
+                }
+                subgraphs.append((self._attrs(**placed, **{MEMORY_LOCATION: "host"}), subgraph.memory.host_bytes))
+                subgraphs.append(
+                    (self._attrs(**placed, **{MEMORY_LOCATION: "neuron_device"}), subgraph.memory.device_bytes)
+                )
+        return {
+            RUNTIME_MEMORY.name: runtime,
+            MODEL_MEMORY.name: models,
+            MODEL_RUNNING.name: running,
+            SUBGRAPH_MEMORY.name: subgraphs,
+        }
+
+    @staticmethod
+    def render(points: PointsByMetric) -> dict[str, Any]:
+        used = dict.fromkeys(_LOCATIONS, 0)
+        for attributes, value in points.get(RUNTIME_MEMORY.name, ()):
+            location = str(attributes.get(MEMORY_LOCATION))
+            if location in used:
+                used[location] += int(value)  # type: ignore[arg-type]
+        models: dict[Any, dict[str, Any]] = {}
+
+        def model_entry(attributes: Attributes) -> dict[str, Any]:
+            model_id = attributes.get(MODEL_ID)
+            entry = models.get(model_id)
+            if entry is None:
+                entry = models[model_id] = {
+                    "name": str(attributes.get(MODEL_NAME, "")),
+                    "uuid": str(attributes.get(MODEL_UUID, "")),
+                    "model_id": _int(model_id),
+                    "is_running": False,
+                    "memory_used_bytes": dict.fromkeys(_LOCATIONS, 0),
+                    "subgraphs": {},
+                }
+            return entry
+
+        for attributes, value in points.get(MODEL_RUNNING.name, ()):
+            model_entry(attributes)["is_running"] = bool(value)
+        for attributes, value in points.get(MODEL_MEMORY.name, ()):
+            location = str(attributes.get(MEMORY_LOCATION))
+            if location in _LOCATIONS:
+                model_entry(attributes)["memory_used_bytes"][location] = int(value)  # type: ignore[arg-type]
+        for attributes, value in points.get(SUBGRAPH_MEMORY.name, ()):
+            entry = model_entry(attributes)
+            subgraph = entry["subgraphs"].setdefault(
+                str(attributes.get(SUBGRAPH_NAME, "")),
+                {
+                    "memory_used_bytes": dict.fromkeys(_LOCATIONS, 0),
+                    "neuroncore_index": _int(attributes.get(CORE_INDEX)),
+                    "neuron_device_index": _int(attributes.get(DEVICE_INDEX)),
+                },
+            )
+            location = str(attributes.get(MEMORY_LOCATION))
+            if location in _LOCATIONS:
+                subgraph["memory_used_bytes"][location] = int(value)  # type: ignore[arg-type]
+        ordered = [models[key] for key in sorted(models, key=_int)]
+        return {"neuron_runtime_used_bytes": used, "loaded_models": ordered}
+
+
+class RuntimeVcpuUsageGroup(RuntimeGroup):
+    """neuron_runtime_vcpu_usage: the runtime process's user/system CPU as a share of all vCPUs."""
+
+    report_key = "neuron_runtime_vcpu_usage"
+    instruments = (RUNTIME_CPU,)
+
+    def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
+        capacity = _elapsed_s(current, previous) * max(current.vcpu_count, 1)
+        user = current.cpu.user_seconds - (previous.cpu.user_seconds if previous is not None else 0.0)
+        system = current.cpu.system_seconds - (previous.cpu.system_seconds if previous is not None else 0.0)
+        return {
+            RUNTIME_CPU.name: [
+                (self._attrs(**{CPU_MODE: "user"}), _share(user, capacity)),
+                (self._attrs(**{CPU_MODE: "system"}), _share(system, capacity)),
+            ]
+        }
+
+    @staticmethod
+    def render(points: PointsByMetric) -> dict[str, Any]:
+        usage = {"user": 0.0, "system": 0.0}
+        for attributes, value in points.get(RUNTIME_CPU.name, ()):
+            mode = str(attributes.get(CPU_MODE))
+            if mode in usage:
+                usage[mode] = percent(float(value))  # type: ignore[arg-type]
+        return {"vcpu_usage": usage}
+
+
+def _share(part: float, whole: float) -> float:
+    return min(max(part / whole, 0.0), 1.0) if whole > 0 else 0.0
+
+
+class HwCountersGroup(RuntimeGroup):
+    """hw_counters: ECC events per Neuron device during the period (per-period counts)."""
+
+    report_key = "hw_counters"
+    instruments = (ECC_ERRORS,)
+
+    def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
+        before = {device.device_index: device for device in previous.devices} if previous is not None else {}
+        points: list[Point] = []
+        for device in current.devices:
+            old = before.get(device.device_index)
+            for kind in ECC_KINDS:
+                increase = getattr(device, kind) - (getattr(old, kind) if old is not None else 0)
+                attributes = self._attrs(**{DEVICE_INDEX: device.device_index, HW_ERROR_TYPE: kind})
+                points.append((attributes, max(increase, 0)))
+        return {ECC_ERRORS.name: points}
+
+    @staticmethod
+    def render(points: PointsByMetric) -> dict[str, Any]:
+        devices: dict[int, dict[str, int]] = {}
+        for attributes, value in points.get(ECC_ERRORS.name, ()):
+            device = _int(attributes.get(DEVICE_INDEX))
+            entry = devices.setdefault(device, {"neuron_device_index": device, **dict.fromkeys(ECC_KINDS, 0)})
+            kind = str(attributes.get(HW_ERROR_TYPE))
+            if kind in ECC_KINDS:
+                entry[kind] += int(value)  # type: ignore[arg-type]
+        return {"neuron_devices": [devices[index] for index in sorted(devices)]}
+
+
+GROUP_TYPES: dict[str, type[RuntimeGroup]] = {
+    "neuroncore_counters": NeuronCoreCountersGroup,
+    "inference_stats": InferenceStatsGroup,
+    "memory_used": MemoryUsedGroup,
+    "neuron_runtime_vcpu_usage": RuntimeVcpuUsageGroup,
+    "hw_counters": HwCountersGroup,
+}
+
+
+def create_runtime_groups(
+    runtime_index: int, address: str, group_types: Sequence[str], deadline_s: float
+) -> list[MetricGroup]:
+    """The requested groups of one runtime, sharing one endpoint at `address`.
+
+    `group_types` are canonical group names (GROUP_TYPES); `deadline_s` bounds each snapshot fetch
+    and should be shorter than the shortest period. Raises ValueError for a bad address, an unknown
+    group name or a bad deadline.
+    """
+    unknown = [name for name in group_types if name not in GROUP_TYPES]
+    if unknown:
+        raise ValueError(f"unknown runtime metric group {unknown[0]!r} (known: {', '.join(GROUP_TYPES)})")
+    endpoint = RuntimeEndpoint(address, deadline_s=deadline_s)
+    return [GROUP_TYPES[name](runtime_index, endpoint) for name in _unique(group_types)]
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    seen: list[str] = []
+    for name in names:
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def _int(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload, no-any-return]
+    except (TypeError, ValueError):
+        return 0

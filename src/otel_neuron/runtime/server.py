@@ -1,0 +1,155 @@
+"""Serve a recorder's snapshots over gRPC: the runtime endpoint a monitor polls.
+
+    handle = serve_runtime_endpoint(recorder, "unix:/run/neuron.sock")
+    ...
+    handle.stop()
+
+Addresses: ``unix:/path``, ``unix:///abs/path`` (unix domain socket) or ``host:port`` (TCP).
+A unix socket is made mode 0600 (``socket_mode``) right after it is bound; a stale socket file
+left by a crashed runtime is removed first, while a socket some live process still listens on is
+an error; `stop()` removes the file. The server keeps no state per client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+
+from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc
+
+_logger = logging.getLogger(__name__)
+
+
+class SnapshotSource(Protocol):
+    def snapshot(self) -> runtime_pb2.Snapshot: ...
+
+
+class GroundTruthSource(Protocol):
+    def ground_truth(self, mark: bool = False) -> runtime_pb2.GroundTruth: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+def unix_socket_path(address: str) -> str | None:
+    """The socket path of a ``unix:`` address, or None for other addresses."""
+    if address.startswith("unix://"):
+        return address[len("unix://") :]
+    if address.startswith("unix:"):
+        return address[len("unix:") :]
+    return None
+
+
+class _RuntimeMetrics(runtime_pb2_grpc.RuntimeMetricsServicer):
+    def __init__(self, source: SnapshotSource) -> None:
+        self._source = source
+
+    def GetSnapshot(self, request: runtime_pb2.SnapshotRequest, context: Any) -> runtime_pb2.Snapshot:  # noqa: N802
+        return self._source.snapshot()
+
+
+class _SimulatorControl(runtime_pb2_grpc.SimulatorControlServicer):
+    def __init__(self, source: GroundTruthSource) -> None:
+        self._source = source
+
+    def GetGroundTruth(self, request: runtime_pb2.GroundTruthRequest, context: Any) -> runtime_pb2.GroundTruth:  # noqa: N802
+        return self._source.ground_truth(mark=request.mark)
+
+    def Pause(self, request: runtime_pb2.Empty, context: Any) -> runtime_pb2.Empty:  # noqa: N802
+        self._source.pause()
+        return runtime_pb2.Empty()
+
+    def Resume(self, request: runtime_pb2.Empty, context: Any) -> runtime_pb2.Empty:  # noqa: N802
+        self._source.resume()
+        return runtime_pb2.Empty()
+
+
+@dataclass
+class RuntimeEndpointServer:
+    """A running runtime endpoint; `stop()` ends it and removes its socket file."""
+
+    address: str
+    port: int
+    _server: Any
+    _socket_path: str | None
+
+    def stop(self, grace: float | None = 0.5) -> None:
+        self._server.stop(grace).wait()
+        path = self._socket_path
+        if path is not None:
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+            except OSError:
+                pass
+            self._socket_path = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops (or `timeout` passes)."""
+        return bool(self._server.wait_for_termination(timeout))
+
+
+def serve_runtime_endpoint(
+    recorder: SnapshotSource,
+    address: str,
+    socket_mode: int = 0o600,
+    simulator: GroundTruthSource | None = None,
+    max_workers: int = 4,
+) -> RuntimeEndpointServer:
+    """Start serving `recorder` at `address`; raises ValueError/OSError when that is impossible."""
+    path = unix_socket_path(address)
+    if path is not None:
+        if not path:
+            raise ValueError(f"{address}: a unix address needs a path, like unix:/run/neuron.sock")
+        _clear_stale_socket(address, path)
+    elif ":" not in address:
+        raise ValueError(f"{address!r} is not an address like unix:/run/neuron.sock or 127.0.0.1:50051")
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="neuron-runtime-endpoint"),
+        options=[("grpc.so_reuseport", 0)],
+    )
+    runtime_pb2_grpc.add_RuntimeMetricsServicer_to_server(_RuntimeMetrics(recorder), server)
+    if simulator is not None:
+        runtime_pb2_grpc.add_SimulatorControlServicer_to_server(_SimulatorControl(simulator), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {address}: {error}") from None
+    if port == 0 and path is None:
+        raise OSError(f"cannot listen on {address}")
+    server.start()
+    if path is not None:
+        try:
+            os.chmod(path, socket_mode)
+        except OSError as error:
+            server.stop(None)
+            raise OSError(f"cannot set the mode of {path}: {error.strerror}") from None
+    _logger.debug("serving the runtime endpoint at %s", address)
+    return RuntimeEndpointServer(address, port, server, path)
+
+
+def _clear_stale_socket(address: str, path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(f"cannot listen on {address}: {path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(0.5)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens: a stale file from a runtime that did not stop cleanly
+        return
+    finally:
+        probe.close()
+    raise OSError(f"cannot listen on {address}: another process is serving it")

@@ -1,0 +1,217 @@
+"""The monitor's side of the runtime protocol: fetch a runtime's snapshot within a deadline.
+
+Addresses (`parse_address`):
+
+    unix:/run/neuron.sock, unix:///run/neuron.sock    a unix domain socket
+    host:port, dns:///host:port                       TCP (gRPC target syntax)
+    sim:, sim:?cores=4&models=2&seed=1                a simulator inside this process, no socket
+
+One `RuntimeEndpoint` serves all metric groups of one runtime: `fetch()` answers from a cache
+younger than `max_age_s`, so the groups due at the same collection tick share one snapshot (and
+one failure: a hung runtime costs one deadline per tick, not one per group). Every failure is a
+`RuntimeEndpointError` whose message names the address and says what went wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import grpc
+
+from otel_neuron.runtime import runtime_pb2
+from otel_neuron.runtime.recorder import PROTOCOL_VERSION
+
+_METHOD = "/otel_neuron.runtime.v1.RuntimeMetrics/GetSnapshot"
+_CHANNEL_OPTIONS = [
+    ("grpc.enable_http_proxy", 0),  # a runtime is local; never route it through a proxy
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_receive_message_length", 64 << 20),
+]
+_SIM_OPTIONS = {
+    "cores": int,
+    "devices": int,
+    "models": int,
+    "rate": float,
+    "error_rate": float,
+    "seed": int,
+    "churn": float,
+    "ecc_per_hour": float,
+}
+
+
+class RuntimeEndpointError(Exception):
+    """A runtime could not be read; the message is meant for the report's `error` field."""
+
+
+@dataclass(frozen=True)
+class Address:
+    text: str  # as configured
+    kind: str  # "unix", "tcp" or "sim"
+    target: str = ""  # gRPC target
+    socket_path: str = ""  # for unix
+    sim_options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_address(address: str) -> Address:
+    """Check a runtime address; raises ValueError with a one-line reason."""
+    text = address.strip()
+    if text == "sim:" or text.startswith("sim:?") or text == "sim":
+        query = text.partition("?")[2]
+        options: dict[str, Any] = {}
+        for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+            name = key.replace("-", "_")
+            if name not in _SIM_OPTIONS:
+                raise ValueError(f"{address!r}: unknown simulator option {key!r} (known: {', '.join(_SIM_OPTIONS)})")
+            try:
+                options[name] = _SIM_OPTIONS[name](value)
+            except ValueError:
+                raise ValueError(f"{address!r}: simulator option {key}={value!r} is not a number") from None
+        return Address(text, "sim", sim_options=options)
+    if text.startswith("unix:"):
+        path = text[len("unix://") :] if text.startswith("unix://") else text[len("unix:") :]
+        if not path:
+            raise ValueError(f"{address!r} has no socket path (like unix:/run/neuron.sock)")
+        return Address(text, "unix", target=text, socket_path=path)
+    if text.startswith("dns:"):
+        rest = text[len("dns:") :].lstrip("/")
+        if not _has_port(rest):
+            raise ValueError(f"{address!r} is not like dns:///host:port")
+        return Address(text, "tcp", target=text)
+    if "://" not in text and _has_port(text):
+        return Address(text, "tcp", target=text)
+    raise ValueError(
+        f"{address!r} is not a runtime address (unix:/path, unix:///abs/path, host:port, dns:///host:port, sim:)"
+    )
+
+
+def _has_port(hostport: str) -> bool:
+    host, _, port = hostport.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+class RuntimeEndpoint:
+    """Fetches snapshots of one runtime, each within `deadline_s`, cached for `max_age_s`."""
+
+    def __init__(self, address: str, deadline_s: float = 0.5, max_age_s: float | None = None) -> None:
+        if not deadline_s > 0:
+            raise ValueError(f"deadline must be > 0 seconds, not {deadline_s}")
+        self.address = parse_address(address)
+        self.deadline_s = deadline_s
+        self.max_age_s = min(0.25, deadline_s / 2) if max_age_s is None else max_age_s
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._cached: runtime_pb2.Snapshot | RuntimeEndpointError | None = None
+        self._cached_at = 0.0
+        self._channel: grpc.Channel | None = None
+        self._call: Any = None
+        self.simulator: Any = None
+        if self.address.kind == "sim":
+            from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
+
+            options = dict(self.address.sim_options)
+            renamed = {"churn": "churn_s"}
+            try:
+                simulator_options = SimulatorOptions(**{renamed.get(k, k): v for k, v in options.items()})
+                self.simulator = Simulator(simulator_options)
+            except ValueError as error:
+                raise ValueError(f"{address!r}: {error}") from None
+
+    def fetch(self) -> runtime_pb2.Snapshot:
+        """The runtime's snapshot (shared with other callers within max_age_s), or raise
+        RuntimeEndpointError."""
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is not None and now - self._cached_at < self.max_age_s:
+                result = self._cached
+            else:
+                try:
+                    result = self._fetch()
+                    self.last_error = ""
+                except RuntimeEndpointError as error:
+                    result = error
+                    self.last_error = str(error)
+                self._cached, self._cached_at = result, time.monotonic()
+        if isinstance(result, RuntimeEndpointError):
+            raise result
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            if self.simulator is not None:
+                self.simulator.stop()
+            self._drop_channel()
+
+    def _fetch(self) -> runtime_pb2.Snapshot:
+        if self.simulator is not None:
+            self.simulator.start()  # lazily: a configured but never collected runtime costs nothing
+            return _checked(self.simulator.snapshot(), self.address.text)
+        path = self.address.socket_path
+        if path and not os.path.exists(path):
+            self._drop_channel()
+            raise RuntimeEndpointError(f"cannot connect to {self.address.text}: no such file")
+        if self._call is None:
+            self._channel = grpc.insecure_channel(self.address.target, options=_CHANNEL_OPTIONS)
+            self._call = self._channel.unary_unary(
+                _METHOD,
+                request_serializer=runtime_pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=runtime_pb2.Snapshot.FromString,
+            )
+        try:
+            snapshot = self._call(
+                runtime_pb2.SnapshotRequest(protocol_version=PROTOCOL_VERSION),
+                timeout=self.deadline_s,
+                wait_for_ready=False,
+            )
+        except grpc.RpcError as error:
+            self._drop_channel()  # reconnect afresh next time instead of waiting out gRPC's backoff
+            raise RuntimeEndpointError(self._describe(error)) from None
+        return _checked(snapshot, self.address.text)
+
+    def _describe(self, error: grpc.RpcError) -> str:
+        code = error.code() if hasattr(error, "code") else None
+        details = (error.details() if hasattr(error, "details") else "") or ""
+        where = self.address.text
+        lowered = details.lower()
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"no answer from {where} within {self.deadline_s:g} s"
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return f"{where} does not serve the otel-neuron runtime protocol v1 (GetSnapshot is unimplemented)"
+        if code == grpc.StatusCode.INTERNAL and "deserializ" in lowered:
+            return f"{where} answered garbage: not an otel_neuron.runtime.v1 snapshot"
+        if code == grpc.StatusCode.UNAVAILABLE:
+            if "connection refused" in lowered or "connect failed" in lowered:
+                return f"cannot connect to {where}: connection refused"
+            if "no such file" in lowered:
+                return f"cannot connect to {where}: no such file"
+            if "permission denied" in lowered:
+                return f"cannot connect to {where}: permission denied"
+            return f"cannot talk to {where}: {_first_line(details) or 'unavailable'} (is it an otel-neuron runtime endpoint?)"
+        name = code.name.lower() if code is not None else "error"
+        return f"{where}: {name}: {_first_line(details)}"
+
+    def _drop_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        self._channel = None
+        self._call = None
+
+
+def _checked(snapshot: runtime_pb2.Snapshot, where: str) -> runtime_pb2.Snapshot:
+    if snapshot.protocol_version == 0:
+        raise RuntimeEndpointError(f"{where} answered garbage: no protocol version (not an otel-neuron runtime)")
+    if snapshot.protocol_version != PROTOCOL_VERSION:
+        raise RuntimeEndpointError(
+            f"{where} speaks runtime protocol version {snapshot.protocol_version}; this monitor speaks {PROTOCOL_VERSION}"
+        )
+    return snapshot
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
