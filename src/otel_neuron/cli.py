@@ -14,6 +14,11 @@ from types import FrameType
 
 from otel_neuron import __version__
 from otel_neuron.config import ConfigError, MonitorConfig, default_config, load_config
+from otel_neuron.exporters.options import (
+    add_export_arguments,
+    build_network_exporters,
+    check_export_arguments,
+)
 from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.pipeline import MonitorPipeline, build_groups
 from otel_neuron.report_schema import report_problem
@@ -89,12 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask EC2's instance metadata service: only on EC2 evidence (auto, default), always (on), never (off)",
     )
     parser.add_argument("--max-reports", type=_positive_int, metavar="N", help="stop after N reports")
+    add_export_arguments(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_export_arguments(parser, args)
+    return args
 
 
 def configure_logging(verbosity: int) -> None:
@@ -139,7 +148,8 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
             out=sys.stdout,
             validate=_stderr_validator() if args.validate else None,
         )
-        pipeline = MonitorPipeline(groups, [report], build_resource(facts))
+        network = build_network_exporters(args)
+        pipeline = MonitorPipeline(groups, [report, *network], build_resource(facts))
     except (ValueError, OSError) as error:
         print(f"otel-neuron-monitor: {config.source}: {error}", file=sys.stderr)
         return 2
