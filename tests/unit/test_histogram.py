@@ -1,0 +1,96 @@
+"""Percentile math of the exponential histograms against exact nearest-rank percentiles."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from otel_neuron.groups.base import HistogramDelta
+from otel_neuron.histogram import (
+    PERCENTILES,
+    SCALE,
+    bucket_bounds,
+    bucket_index,
+    dense_buckets,
+    exact_percentile,
+    percentiles,
+    subtract_buckets,
+)
+
+
+def histogram_of(values: list[float]) -> HistogramDelta:
+    counts: dict[int, int] = {}
+    zero = 0
+    for value in values:
+        if value <= 0:
+            zero += 1
+        else:
+            index = bucket_index(value)
+            counts[index] = counts.get(index, 0) + 1
+    offset, dense = dense_buckets(counts)
+    return HistogramDelta(SCALE, zero, offset, tuple(dense), len(values), sum(values), min(values), max(values))
+
+
+@given(st.floats(min_value=1e-9, max_value=1e6, allow_nan=False, allow_infinity=False))
+def test_a_value_falls_inside_its_bucket(value: float) -> None:
+    lower, upper = bucket_bounds(bucket_index(value))
+    assert lower * (1 - 1e-12) <= value <= upper * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("power", [-10, -1, 0, 1, 5])
+def test_an_exact_power_of_two_is_the_upper_bound_of_its_bucket(power: int) -> None:
+    value = 2.0**power
+    assert bucket_index(value) == (power << SCALE) - 1
+    assert bucket_bounds(bucket_index(value))[1] == pytest.approx(value, rel=1e-12)
+
+
+latencies = st.lists(
+    st.floats(min_value=1e-5, max_value=30.0, allow_nan=False, allow_infinity=False), min_size=1, max_size=400
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(latencies)
+def test_percentiles_are_within_one_percent_and_the_ends_exact(values: list[float]) -> None:
+    estimated = percentiles(histogram_of(values))
+    assert list(estimated) == [f"p{q}" for q in PERCENTILES]
+    assert estimated["p0"] == min(values)
+    assert estimated["p100"] == max(values)
+    for q in PERCENTILES:
+        exact = exact_percentile(values, q)
+        assert abs(estimated[f"p{q}"] - exact) <= 0.01 * exact, (q, estimated[f"p{q}"], exact)
+
+
+def test_percentiles_of_a_realistic_lognormal_workload() -> None:
+    rng = random.Random(7)
+    values = [0.01 * math.exp(rng.gauss(0, 0.4)) for _ in range(20_000)]
+    estimated = percentiles(histogram_of(values))
+    for q in PERCENTILES:
+        exact = exact_percentile(values, q)
+        assert abs(estimated[f"p{q}"] - exact) / exact < 0.0055
+
+
+def test_zero_latencies_count_in_the_zero_bucket() -> None:
+    estimated = percentiles(histogram_of([0.0, 0.0, 0.0, 1.0]))
+    assert estimated["p50"] == 0.0 and estimated["p75"] == 0.0
+    assert estimated["p99"] == pytest.approx(1.0, rel=0.01)
+
+
+def test_an_empty_histogram_has_no_percentiles() -> None:
+    with pytest.raises(ValueError):
+        percentiles(HistogramDelta(SCALE, 0, 0, (), 0, 0.0, 0.0, 0.0))
+
+
+def test_subtracting_cumulative_buckets_with_different_offsets() -> None:
+    assert subtract_buckets(5, [1, 2, 3], 6, [2, 1]) == (5, (1, 0, 2))
+    assert subtract_buckets(5, [1, 2, 3], 5, [1, 2, 3]) == (0, ())
+    assert subtract_buckets(3, [0, 4], 3, []) == (4, (4,))
+
+
+def test_a_bucket_going_down_is_a_reset() -> None:
+    assert subtract_buckets(5, [1, 0], 5, [1, 1]) is None
+    assert subtract_buckets(6, [1], 5, [1]) is None

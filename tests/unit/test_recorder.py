@@ -1,0 +1,138 @@
+"""The inference recorder: exact totals under concurrency, exception mapping, per-period min/max."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+
+from otel_neuron.runtime.recorder import (
+    HardwareError,
+    InferenceRecorder,
+    NumericalError,
+    QueueFullError,
+    Subgraph,
+    TransientError,
+    classify,
+)
+
+
+def test_totals_are_exact_with_many_threads_recording_while_snapshots_are_taken() -> None:
+    recorder = InferenceRecorder(cores=2, devices=1)
+    recorder.register_model("m", [Subgraph("sg0", 0), Subgraph("sg1", 1)])
+    threads, per_thread = 8, 5000
+    start = threading.Barrier(threads + 1)
+    previous_completed = [0]
+
+    def work(number: int) -> None:
+        start.wait()
+        for i in range(per_thread):
+            latency = 0.001 * (1 + (i + number) % 50)
+            recorder.record("m", "completed", latency, latency / 2)
+            if i % 100 == 0:
+                recorder.record("m", "completed_with_err", latency, None, "transient")
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    while any(worker.is_alive() for worker in workers):
+        completed = recorder.snapshot().inferences.completed
+        assert completed >= previous_completed[0]  # monotonic while threads write
+        previous_completed[0] = completed
+    snapshot = recorder.snapshot()
+    assert snapshot.inferences.completed == threads * per_thread
+    assert snapshot.inferences.completed_with_err == threads * per_thread // 100
+    assert snapshot.errors.transient == threads * per_thread // 100
+    ran = threads * per_thread + threads * per_thread // 100
+    assert snapshot.total_latency.count == ran
+    assert sum(snapshot.total_latency.bucket_counts) + snapshot.total_latency.zero_count == ran
+    assert snapshot.total_latency.min == pytest.approx(0.001)
+    assert snapshot.total_latency.max == pytest.approx(0.050)
+    # device latency is split evenly between the model's two cores
+    device_total = snapshot.device_latency.sum
+    assert snapshot.cores[0].busy_seconds == pytest.approx(device_total / 2)
+    assert snapshot.cores[1].busy_seconds == pytest.approx(device_total / 2)
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome", "error_type"),
+    [
+        (None, "completed", None),
+        (NumericalError(), "completed_with_num_err", "numerical"),
+        (FloatingPointError(), "completed_with_num_err", "numerical"),
+        (TransientError(), "completed_with_err", "transient"),
+        (HardwareError(), "completed_with_err", "hardware"),
+        (TimeoutError(), "timed_out", "runtime"),
+        (ValueError(), "incorrect_input", "generic"),
+        (QueueFullError(), "failed_to_queue", "runtime"),
+        (queue.Full(), "failed_to_queue", "runtime"),
+        (KeyError("x"), "completed_with_err", "generic"),
+    ],
+)
+def test_exceptions_map_to_the_guides_outcomes(error: BaseException | None, outcome: str, error_type: str) -> None:
+    assert classify(error) == (outcome, error_type)
+
+
+def test_the_context_manager_times_counts_and_reraises() -> None:
+    recorder = InferenceRecorder()
+    with recorder.time("m") as call:
+        call.device_latency_s = 0.0001
+    with pytest.raises(NumericalError):
+        with recorder.time("m"):
+            raise NumericalError("nan in output")
+
+    @recorder.timed("m")
+    def rejected() -> None:
+        raise QueueFullError()
+
+    with pytest.raises(QueueFullError):
+        rejected()
+    snapshot = recorder.snapshot()
+    assert snapshot.inferences.completed == 1
+    assert snapshot.inferences.completed_with_num_err == 1
+    assert snapshot.inferences.failed_to_queue == 1
+    assert snapshot.errors.numerical == 1 and snapshot.errors.runtime == 1
+    assert snapshot.total_latency.count == 2  # the rejected call never ran
+    assert 0.0001 in (snapshot.device_latency.min, snapshot.device_latency.max)
+
+
+def test_each_snapshot_closes_a_min_max_window() -> None:
+    recorder = InferenceRecorder()
+    recorder.record("m", "completed", 0.5, 0.4)
+    first = recorder.snapshot()
+    recorder.record("m", "completed", 0.2, 0.1)
+    recorder.record("m", "completed", 0.3, 0.25)
+    second = recorder.snapshot()
+    third = recorder.snapshot()
+    assert [(w.epoch, w.total_min, w.total_max) for w in first.latency_windows] == [(1, 0.5, 0.5)]
+    windows = {w.epoch: w for w in second.latency_windows if w.epoch > first.epoch}
+    assert list(windows) == [2]
+    assert (windows[2].total_min, windows[2].total_max) == (0.2, 0.3)
+    assert (windows[2].device_min, windows[2].device_max) == (0.1, 0.25)
+    assert [w.epoch for w in third.latency_windows if w.epoch > second.epoch] == []
+    assert (second.total_latency.min, second.total_latency.max) == (0.2, 0.5)
+
+
+def test_models_memory_and_ecc_show_in_the_snapshot() -> None:
+    recorder = InferenceRecorder(cores=4, devices=2)
+    recorder.set_runtime_memory(100, 200)
+    model_id = recorder.register_model(
+        "bert", [Subgraph("sg00", 3, host_bytes=10, device_bytes=20)], uuid="u1", host_bytes=5
+    )
+    recorder.record_ecc(1, "sram_ecc_uncorrected")
+    snapshot = recorder.snapshot()
+    (model,) = snapshot.models
+    assert (model.name, model.uuid, model.model_id, model.is_running) == ("bert", "u1", model_id, True)
+    assert (model.memory.host_bytes, model.memory.device_bytes) == (15, 20)
+    assert model.subgraphs[0].neuron_device_index == 1  # core 3 of 4 on 2 devices
+    assert (snapshot.runtime_memory.host_bytes, snapshot.runtime_memory.device_bytes) == (115, 220)
+    assert [d.sram_ecc_uncorrected for d in snapshot.devices] == [0, 1]
+    recorder.unregister_model(model_id)
+    assert list(recorder.snapshot().models) == []
+
+
+def test_bad_placement_is_refused() -> None:
+    with pytest.raises(ValueError, match="core 4"):
+        InferenceRecorder(cores=4).register_model("m", [Subgraph("sg", 4)])

@@ -1,0 +1,207 @@
+"""Per-period math of the runtime groups from consecutive snapshots, across resets and gaps."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from otel_neuron.groups.runtime import (
+    GROUP_TYPES,
+    HwCountersGroup,
+    InferenceStatsGroup,
+    MemoryUsedGroup,
+    NeuronCoreCountersGroup,
+    RuntimeVcpuUsageGroup,
+    create_runtime_groups,
+)
+from otel_neuron.histogram import exact_percentile
+from otel_neuron.runtime import runtime_pb2
+from otel_neuron.runtime.recorder import InferenceRecorder, Subgraph
+from otel_neuron.sources.runtime_endpoint import RuntimeEndpointError, parse_address
+
+
+class FakeEndpoint:
+    """Serves the snapshots of whatever recorder is current; `down` makes fetches fail."""
+
+    def __init__(self, recorder: InferenceRecorder) -> None:
+        self.recorder = recorder
+        self.down = False
+        self.last_error = ""
+        self.address = parse_address("unix:/fake.sock")
+
+    def fetch(self) -> runtime_pb2.Snapshot:
+        if self.down:
+            self.last_error = "cannot connect to unix:/fake.sock: no such file"
+            raise RuntimeEndpointError(self.last_error)
+        self.last_error = ""
+        return self.recorder.snapshot()
+
+
+def stats(endpoint: FakeEndpoint) -> InferenceStatsGroup:
+    group = InferenceStatsGroup(0, endpoint)  # type: ignore[arg-type]
+    group.prime()
+    return group
+
+
+def body(group: InferenceStatsGroup) -> dict:
+    sample = group.sample()
+    assert sample.error == ""
+    return InferenceStatsGroup.render(sample.points)
+
+
+def test_counts_and_percentiles_cover_exactly_the_period() -> None:
+    endpoint = FakeEndpoint(InferenceRecorder())
+    endpoint.recorder.record("m", "completed", 9.0, 8.0)  # before the baseline: not counted
+    group = stats(endpoint)
+    latencies = [0.010, 0.012, 0.011, 0.050, 0.009]
+    for latency in latencies:
+        endpoint.recorder.record("m", "completed", latency, latency / 2)
+    endpoint.recorder.record("m", "timed_out", 0.2, 0.1, "runtime")
+    report = body(group)
+    assert report["inference_summary"]["completed"] == 5
+    assert report["inference_summary"]["timed_out"] == 1
+    assert report["error_summary"] == {"generic": 0, "numerical": 0, "transient": 0, "runtime": 1, "hardware": 0}
+    total = report["latency_stats"]["total_latency"]
+    ran = latencies + [0.2]
+    assert total["p0"] == min(ran) and total["p100"] == max(ran)
+    for q in (1, 25, 50, 75, 99):
+        assert total[f"p{q}"] == pytest.approx(exact_percentile(ran, q), rel=0.01)
+    assert report["latency_stats"]["device_latency"]["p100"] == 0.1
+
+
+def test_latency_objects_are_null_when_nothing_completed() -> None:
+    endpoint = FakeEndpoint(InferenceRecorder())
+    group = stats(endpoint)
+    endpoint.recorder.record("m", "failed_to_queue", None)
+    report = body(group)
+    assert report["latency_stats"] == {"total_latency": None, "device_latency": None}
+    assert report["inference_summary"]["failed_to_queue"] == 1
+
+
+def test_a_runtime_restart_gives_no_negative_counts_spike_or_stale_percentiles() -> None:
+    endpoint = FakeEndpoint(InferenceRecorder())
+    group = stats(endpoint)
+    for _ in range(1000):
+        endpoint.recorder.record("m", "completed", 5.0, 4.0)
+    assert body(group)["inference_summary"]["completed"] == 1000
+    endpoint.recorder = InferenceRecorder()  # restarted: totals start again from 0
+    for _ in range(3):
+        endpoint.recorder.record("m", "completed", 0.001, 0.0005)
+    report = body(group)
+    assert report["inference_summary"]["completed"] == 3
+    assert all(value >= 0 for value in report["inference_summary"].values())
+    assert report["latency_stats"]["total_latency"]["p100"] == 0.001  # nothing of the old 5 s
+    assert body(group)["latency_stats"]["total_latency"] is None
+
+
+def test_a_failed_collection_is_an_error_and_the_next_covers_the_gap() -> None:
+    endpoint = FakeEndpoint(InferenceRecorder())
+    group = stats(endpoint)
+    endpoint.recorder.record("m", "completed", 0.01)
+    endpoint.down = True
+    failed = group.sample()
+    assert failed.error == "cannot connect to unix:/fake.sock: no such file"
+    assert group.runtime_error() == failed.error
+    endpoint.recorder.record("m", "completed", 0.02)
+    endpoint.down = False
+    assert body(group)["inference_summary"]["completed"] == 2
+    assert group.runtime_error() == ""
+
+
+def test_a_runtime_that_starts_after_the_monitor_is_counted_from_its_start() -> None:
+    endpoint = FakeEndpoint(InferenceRecorder())
+    endpoint.down = True
+    group = stats(endpoint)  # the baseline fails: no runtime yet
+    endpoint.down = False
+    time.sleep(0.002)
+    endpoint.recorder = InferenceRecorder()
+    endpoint.recorder.record("m", "completed", 0.01)
+    assert body(group)["inference_summary"]["completed"] == 1
+
+
+def test_utilization_vcpu_memory_and_ecc() -> None:
+    ticks = {"cpu": (0.0, 0.0)}
+    recorder = InferenceRecorder(cores=2, devices=1, cpu_times=lambda: ticks["cpu"])
+    model_id = recorder.register_model(
+        "bert", [Subgraph("sg00", 1, host_bytes=10, device_bytes=20)], uuid="u-1", model_id=7
+    )
+    endpoint = FakeEndpoint(recorder)
+    cores = NeuronCoreCountersGroup(3, endpoint)  # type: ignore[arg-type]
+    vcpu = RuntimeVcpuUsageGroup(3, endpoint)  # type: ignore[arg-type]
+    ecc = HwCountersGroup(3, endpoint)  # type: ignore[arg-type]
+    memory = MemoryUsedGroup(3, endpoint)  # type: ignore[arg-type]
+    for group in (cores, vcpu, ecc, memory):
+        group.prime()
+    time.sleep(0.2)
+    recorder.add_core_busy(0, 0.1)
+    ticks["cpu"] = (0.05, 0.01)
+    recorder.record_ecc(0, "mem_ecc_corrected", 2)
+    core_sample = cores.sample()
+    assert all(attributes["neuron.runtime.index"] == 3 for attributes, _ in core_sample.points["neuron.core.utilization"])
+    in_use = NeuronCoreCountersGroup.render(core_sample.points)["neuroncores_in_use"]
+    assert 30 < in_use["0"]["neuroncore_utilization"] <= 50.5
+    assert in_use["1"] == {"neuroncore_utilization": 0.0, "loaded_models": ["bert:sg00"]}
+    usage = RuntimeVcpuUsageGroup.render(vcpu.sample().points)["vcpu_usage"]
+    vcpus = recorder.snapshot().vcpu_count
+    assert usage["user"] == pytest.approx(100 * 0.05 / (0.2 * vcpus), rel=0.2)
+    assert ecc.render(ecc.sample().points) == {
+        "neuron_devices": [
+            {"neuron_device_index": 0, "mem_ecc_corrected": 2, "mem_ecc_uncorrected": 0, "sram_ecc_uncorrected": 0}
+        ]
+    }
+    assert ecc.render(ecc.sample().points)["neuron_devices"][0]["mem_ecc_corrected"] == 0  # per period
+    assert MemoryUsedGroup.render(memory.sample().points) == {
+        "neuron_runtime_used_bytes": {"host": 10, "neuron_device": 20},
+        "loaded_models": [
+            {
+                "name": "bert",
+                "uuid": "u-1",
+                "model_id": model_id,
+                "is_running": True,
+                "memory_used_bytes": {"host": 10, "neuron_device": 20},
+                "subgraphs": {
+                    "sg00": {
+                        "memory_used_bytes": {"host": 10, "neuron_device": 20},
+                        "neuroncore_index": 1,
+                        "neuron_device_index": 0,
+                    }
+                },
+            }
+        ],
+    }
+
+
+def test_the_factory_shares_one_endpoint_and_checks_its_arguments() -> None:
+    groups = create_runtime_groups(1, "sim:?cores=2&seed=3", list(GROUP_TYPES), deadline_s=0.5)
+    assert [group.report_key for group in groups] == list(GROUP_TYPES)
+    assert len({id(group.endpoint) for group in groups}) == 1  # type: ignore[attr-defined]
+    groups[0].endpoint.close()  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="unknown runtime metric group 'vcpu_usage'"):
+        create_runtime_groups(0, "sim:", ["vcpu_usage"], 0.5)
+    with pytest.raises(ValueError, match="not a runtime address"):
+        create_runtime_groups(0, "http://x", ["hw_counters"], 0.5)
+    with pytest.raises(ValueError, match="unknown simulator option"):
+        create_runtime_groups(0, "sim:?colors=3", ["hw_counters"], 0.5)
+
+
+@pytest.mark.parametrize(
+    ("address", "kind", "path"),
+    [
+        ("unix:/run/neuron.sock", "unix", "/run/neuron.sock"),
+        ("unix:///run/neuron.sock", "unix", "/run/neuron.sock"),
+        ("127.0.0.1:50051", "tcp", ""),
+        ("dns:///localhost:50051", "tcp", ""),
+        ("sim:", "sim", ""),
+        ("sim:?cores=4&models=2&seed=1", "sim", ""),
+    ],
+)
+def test_addresses(address: str, kind: str, path: str) -> None:
+    parsed = parse_address(address)
+    assert (parsed.kind, parsed.socket_path) == (kind, path)
+
+
+@pytest.mark.parametrize("address", ["", "unix:", "localhost", "dns:///nohost", "tcp://1.2.3.4:5", "sim:?cores=x"])
+def test_bad_addresses(address: str) -> None:
+    with pytest.raises(ValueError):
+        parse_address(address)
