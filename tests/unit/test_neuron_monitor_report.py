@@ -40,7 +40,9 @@ def test_v1_report_reads_every_group_of_the_guide() -> None:
     model = memory.loaded_models[0]
     assert model.model_id == 10234 and model.is_running
     assert {sub.name: sub.neuroncore_index for sub in model.subgraphs} == {"sg00": 0, "sg01": 1}
-    assert runtime.hw_counters is not None and runtime.hw_counters.devices[0].counters["mem_ecc_corrected"] == 1
+    assert (
+        runtime.hw_counters is not None and runtime.hw_counters.devices[0].counters["mem_ecc_corrected"] == 1
+    )
     assert runtime.vcpu_usage is not None and runtime.vcpu_usage.user == 42.01
     assert report.instance["instance_id"] == "i-0011223344556677a"
     assert report.hardware is None
@@ -74,7 +76,17 @@ def test_null_latency_objects_read_as_absent() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["", "   ", "not json", '{"neuron_runtime_data": [', "[1, 2]", '"text"', "{}", '{"other": 1}', b"\xff\xfe"],
+    [
+        "",
+        "   ",
+        "not json",
+        '{"neuron_runtime_data": [',
+        "[1, 2]",
+        '"text"',
+        "{}",
+        '{"other": 1}',
+        b"\xff\xfe",
+    ],
 )
 def test_lines_that_are_not_reports_are_rejected(line: str | bytes) -> None:
     with pytest.raises(ReportParseError):
@@ -95,7 +107,9 @@ def test_wrong_types_inside_a_report_are_dropped_not_fatal() -> None:
                         "execution_summary": {"completed": "12", "timed_out": 1.5, "failed_to_queue": 2.0},
                         "latency_stats": {"total_latency": {"p0": "x", "p50": float("nan")}},
                     },
-                    "neuroncore_counters": {"neuroncores_in_use": {"x": {}, "-1": {}, "3": {"loaded_models": "a"}}},
+                    "neuroncore_counters": {
+                        "neuroncores_in_use": {"x": {}, "-1": {}, "3": {"loaded_models": "a"}}
+                    },
                     "memory_used": {"loaded_models": [1, {"subgraphs": {"s": None}}]},
                 },
             },
@@ -135,7 +149,9 @@ def test_every_prefix_of_a_real_line_is_either_a_report_or_a_counted_skip() -> N
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=30,
 )
 report_keys = st.sampled_from(
