@@ -8,6 +8,7 @@ by inheritance: group -> runtime -> root -> 5 s.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -105,6 +106,8 @@ def parse_config(text: str, source: str = "<config>") -> MonitorConfig:
         raise ConfigError(f"{source}: line {error.lineno} column {error.colno}: not valid JSON: {error.msg}") from None
     except RecursionError:
         raise ConfigError(f"{source}: JSON nested too deeply") from None
+    except ValueError as error:  # e.g. an integer literal longer than Python converts
+        raise ConfigError(f"{source}: not valid JSON: {error}") from None
     return config_from_document(document, source)
 
 
@@ -178,8 +181,16 @@ def _describe_schema_error(error: jsonschema.ValidationError) -> str:
 def json_path(parts: Iterable[Any]) -> str:
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(str(part)):
+            text += f"[{json.dumps(str(part))}]"  # a key with blanks, dots or newlines stays on one line
+        else:
+            text += f".{part}" if text else str(part)
     return text
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _json_type_name(expected: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -12,11 +14,18 @@ def parse_duration(text: str) -> float:
     """Seconds in `text`; ValueError for zero, negative, unknown units or garbage."""
     match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
-        raise ValueError(f'{text!r} is not a duration like "500ms", "2s", "1m", "1h"')
+        raise ValueError(f'{_quoted(text)} is not a duration like "500ms", "2s", "1m", "1h"')
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
+        raise ValueError(f"{_quoted(text)} must be longer than zero")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{_quoted(text)} is too long")
     return seconds
+
+
+def _quoted(text: object) -> str:
+    """As the value appears in the JSON file, like the schema's messages."""
+    return json.dumps(text) if isinstance(text, str) else repr(text)
 
 
 def format_duration(seconds: float) -> str:
