@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -26,7 +26,7 @@ from opentelemetry.sdk.metrics.export import (
 
 from otel_neuron.groups.base import GROUP, RUNTIME_INDEX, HistogramDelta, Point
 from otel_neuron.groups.registry import group_classes, metric_names_by_key
-from otel_neuron.producer import ERROR_MESSAGE, GROUP_ERROR, GROUP_PERIOD, RUNTIME_ERROR
+from otel_neuron.producer import ERROR_MESSAGE, GROUP_ERROR, GROUP_PERIOD, RUNTIME_ERROR, PointBlocks
 from otel_neuron.sources.instance import facts_from_resource
 
 _logger = logging.getLogger(__name__)
@@ -46,17 +46,16 @@ def report_from_metrics(metrics_data: MetricsData) -> Report:
         instance = facts_from_resource(resource_metrics.resource.attributes).as_report()
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
-                for point in metric.data.data_points:
-                    attributes = point.attributes or {}
+                for attributes, value in _pairs(metric.data.data_points):
                     index = attributes.get(RUNTIME_INDEX)
                     if metric.name == GROUP_PERIOD.name:
-                        periods[(str(attributes[GROUP]), index)] = float(point.value)
+                        periods[(str(attributes[GROUP]), index)] = float(value)
                     elif metric.name == GROUP_ERROR.name:
                         errors[(str(attributes[GROUP]), index)] = str(attributes.get(ERROR_MESSAGE, ""))
                     elif metric.name == RUNTIME_ERROR.name:
                         runtime_errors[int(index)] = str(attributes.get(ERROR_MESSAGE, ""))
                     else:
-                        points[(metric.name, index)].append((attributes, _value_of(point)))
+                        points[(metric.name, index)].append((attributes, value))
 
     report: Report = {"neuron_runtime_data": [], "system_data": {}, "instance_data": instance}
     runtimes: dict[int, Report] = {}
@@ -86,6 +85,13 @@ def _render_section(
 
 def _runtime_entry(index: int, error: str) -> Report:
     return {"neuron_runtime_index": index, "error": error, "report": {}}
+
+
+def _pairs(data_points: Any) -> Iterable[Point]:
+    """(attributes, value) of each point; the producer's blocks hand them over without building objects."""
+    if isinstance(data_points, PointBlocks):
+        return data_points.pairs()
+    return (((point.attributes or {}), _value_of(point)) for point in data_points)
 
 
 def _value_of(point: Any) -> Any:
@@ -118,7 +124,9 @@ def merge_report(standing: Report, update: Report) -> None:
     for entry in update["neuron_runtime_data"]:
         target = entries.get(entry["neuron_runtime_index"])
         if target is None:
-            target = entries[entry["neuron_runtime_index"]] = _runtime_entry(entry["neuron_runtime_index"], "")
+            target = entries[entry["neuron_runtime_index"]] = _runtime_entry(
+                entry["neuron_runtime_index"], ""
+            )
             standing["neuron_runtime_data"].append(target)
         target["error"] = entry["error"]
         target["report"].update(entry["report"])
@@ -152,7 +160,9 @@ class ReportJsonExporter(MetricExporter):
         self.closed = False
         self.reports_written = 0
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         if self.closed:
             return MetricExportResult.FAILURE
         merge_report(self.report, report_from_metrics(metrics_data))
@@ -160,7 +170,9 @@ class ReportJsonExporter(MetricExporter):
         if self._validate is not None:
             problem = self._validate(document)
             if problem:
-                _logger.error("report %d does not match the report schema: %s", self.reports_written + 1, problem)
+                _logger.error(
+                    "report %d does not match the report schema: %s", self.reports_written + 1, problem
+                )
         try:
             self._out.write(json.dumps(document, separators=(",", ":")) + "\n")
             self._out.flush()

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
+from itertools import chain, repeat
 from typing import Any
 
 from otel_neuron.groups.base import InstrumentSpec, Kind, MetricGroup, Point, PointsByMetric
-from otel_neuron.sources.procfs import CPU_MODES, CpuTimes, MemoryFacts, read_cpu_times, read_memory
+from otel_neuron.sources.procfs import (
+    CPU_MODES,
+    STEAL_COLUMN,
+    CpuTimes,
+    MemoryFacts,
+    read_cpu_times,
+    read_memory,
+)
 
 CPU_UTILIZATION = InstrumentSpec(
     "system.cpu.utilization", "1", "Fraction of the period each vCPU spent in each mode", Kind.GAUGE
@@ -49,8 +58,9 @@ class VcpuUsageGroup(MetricGroup):
         super().__init__()
         self._read = read
         self._previous: CpuTimes | None = None
-        # Attribute dicts are built once per (cpu, mode) and shared by every sample.
-        self._attributes: list[tuple[dict[str, Any], ...]] = []
+        self._attributes: list[dict[str, Any]] = []
+        self._columns: Callable[[list[int]], tuple[int, ...]] = operator.itemgetter(0, 0)
+        self._columns_shape = (0, 0)
 
     def _take_baseline(self) -> None:
         self._previous = self._read()
@@ -58,44 +68,68 @@ class VcpuUsageGroup(MetricGroup):
     def _sample_points(self, period: float) -> PointsByMetric:
         current = self._read()
         previous, self._previous = self._previous, current
-        if previous is None or len(previous.per_cpu) != len(current.per_cpu):
+        if previous is None or previous.width != current.width or len(previous.ticks) != len(current.ticks):
             previous = current  # no usable baseline: report zeros rather than % since boot
-        utilization: list[Point] = []
-        for cpu, (now, before) in enumerate(zip(current.per_cpu, previous.per_cpu)):
-            elapsed = current.per_cpu_total[cpu] - previous.per_cpu_total[cpu]
-            for attributes, value_now, value_before in zip(self._attributes_of(cpu), now, before):
-                share = (value_now - value_before) / elapsed if elapsed > 0 else 0.0
-                utilization.append((attributes, min(max(share, 0.0), 1.0)))
+        width, cpus = current.width, current.cpu_count
+        # Flat, C-level passes: at 192 vCPUs a Python loop per number would cost more than the read.
+        deltas = list(map(operator.sub, current.ticks, previous.ticks))
+        if deltas and min(deltas) < 0:  # iowait is known to step backwards on some kernels
+            deltas = [max(delta, 0) for delta in deltas]
+        # A vCPU's elapsed ticks: its seven modes and steal (guest is already inside user and nice).
+        elapsed = [total or 1 for total in map(sum, zip(*(deltas[column::width] for column in range(width))))]
+        mode_deltas = self._mode_columns(width, cpus)(deltas)
+        shares = map(
+            operator.truediv, mode_deltas, chain.from_iterable(map(repeat, elapsed, repeat(STEAL_COLUMN)))
+        )
         switches = max(current.context_switches - previous.context_switches, 0)
         return {
-            CPU_UTILIZATION.name: utilization,
+            CPU_UTILIZATION.name: list(zip(self._attributes_for(cpus), shares)),
             CONTEXT_SWITCHES.name: [({}, switches)],
-            CPU_COUNT.name: [({}, len(current.per_cpu))],
+            CPU_COUNT.name: [({}, cpus)],
         }
 
-    def _attributes_of(self, cpu: int) -> tuple[dict[str, Any], ...]:
-        while len(self._attributes) <= cpu:
-            number = len(self._attributes)
-            self._attributes.append(
-                tuple({"cpu.logical_number": number, "cpu.mode": SEMCONV_CPU_MODE[mode]} for mode in CPU_MODES)
+    def _mode_columns(self, width: int, cpus: int) -> Callable[[list[int]], tuple[int, ...]]:
+        """Picks the seven mode columns of every vCPU out of the flat row of deltas."""
+        if self._columns_shape != (width, cpus):
+            indexes = [cpu * width + mode for cpu in range(cpus) for mode in range(STEAL_COLUMN)]
+            self._columns = operator.itemgetter(*indexes)
+            self._columns_shape = (width, cpus)
+        return self._columns
+
+    def _attributes_for(self, cpus: int) -> list[dict[str, Any]]:
+        """One attribute dict per (vCPU, mode), built once and shared by every sample."""
+        while len(self._attributes) < cpus * len(CPU_MODES):
+            number = len(self._attributes) // len(CPU_MODES)
+            self._attributes.extend(
+                {"cpu.logical_number": number, "cpu.mode": SEMCONV_CPU_MODE[m]} for m in CPU_MODES
             )
-        return self._attributes[cpu]
+        return self._attributes[: cpus * len(CPU_MODES)]
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
-        usage: dict[str, dict[str, float]] = {}
-        fractions: dict[str, list[float]] = {mode: [] for mode in CPU_MODES}
+        usage: dict[Any, dict[str, float]] = {}
+        sums = dict.fromkeys(CPU_MODES, 0.0)
         for attributes, value in points.get(CPU_UTILIZATION.name, ()):
-            mode = _GUIDE_CPU_MODE.get(str(attributes.get("cpu.mode")))
+            mode = _GUIDE_CPU_MODE.get(attributes.get("cpu.mode"))  # type: ignore[arg-type]
             if mode is None:
                 continue
-            cpu = str(attributes.get("cpu.logical_number"))
-            usage.setdefault(cpu, dict.fromkeys(CPU_MODES, 0.0))[mode] = percent(float(value))
-            fractions[mode].append(float(value))
-        average = {mode: percent(sum(values) / len(values)) if values else 0.0 for mode, values in fractions.items()}
-        switches = sum(int(value) for _, value in points.get(CONTEXT_SWITCHES.name, ()))  # type: ignore[arg-type]
-        ordered = dict(sorted(usage.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0))
-        return {"average_usage": average, "usage_data": ordered, "context_switch_count": switches}
+            cpu = attributes.get("cpu.logical_number")
+            row = usage.get(cpu)
+            if row is None:
+                row = usage[cpu] = dict.fromkeys(CPU_MODES, 0.0)
+            row[mode] = round(value * 100.0, 2)  # type: ignore[operator]
+            sums[mode] += value  # type: ignore[operator]
+        average = {mode: percent(total / len(usage)) if usage else 0.0 for mode, total in sums.items()}
+        switches = sum(int(value) for _, value in points.get(CONTEXT_SWITCHES.name, ()))  # type: ignore[call-overload]
+        by_cpu = {str(cpu): usage[cpu] for cpu in sorted(usage, key=_cpu_order)}
+        return {"average_usage": average, "usage_data": by_cpu, "context_switch_count": switches}
+
+
+def _cpu_order(cpu: Any) -> int:
+    try:
+        return int(cpu)
+    except (TypeError, ValueError):
+        return 0
 
 
 class MemoryInfoGroup(MetricGroup):
