@@ -186,13 +186,17 @@ class RuntimeEndpoint:
         if code == grpc.StatusCode.INTERNAL and "deserializ" in lowered:
             return f"{where} answered garbage: not an otel_neuron.runtime.v1 snapshot"
         if code == grpc.StatusCode.UNAVAILABLE:
+            reason = _connect_reason(details)
+            lowered = reason.lower()
             if "connection refused" in lowered or "connect failed" in lowered:
                 return f"cannot connect to {where}: connection refused"
             if "no such file" in lowered:
                 return f"cannot connect to {where}: no such file"
             if "permission denied" in lowered:
                 return f"cannot connect to {where}: permission denied"
-            return f"cannot talk to {where}: {_first_line(details) or 'unavailable'} (is it an otel-neuron runtime endpoint?)"
+            if "timed out" in lowered or "deadline" in lowered:
+                return f"no answer from {where} within {self.deadline_s:g} s (no gRPC handshake)"
+            return f"cannot talk to {where}: {reason or 'unavailable'} (is it an otel-neuron runtime endpoint?)"
         name = code.name.lower() if code is not None else "error"
         return f"{where}: {name}: {_first_line(details)}"
 
@@ -211,6 +215,18 @@ def _checked(snapshot: runtime_pb2.Snapshot, where: str) -> runtime_pb2.Snapshot
             f"{where} speaks runtime protocol version {snapshot.protocol_version}; this monitor speaks {PROTOCOL_VERSION}"
         )
     return snapshot
+
+
+def _connect_reason(details: str) -> str:
+    """gRPC's "failed to connect to all addresses; last error: UNKNOWN: unix:/x: reason" -> reason."""
+    reason = _first_line(details)
+    for prefix in ("failed to connect to all addresses; last error: ", "UNKNOWN: ", "UNAVAILABLE: "):
+        if reason.startswith(prefix):
+            reason = reason[len(prefix) :]
+    head, separator, tail = reason.rpartition(": ")
+    if separator and (head.startswith(("unix:", "ipv4:", "ipv6:", "dns:")) or head.count(":") == 1):
+        reason = tail
+    return reason
 
 
 def _first_line(text: str) -> str:
