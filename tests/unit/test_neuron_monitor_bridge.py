@@ -1,4 +1,4 @@
-"""The bridge fed by fixture streams through a pipe, as `neuron-monitor | otel-neuron-monitor --from-stdin`."""
+"""The bridge fed fixture streams through a pipe, like `neuron-monitor | otel-neuron-monitor --from-stdin`."""
 
 from __future__ import annotations
 

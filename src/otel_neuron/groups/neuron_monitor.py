@@ -317,7 +317,8 @@ def create_bridge_groups(
     unknown = [name for name in group_types if name not in BRIDGE_GROUP_TYPES]
     if unknown:
         raise ValueError(
-            f"neuron-monitor does not provide the group {unknown[0]!r} (known: {', '.join(BRIDGE_GROUP_TYPES)})"
+            f"neuron-monitor does not provide the group {unknown[0]!r}"
+            f" (known: {', '.join(BRIDGE_GROUP_TYPES)})"
         )
     parse_bridge_address(address)  # fail before subscribing anything
     fallback = deadline_s / 0.8 if deadline_s > 0 else 1.0

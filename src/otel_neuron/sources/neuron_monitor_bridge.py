@@ -379,17 +379,15 @@ class NeuronMonitorBridge:
         with self._lock:
             status, last = self.status, self.last_report_time
             errors = [self._errors[key] for key in subscription.runtimes if self._errors.get(key)]
-            window = subscription.drain()
-        if last is None:
-            raise BridgeError(status)
-        if status:
-            raise BridgeError(status)
-        age = time.monotonic() - last
-        if max_age is not None and age > max_age:
-            raise BridgeError(f"no report from {self.address.describe_source()} for {age:.1f} s")
-        if errors and not window.fresh:
-            raise BridgeError("; ".join(sorted(set(errors))))
-        return window
+            if last is None or status:
+                # Keep what arrived: the next successful sample covers it.
+                raise BridgeError(status)
+            age = time.monotonic() - last
+            if max_age is not None and age > max_age:
+                raise BridgeError(f"no report from {self.address.describe_source()} for {age:.1f} s")
+            if errors and not subscription.fresh:
+                raise BridgeError("; ".join(sorted(set(errors))))
+            return subscription.drain()
 
     # -- folding reports in
 
@@ -501,6 +499,8 @@ class NeuronMonitorBridge:
             else:
                 self._process = process
                 self.starts += 1
+                with self._lock:
+                    self._last_seen.clear()  # a new process: its first bodies are all fresh
                 _logger.info("started %s (pid %d)", " ".join(command), process.pid)
                 assert process.stdout is not None and process.stderr is not None
                 stderr_thread = threading.Thread(
