@@ -380,3 +380,35 @@ def test_the_simulator_stops_cleanly_on_sigterm(socket_dir: Path) -> None:
     assert path.exists()
     assert simulator.stop(signal.SIGTERM) == 0
     assert not path.exists()
+
+
+def test_the_monitor_reports_every_runtime_group_from_a_simulator_valid_against_the_schema(
+    socket_dir: Path, start_simulator
+) -> None:
+    import json
+
+    from otel_neuron.report_schema import report_problem
+
+    address = f"unix:{socket_dir}/neuron.sock"
+    start_simulator(address, "--seed", "9", "--rate", "300")
+    config = socket_dir / "monitor.conf"
+    metrics = [{"type": name if name != "neuron_runtime_vcpu_usage" else "vcpu_usage"} for name in GROUP_TYPES]
+    runtimes = [{"address": address, "metrics": metrics}, {"address": "sim:?cores=2&seed=1", "metrics": metrics}]
+    config.write_text(json.dumps({"period": "500ms", "neuron_runtimes": runtimes}))
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_neuron", "-c", str(config), "--validate", "--max-reports", "3", "--imds", "off"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(reports) == 3
+    for report in reports:
+        assert report_problem(report) == ""
+    for runtime in reports[-1]["neuron_runtime_data"]:
+        assert runtime["error"] == ""
+        assert set(runtime["report"]) == set(GROUP_TYPES)
+        assert all(group["error"] == "" for group in runtime["report"].values())
+        assert runtime["report"]["inference_stats"]["inference_summary"]["completed"] > 0
