@@ -1,0 +1,271 @@
+"""The JSON report as built from OpenTelemetry MetricsData, and the system groups' per-period math.
+
+The CPU percentages below are worked out by hand from tests/fixtures/proc/{a,b}/stat (see its README).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import psutil
+import pytest
+
+from otel_neuron.exporters.report_json import ReportJsonExporter, merge_report, report_from_metrics
+from otel_neuron.groups.base import GroupSample
+from otel_neuron.groups.system import (
+    CONTEXT_SWITCHES,
+    CPU_COUNT,
+    CPU_UTILIZATION,
+    MEMORY_LIMIT,
+    MEMORY_USAGE,
+    PAGING_USAGE,
+    MemoryInfoGroup,
+    VcpuUsageGroup,
+)
+from otel_neuron.producer import Collected, MetricsDataProducer
+from otel_neuron.report_schema import report_problem
+from otel_neuron.resource import build_resource
+from otel_neuron.sources.instance import InstanceFacts
+from otel_neuron.sources.procfs import read_cpu_times, read_memory
+
+PROC = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
+KIB = 1024
+T0 = 1_700_000_000_000_000_000
+
+FACTS = InstanceFacts(
+    instance_name="My_Instance",
+    instance_id="i-0011223344556677a",
+    instance_type="inf1.xlarge",
+    instance_availability_zone="us-west-2b",
+    instance_availability_zone_id="usw2-az2",
+    instance_region="us-west-2",
+    ami_id="ami-0011223344556677b",
+    subnet_id="subnet-112233ee",
+)
+
+# By hand from the fixture: cpu0 moved 100 ticks, cpu1 300 (40 of them steal, which is in no mode).
+CPU0 = {"user": 30.0, "nice": 10.0, "system": 20.0, "idle": 35.0, "io_wait": 2.0, "irq": 1.0, "soft_irq": 2.0}
+CPU1 = {"user": 33.33, "nice": 0.0, "system": 16.67, "idle": 36.67, "io_wait": 0.0, "irq": 0.0, "soft_irq": 0.0}
+# Average of the two vCPUs' exact fractions (not of the rounded percentages).
+AVERAGE = {"user": 31.67, "nice": 5.0, "system": 18.33, "idle": 35.83, "io_wait": 1.0, "irq": 0.5, "soft_irq": 1.0}
+
+
+def stepping_reader(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A /proc/stat reader that reads tree a, then tree b on every later call."""
+    trees = [str(PROC / "a"), str(PROC / "b")]
+
+    def read():  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(psutil, "PROCFS_PATH", trees[0])
+        times = read_cpu_times()
+        if len(trees) > 1:
+            trees.pop(0)
+        return times
+
+    return read
+
+
+def fake_memory(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    def read():  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(psutil, "PROCFS_PATH", str(PROC / "a"))
+        return read_memory()
+
+    return read
+
+
+def render(collected: list[Collected], facts: InstanceFacts = FACTS) -> dict:  # type: ignore[type-arg]
+    return report_from_metrics(MetricsDataProducer(build_resource(facts)).produce(collected))
+
+
+# ---------------------------------------------------------------------------------------------- CPU % math
+
+def test_first_sample_after_the_baseline_gives_the_hand_computed_percentages(monkeypatch: pytest.MonkeyPatch) -> None:
+    group = VcpuUsageGroup(read=stepping_reader(monkeypatch))
+    group.prime()  # reads tree a: the baseline taken at start-up
+    sample = group.sample()  # reads tree b
+
+    assert sample.error == ""
+    body = render([Collected(group, sample)])["system_data"]["vcpu_usage"]
+    assert body["usage_data"] == {"0": CPU0, "1": CPU1}
+    assert body["average_usage"] == AVERAGE
+    assert body["context_switch_count"] == 12345
+    assert body["error"] == ""
+
+
+def test_a_vcpu_without_steal_sums_to_100_and_steal_is_in_no_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    group = VcpuUsageGroup(read=stepping_reader(monkeypatch))
+    group.prime()
+    usage = render([Collected(group, group.sample())])["system_data"]["vcpu_usage"]["usage_data"]
+    assert sum(usage["0"].values()) == pytest.approx(100.0, abs=0.05)
+    assert sum(usage["1"].values()) == pytest.approx(100.0 * 260 / 300, abs=0.05)  # 40 of 300 ticks were steal
+
+
+def test_without_a_baseline_nothing_since_boot_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    group = VcpuUsageGroup(read=stepping_reader(monkeypatch))
+    body = render([Collected(group, group.sample())])["system_data"]["vcpu_usage"]
+    # Tree a alone holds ~60 % idle since boot; a monitor must never print that as the period's usage.
+    assert all(value == 0.0 for cpu in body["usage_data"].values() for value in cpu.values())
+    assert body["context_switch_count"] == 0
+
+
+def test_a_failing_reader_becomes_the_groups_error_and_the_report_stays_valid() -> None:
+    def broken():  # type: ignore[no-untyped-def]
+        raise FileNotFoundError(2, "No such file or directory", "/nowhere/stat")
+
+    group = VcpuUsageGroup(read=broken)
+    group.prime()
+    sample = group.sample()
+    report = render([Collected(group, sample)])
+
+    assert report["system_data"]["vcpu_usage"] == {
+        "period": pytest.approx(sample.period, abs=1e-9),
+        "error": "[Errno 2] No such file or directory: '/nowhere/stat'",
+    }
+    assert report_problem(report) == ""
+
+
+def test_memory_info_from_the_fake_meminfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    group = MemoryInfoGroup(read=fake_memory(monkeypatch))
+    group.prime()
+    body = render([Collected(group, group.sample())])["system_data"]["memory_info"]
+    assert {k: v for k, v in body.items() if k != "period"} == {
+        "memory_total_bytes": 16384000 * KIB,
+        "memory_used_bytes": (16384000 - 12000000) * KIB,  # MemTotal - MemAvailable
+        "swap_total_bytes": 2097152 * KIB,
+        "swap_used_bytes": (2097152 - 1572864) * KIB,
+        "error": "",
+    }
+
+
+# ---------------------------------------------------------------------------------------------- hand-built samples
+
+def vcpu_sample(period: float, fractions: list[dict[str, float]], switches: int, at: int = T0) -> GroupSample:
+    mode_names = {"io_wait": "iowait", "irq": "interrupt", "soft_irq": "softirq"}
+    points = [
+        ({"cpu.logical_number": cpu, "cpu.mode": mode_names.get(mode, mode)}, value)
+        for cpu, modes in enumerate(fractions)
+        for mode, value in modes.items()
+    ]
+    return GroupSample(
+        period,
+        "",
+        at,
+        {
+            CPU_UTILIZATION.name: points,
+            CONTEXT_SWITCHES.name: [({}, switches)],
+            CPU_COUNT.name: [({}, len(fractions))],
+        },
+    )
+
+
+def memory_sample(period: float, total: int, used: int, swap_total: int, swap_used: int, at: int = T0) -> GroupSample:
+    return GroupSample(
+        period,
+        "",
+        at,
+        {
+            MEMORY_LIMIT.name: [({}, total)],
+            MEMORY_USAGE.name: [({"system.memory.state": "used"}, used)],
+            PAGING_USAGE.name: [
+                ({"system.paging.state": "used"}, swap_used),
+                ({"system.paging.state": "free"}, swap_total - swap_used),
+            ],
+        },
+    )
+
+
+ZERO = dict.fromkeys(("user", "nice", "system", "idle", "io_wait", "irq", "soft_irq"), 0.0)
+
+
+def test_hand_built_samples_become_the_guides_report() -> None:
+    cpu0 = {**ZERO, "user": 0.3441, "system": 0.2796, "idle": 0.3763}
+    cpu1 = {**ZERO, "user": 0.5685, "system": 0.2842, "idle": 0.1473}
+    collected = [
+        Collected(VcpuUsageGroup(), vcpu_sample(0.999974868, [cpu0, cpu1], 123456)),
+        Collected(MemoryInfoGroup(), memory_sample(5.346411129, 49345835008, 16042344448, 0, 0)),
+    ]
+
+    report = render(collected)
+
+    assert report == {
+        "neuron_runtime_data": [],
+        "system_data": {
+            "vcpu_usage": {
+                "period": 0.999974868,
+                "average_usage": {**ZERO, "user": 45.63, "system": 28.19, "idle": 26.18},
+                "usage_data": {
+                    "0": {**ZERO, "user": 34.41, "system": 27.96, "idle": 37.63},
+                    "1": {**ZERO, "user": 56.85, "system": 28.42, "idle": 14.73},
+                },
+                "context_switch_count": 123456,
+                "error": "",
+            },
+            "memory_info": {
+                "period": 5.346411129,
+                "memory_total_bytes": 49345835008,
+                "memory_used_bytes": 16042344448,
+                "swap_total_bytes": 0,
+                "swap_used_bytes": 0,
+                "error": "",
+            },
+        },
+        "instance_data": {**FACTS.as_report()},
+    }
+    assert report_problem(report) == ""
+    assert list(report["system_data"]["vcpu_usage"]["usage_data"]) == ["0", "1"]
+
+
+def test_usage_data_keys_are_in_numeric_order_past_ten_vcpus() -> None:
+    fractions = [{**ZERO, "idle": 1.0}] * 12
+    usage = render([Collected(VcpuUsageGroup(), vcpu_sample(1.0, fractions, 0))])["system_data"]["vcpu_usage"]
+    assert list(usage["usage_data"]) == [str(n) for n in range(12)]
+    assert usage["average_usage"]["idle"] == 100.0
+
+
+def test_instance_error_travels_through_the_resource_into_instance_data() -> None:
+    facts = InstanceFacts(error="not an EC2 instance")
+    report = render([Collected(MemoryInfoGroup(), memory_sample(1.0, 10, 5, 0, 0))], facts)
+    assert report["instance_data"] == {**InstanceFacts().as_report(), "error": "not an EC2 instance"}
+
+
+# ---------------------------------------------------------------------------------------------- consolidation
+
+def test_merge_keeps_the_last_values_of_groups_that_were_not_due() -> None:
+    vcpu, memory = VcpuUsageGroup(), MemoryInfoGroup()
+    producer = MetricsDataProducer(build_resource(FACTS))
+    standing = report_from_metrics(producer.produce([Collected(memory, memory_sample(2.0, 100, 40, 10, 1))]))
+    memory_before = json.loads(json.dumps(standing["system_data"]["memory_info"]))
+
+    update = report_from_metrics(producer.produce([Collected(vcpu, vcpu_sample(1.0, [{**ZERO, "idle": 1.0}], 7))]))
+    merge_report(standing, update)
+
+    assert standing["system_data"]["memory_info"] == memory_before
+    assert standing["system_data"]["vcpu_usage"]["context_switch_count"] == 7
+
+
+def test_the_exporter_writes_one_complete_report_per_export() -> None:
+    out = io.StringIO()
+    exporter = ReportJsonExporter(runtime_count=0, out=out)
+    vcpu, memory = VcpuUsageGroup(), MemoryInfoGroup()
+    producer = MetricsDataProducer(build_resource(FACTS))
+
+    exporter.export(producer.produce([Collected(vcpu, vcpu_sample(1.0, [ZERO], 1)), Collected(memory, memory_sample(2.0, 100, 40, 0, 0))]))
+    exporter.export(producer.produce([Collected(vcpu, vcpu_sample(1.0, [ZERO], 2))]))
+    exporter.export(producer.produce([Collected(vcpu, vcpu_sample(1.0, [ZERO], 3)), Collected(memory, memory_sample(2.0, 100, 50, 0, 0))]))
+
+    lines = out.getvalue().splitlines()
+    reports = [json.loads(line) for line in lines]
+    assert [r["system_data"]["vcpu_usage"]["context_switch_count"] for r in reports] == [1, 2, 3]
+    assert [r["system_data"]["memory_info"]["memory_used_bytes"] for r in reports] == [40, 40, 50]
+    assert all(report_problem(r) == "" for r in reports)
+    assert out.getvalue().endswith("\n") and len(lines) == 3
+
+
+def test_a_closed_stream_marks_the_exporter_closed_without_raising() -> None:
+    out = io.StringIO()
+    exporter = ReportJsonExporter(runtime_count=0, out=out)
+    out.close()
+    producer = MetricsDataProducer(build_resource(FACTS))
+    exporter.export(producer.produce([Collected(VcpuUsageGroup(), vcpu_sample(1.0, [ZERO], 1))]))
+    assert exporter.closed
