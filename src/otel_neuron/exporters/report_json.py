@@ -23,9 +23,11 @@ from opentelemetry.sdk.metrics.export import (
     MetricExportResult,
     MetricsData,
 )
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 
 from otel_neuron.groups.base import GROUP, RUNTIME_INDEX, HistogramDelta, Point
 from otel_neuron.groups.registry import group_classes, metric_names_by_key
+from otel_neuron.histogram import SCALE
 from otel_neuron.producer import ERROR_MESSAGE, GROUP_ERROR, GROUP_PERIOD, RUNTIME_ERROR, PointBlocks
 from otel_neuron.sources.instance import facts_from_resource
 
@@ -152,6 +154,8 @@ class ReportJsonExporter(MetricExporter):
     ) -> None:
         super().__init__(
             preferred_temporality={cls: AggregationTemporality.DELTA for cls in _ALL_INSTRUMENT_CLASSES},
+            # In-app the latency comes from SDK Histograms; percentiles need the recorder's buckets.
+            preferred_aggregation={_ALL_INSTRUMENT_CLASSES[2]: _LATENCY_AGGREGATION},
         )
         self._out = out
         self._validate = validate
@@ -203,3 +207,4 @@ def _instrument_classes() -> tuple[type, ...]:
 
 
 _ALL_INSTRUMENT_CLASSES = _instrument_classes()
+_LATENCY_AGGREGATION = ExponentialBucketHistogramAggregation(max_size=2048, max_scale=SCALE)

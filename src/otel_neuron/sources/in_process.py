@@ -1,0 +1,42 @@
+"""This process as a Neuron runtime: its inference recorder read directly, no socket.
+
+`InProcessEndpoint` stands where the runtime groups expect a `RuntimeEndpoint`: `fetch()` is the
+recorder's snapshot. One snapshot is shared by every group sampled in the same collection:
+`next_collection()` starts a new one, and the first `fetch()` after it takes the snapshot.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from otel_neuron.runtime import runtime_pb2
+from otel_neuron.runtime.recorder import InferenceRecorder
+from otel_neuron.sources.runtime_endpoint import Address
+
+IN_PROCESS_ADDRESS = Address("in-process", "in-process")
+
+
+class InProcessEndpoint:
+    """The runtime endpoint interface (`fetch`, `last_error`, `address`, `close`) over a local recorder."""
+
+    def __init__(self, recorder: InferenceRecorder) -> None:
+        self.recorder = recorder
+        self.address = IN_PROCESS_ADDRESS
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._snapshot: runtime_pb2.Snapshot | None = None
+
+    def next_collection(self) -> None:
+        """The next `fetch()` takes a new snapshot; the ones after it share it."""
+        with self._lock:
+            self._snapshot = None
+
+    def fetch(self) -> runtime_pb2.Snapshot:
+        with self._lock:
+            if self._snapshot is None:
+                self._snapshot = self.recorder.snapshot()
+            return self._snapshot
+
+    def close(self) -> None:
+        with self._lock:
+            self._snapshot = None
