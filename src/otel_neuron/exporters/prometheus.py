@@ -174,7 +174,7 @@ def _with_points(template: Metric, points: list[Any]) -> Metric:
         name=template.name,
         description=template.description,
         unit=template.unit,
-        data=replace(data, data_points=points),
+        data=replace(data, data_points=points),  # type: ignore[arg-type]
     )
 
 
@@ -413,7 +413,7 @@ def _default_report_builder(metrics_data: MetricsData) -> Report:
 # The exporter the pipeline drives
 
 
-_CUMULATIVE = {
+_CUMULATIVE: dict[type, AggregationTemporality] = {
     instrument: AggregationTemporality.CUMULATIVE
     for instrument in (
         Counter,
@@ -424,7 +424,7 @@ _CUMULATIVE = {
         ObservableGauge,
     )
 }
-_DELTA = {
+_DELTA: dict[type, AggregationTemporality] = {
     Counter: AggregationTemporality.DELTA,
     UpDownCounter: AggregationTemporality.CUMULATIVE,
     Histogram: AggregationTemporality.DELTA,
