@@ -392,11 +392,27 @@ def test_the_monitor_reports_every_runtime_group_from_a_simulator_valid_against_
     address = f"unix:{socket_dir}/neuron.sock"
     start_simulator(address, "--seed", "9", "--rate", "300")
     config = socket_dir / "monitor.conf"
-    metrics = [{"type": name if name != "neuron_runtime_vcpu_usage" else "vcpu_usage"} for name in GROUP_TYPES]
-    runtimes = [{"address": address, "metrics": metrics}, {"address": "sim:?cores=2&seed=1", "metrics": metrics}]
+    metrics = [
+        {"type": name if name != "neuron_runtime_vcpu_usage" else "vcpu_usage"} for name in GROUP_TYPES
+    ]
+    runtimes = [
+        {"address": address, "metrics": metrics},
+        {"address": "sim:?cores=2&seed=1", "metrics": metrics},
+    ]
     config.write_text(json.dumps({"period": "500ms", "neuron_runtimes": runtimes}))
     result = subprocess.run(
-        [sys.executable, "-m", "otel_neuron", "-c", str(config), "--validate", "--max-reports", "3", "--imds", "off"],
+        [
+            sys.executable,
+            "-m",
+            "otel_neuron",
+            "-c",
+            str(config),
+            "--validate",
+            "--max-reports",
+            "3",
+            "--imds",
+            "off",
+        ],
         capture_output=True,
         text=True,
         timeout=20,

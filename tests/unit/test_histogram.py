@@ -32,7 +32,9 @@ def histogram_of(values: list[float]) -> HistogramDelta:
             index = bucket_index(value)
             counts[index] = counts.get(index, 0) + 1
     offset, dense = dense_buckets(counts)
-    return HistogramDelta(SCALE, zero, offset, tuple(dense), len(values), sum(values), min(values), max(values))
+    return HistogramDelta(
+        SCALE, zero, offset, tuple(dense), len(values), sum(values), min(values), max(values)
+    )
 
 
 @given(st.floats(min_value=1e-9, max_value=1e6, allow_nan=False, allow_infinity=False))

@@ -71,7 +71,9 @@ def test_totals_are_exact_with_many_threads_recording_while_snapshots_are_taken(
         (KeyError("x"), "completed_with_err", "generic"),
     ],
 )
-def test_exceptions_map_to_the_guides_outcomes(error: BaseException | None, outcome: str, error_type: str) -> None:
+def test_exceptions_map_to_the_guides_outcomes(
+    error: BaseException | None, outcome: str, error_type: str
+) -> None:
     assert classify(error) == (outcome, error_type)
 
 

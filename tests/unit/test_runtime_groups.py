@@ -61,7 +61,13 @@ def test_counts_and_percentiles_cover_exactly_the_period() -> None:
     report = body(group)
     assert report["inference_summary"]["completed"] == 5
     assert report["inference_summary"]["timed_out"] == 1
-    assert report["error_summary"] == {"generic": 0, "numerical": 0, "transient": 0, "runtime": 1, "hardware": 0}
+    assert report["error_summary"] == {
+        "generic": 0,
+        "numerical": 0,
+        "transient": 0,
+        "runtime": 1,
+        "hardware": 0,
+    }
     total = report["latency_stats"]["total_latency"]
     ran = latencies + [0.2]
     assert total["p0"] == min(ran) and total["p100"] == max(ran)
@@ -138,7 +144,10 @@ def test_utilization_vcpu_memory_and_ecc() -> None:
     ticks["cpu"] = (0.05, 0.01)
     recorder.record_ecc(0, "mem_ecc_corrected", 2)
     core_sample = cores.sample()
-    assert all(attributes["neuron.runtime.index"] == 3 for attributes, _ in core_sample.points["neuron.core.utilization"])
+    assert all(
+        attributes["neuron.runtime.index"] == 3
+        for attributes, _ in core_sample.points["neuron.core.utilization"]
+    )
     in_use = NeuronCoreCountersGroup.render(core_sample.points)["neuroncores_in_use"]
     assert 30 < in_use["0"]["neuroncore_utilization"] <= 50.5
     assert in_use["1"] == {"neuroncore_utilization": 0.0, "loaded_models": ["bert:sg00"]}
@@ -147,7 +156,12 @@ def test_utilization_vcpu_memory_and_ecc() -> None:
     assert usage["user"] == pytest.approx(100 * 0.05 / (0.2 * vcpus), rel=0.2)
     assert ecc.render(ecc.sample().points) == {
         "neuron_devices": [
-            {"neuron_device_index": 0, "mem_ecc_corrected": 2, "mem_ecc_uncorrected": 0, "sram_ecc_uncorrected": 0}
+            {
+                "neuron_device_index": 0,
+                "mem_ecc_corrected": 2,
+                "mem_ecc_uncorrected": 0,
+                "sram_ecc_uncorrected": 0,
+            }
         ]
     }
     assert ecc.render(ecc.sample().points)["neuron_devices"][0]["mem_ecc_corrected"] == 0  # per period
@@ -201,7 +215,9 @@ def test_addresses(address: str, kind: str, path: str) -> None:
     assert (parsed.kind, parsed.socket_path) == (kind, path)
 
 
-@pytest.mark.parametrize("address", ["", "unix:", "localhost", "dns:///nohost", "tcp://1.2.3.4:5", "sim:?cores=x"])
+@pytest.mark.parametrize(
+    "address", ["", "unix:", "localhost", "dns:///nohost", "tcp://1.2.3.4:5", "sim:?cores=x"]
+)
 def test_bad_addresses(address: str) -> None:
     with pytest.raises(ValueError):
         parse_address(address)

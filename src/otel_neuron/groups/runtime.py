@@ -25,8 +25,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from otel_neuron.groups.base import (
-    AttributeValue,
     Attributes,
+    AttributeValue,
     HistogramDelta,
     InstrumentSpec,
     Kind,
@@ -58,20 +58,28 @@ CORE_UTILIZATION = InstrumentSpec(
 CORE_SUBGRAPHS = InstrumentSpec(
     "neuron.core.subgraphs", "{subgraph}", "Model subgraphs loaded on the NeuronCore", Kind.UPDOWN
 )
-INFERENCE_COUNT = InstrumentSpec("neuron.inference.count", "{inference}", "Inferences by outcome", Kind.COUNTER)
-INFERENCE_ERRORS = InstrumentSpec("neuron.inference.errors", "{error}", "Inference errors by type", Kind.COUNTER)
+INFERENCE_COUNT = InstrumentSpec(
+    "neuron.inference.count", "{inference}", "Inferences by outcome", Kind.COUNTER
+)
+INFERENCE_ERRORS = InstrumentSpec(
+    "neuron.inference.errors", "{error}", "Inference errors by type", Kind.COUNTER
+)
 INFERENCE_LATENCY = InstrumentSpec(
     "neuron.inference.latency", "s", "Latency of an inference as measured by the runtime", Kind.HISTOGRAM
 )
 DEVICE_LATENCY = InstrumentSpec(
     "neuron.inference.device.latency", "s", "Time an inference spent on the Neuron device", Kind.HISTOGRAM
 )
-RUNTIME_MEMORY = InstrumentSpec("neuron.runtime.memory.usage", "By", "Memory used by the runtime", Kind.UPDOWN)
+RUNTIME_MEMORY = InstrumentSpec(
+    "neuron.runtime.memory.usage", "By", "Memory used by the runtime", Kind.UPDOWN
+)
 MODEL_MEMORY = InstrumentSpec("neuron.model.memory.usage", "By", "Memory used by a loaded model", Kind.UPDOWN)
 SUBGRAPH_MEMORY = InstrumentSpec(
     "neuron.subgraph.memory.usage", "By", "Memory used by a loaded model's subgraph", Kind.UPDOWN
 )
-MODEL_RUNNING = InstrumentSpec("neuron.model.running", "1", "1 if the loaded model is started, else 0", Kind.GAUGE)
+MODEL_RUNNING = InstrumentSpec(
+    "neuron.model.running", "1", "1 if the loaded model is started, else 0", Kind.GAUGE
+)
 RUNTIME_CPU = InstrumentSpec(
     "neuron.runtime.cpu.utilization",
     "1",
@@ -134,7 +142,8 @@ class RuntimeGroup(MetricGroup):
         if previous is None:
             if attempted is None or current.start_time_unix_nano < attempted:
                 raise RuntimeEndpointError(
-                    f"first snapshot of {self.endpoint.address.text} taken; per-period values start next period"
+                    f"first snapshot of {self.endpoint.address.text} taken; "
+                    "per-period values start next period"
                 )
             return self._points(current, None)  # the runtime started within this period
         if previous.runtime_id != current.runtime_id or _went_backwards(previous, current):
@@ -167,24 +176,41 @@ class NeuronCoreCountersGroup(RuntimeGroup):
     report_key = "neuroncore_counters"
     instruments = (CORE_UTILIZATION, CORE_SUBGRAPHS)
 
+    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
+        super().__init__(runtime_index, endpoint)
+        self._models_seen: Any = None
+        self._subgraph_points: list[Point] = []
+
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         elapsed = _elapsed_s(current, previous)
-        busy_before = {core.index: core.busy_seconds for core in previous.cores} if previous is not None else {}
+        busy_before = (
+            {core.index: core.busy_seconds for core in previous.cores} if previous is not None else {}
+        )
         utilization: list[Point] = []
         for core in current.cores:
             busy = core.busy_seconds - busy_before.get(core.index, 0.0)
             share = busy / elapsed if elapsed > 0 else 0.0
             utilization.append((self._attrs(**{CORE_INDEX: core.index}), min(max(share, 0.0), 1.0)))
+        if self._models_seen is None or self._models_seen != current.models:  # compared in C
+            self._models_seen = current.models
+            self._subgraph_points = self._subgraph_points_of(current)
+        return {CORE_UTILIZATION.name: utilization, CORE_SUBGRAPHS.name: self._subgraph_points}
+
+    def _subgraph_points_of(self, current: runtime_pb2.Snapshot) -> list[Point]:
         loaded: dict[tuple[int, str, str], int] = {}
         for model in current.models:
             for subgraph in model.subgraphs:
                 key = (subgraph.neuroncore_index, model.name, subgraph.name)
                 loaded[key] = loaded.get(key, 0) + 1
-        subgraphs: list[Point] = [
-            (self._attrs(**{CORE_INDEX: core, MODEL_NAME: model, SUBGRAPH_NAME: subgraph}), count)
-            for (core, model, subgraph), count in sorted(loaded.items())
-        ]
-        return {CORE_UTILIZATION.name: utilization, CORE_SUBGRAPHS.name: subgraphs}
+        points: list[Point] = []
+        for (core, model, subgraph), count in sorted(loaded.items()):
+            attributes: dict[str, AttributeValue] = {
+                CORE_INDEX: core,
+                MODEL_NAME: model,
+                SUBGRAPH_NAME: subgraph,
+            }
+            points.append((self._attrs(**attributes), count))
+        return points
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
@@ -210,7 +236,10 @@ class InferenceStatsGroup(RuntimeGroup):
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         now, before = current.inferences, previous.inferences if previous is not None else None
         counts: list[Point] = [
-            (self._attrs(**{OUTCOME: name}), max(getattr(now, name) - (getattr(before, name) if before else 0), 0))
+            (
+                self._attrs(**{OUTCOME: name}),
+                max(getattr(now, name) - (getattr(before, name) if before else 0), 0),
+            )
             for name in OUTCOMES
         ]
         errors_now, errors_before = current.errors, previous.errors if previous is not None else None
@@ -300,7 +329,9 @@ def _window_min_max(
     for window in snapshot.latency_windows:
         if since_epoch < window.epoch <= snapshot.epoch:
             window_low, window_high = (
-                (window.total_min, window.total_max) if column == 0 else (window.device_min, window.device_max)
+                (window.total_min, window.total_max)
+                if column == 0
+                else (window.device_min, window.device_max)
             )
             low = window_low if low is None else min(low, window_low)
             high = window_high if high is None else max(high, window_high)
@@ -324,12 +355,29 @@ class MemoryUsedGroup(RuntimeGroup):
     instruments = (RUNTIME_MEMORY, MODEL_MEMORY, MODEL_RUNNING, SUBGRAPH_MEMORY)
     needs_baseline = False
 
+    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
+        super().__init__(runtime_index, endpoint)
+        self._models_seen: Any = None
+        self._model_points: tuple[list[Point], list[Point], list[Point]] = ([], [], [])
+
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         memory = current.runtime_memory
         runtime: list[Point] = [
             (self._attrs(**{MEMORY_LOCATION: "host"}), memory.host_bytes),
             (self._attrs(**{MEMORY_LOCATION: "neuron_device"}), memory.device_bytes),
         ]
+        if self._models_seen is None or self._models_seen != current.models:  # compared in C
+            self._models_seen = current.models
+            self._model_points = self._model_points_of(current)
+        models, running, subgraphs = self._model_points
+        return {
+            RUNTIME_MEMORY.name: runtime,
+            MODEL_MEMORY.name: models,
+            MODEL_RUNNING.name: running,
+            SUBGRAPH_MEMORY.name: subgraphs,
+        }
+
+    def _model_points_of(self, current: runtime_pb2.Snapshot) -> tuple[list[Point], list[Point], list[Point]]:
         models: list[Point] = []
         running: list[Point] = []
         subgraphs: list[Point] = []
@@ -337,7 +385,9 @@ class MemoryUsedGroup(RuntimeGroup):
             identity = {MODEL_NAME: model.name, MODEL_UUID: model.uuid, MODEL_ID: model.model_id}
             running.append((self._attrs(**identity), 1 if model.is_running else 0))
             models.append((self._attrs(**identity, **{MEMORY_LOCATION: "host"}), model.memory.host_bytes))
-            models.append((self._attrs(**identity, **{MEMORY_LOCATION: "neuron_device"}), model.memory.device_bytes))
+            models.append(
+                (self._attrs(**identity, **{MEMORY_LOCATION: "neuron_device"}), model.memory.device_bytes)
+            )
             for subgraph in model.subgraphs:
                 placed = {
                     MODEL_ID: model.model_id,
@@ -346,16 +396,16 @@ class MemoryUsedGroup(RuntimeGroup):
                     CORE_INDEX: subgraph.neuroncore_index,
                     DEVICE_INDEX: subgraph.neuron_device_index,
                 }
-                subgraphs.append((self._attrs(**placed, **{MEMORY_LOCATION: "host"}), subgraph.memory.host_bytes))
                 subgraphs.append(
-                    (self._attrs(**placed, **{MEMORY_LOCATION: "neuron_device"}), subgraph.memory.device_bytes)
+                    (self._attrs(**placed, **{MEMORY_LOCATION: "host"}), subgraph.memory.host_bytes)
                 )
-        return {
-            RUNTIME_MEMORY.name: runtime,
-            MODEL_MEMORY.name: models,
-            MODEL_RUNNING.name: running,
-            SUBGRAPH_MEMORY.name: subgraphs,
-        }
+                subgraphs.append(
+                    (
+                        self._attrs(**placed, **{MEMORY_LOCATION: "neuron_device"}),
+                        subgraph.memory.device_bytes,
+                    )
+                )
+        return models, running, subgraphs
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:

@@ -345,7 +345,9 @@ class InferenceRecorder:
         beyond its subgraphs'. Inferences recorded for `name` keep its subgraphs' cores busy."""
         for subgraph in subgraphs:
             if not 0 <= subgraph.core < self.cores:
-                raise ValueError(f"subgraph {subgraph.name!r} is on core {subgraph.core}, not 0..{self.cores - 1}")
+                raise ValueError(
+                    f"subgraph {subgraph.name!r} is on core {subgraph.core}, not 0..{self.cores - 1}"
+                )
         placed = tuple(
             subgraph if subgraph.device is not None else _with_device(subgraph, self.device_of(subgraph.core))
             for subgraph in subgraphs
@@ -373,7 +375,12 @@ class InferenceRecorder:
             model = self._models.get(model_id)
             if model is not None:
                 self._models[model_id] = _Model(
-                    model.name, model.uuid, model.model_id, running, model.host_bytes, model.device_bytes,
+                    model.name,
+                    model.uuid,
+                    model.model_id,
+                    running,
+                    model.host_bytes,
+                    model.device_bytes,
                     model.subgraphs,
                 )
 
@@ -468,9 +475,9 @@ class InferenceRecorder:
         user, system = self._cpu_times()
         snapshot.cpu.user_seconds = max(user - self._cpu_start[0], 0.0)
         snapshot.cpu.system_seconds = max(system - self._cpu_start[1], 0.0)
-        for name, value in zip(OUTCOMES, outcomes):
+        for name, value in zip(OUTCOMES, outcomes, strict=True):
             setattr(snapshot.inferences, name, value)
-        for name, value in zip(ERROR_TYPES, errors):
+        for name, value in zip(ERROR_TYPES, errors, strict=True):
             setattr(snapshot.errors, name, value)
         _fill_histogram(snapshot.total_latency, total_buckets, total_zero, count, total_sum, lifetime, 0)
         _fill_histogram(snapshot.device_latency, device_buckets, device_zero, count, device_sum, lifetime, 2)

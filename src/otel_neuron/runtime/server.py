@@ -60,7 +60,9 @@ class _SimulatorControl(runtime_pb2_grpc.SimulatorControlServicer):
     def __init__(self, source: GroundTruthSource) -> None:
         self._source = source
 
-    def GetGroundTruth(self, request: runtime_pb2.GroundTruthRequest, context: Any) -> runtime_pb2.GroundTruth:  # noqa: N802
+    def GetGroundTruth(
+        self, request: runtime_pb2.GroundTruthRequest, context: Any
+    ) -> runtime_pb2.GroundTruth:  # noqa: N802
         return self._source.ground_truth(mark=request.mark)
 
     def Pause(self, request: runtime_pb2.Empty, context: Any) -> runtime_pb2.Empty:  # noqa: N802

@@ -55,7 +55,9 @@ class SimulatorOptions:
         if self.cores < 1:
             raise ValueError(f"cores must be at least 1, not {self.cores}")
         if self.devices < 1 or self.devices > self.cores:
-            raise ValueError(f"devices must be between 1 and the number of cores ({self.cores}), not {self.devices}")
+            raise ValueError(
+                f"devices must be between 1 and the number of cores ({self.cores}), not {self.devices}"
+            )
         if self.models < 0:
             raise ValueError(f"models must be 0 or more, not {self.models}")
         if not (self.rate >= 0 and math.isfinite(self.rate)):
@@ -69,7 +71,9 @@ class SimulatorOptions:
 class Simulator:
     """A running synthetic runtime; `recorder` holds its state, `start()`/`stop()` its workload."""
 
-    def __init__(self, options: SimulatorOptions | None = None, recorder: InferenceRecorder | None = None) -> None:
+    def __init__(
+        self, options: SimulatorOptions | None = None, recorder: InferenceRecorder | None = None
+    ) -> None:
         self.options = options or SimulatorOptions()
         self.options.validate()
         self._random = random.Random(self.options.seed)
@@ -177,18 +181,18 @@ class Simulator:
             total = median * math.exp(rng.gauss(0.0, 0.25))
             if rng.random() < 0.01:
                 total *= rng.uniform(2.0, 5.0)  # a slow tail
-            device = total * rng.uniform(0.6, 0.95)
+            device_latency = total * rng.uniform(0.6, 0.95)
             outcome, error_type = "completed", None
             if rng.random() < options.error_rate:
                 outcome, error_type, _ = rng.choices(_FAILURES, weights=[f[2] for f in _FAILURES])[0]
             if outcome in ("incorrect_input", "failed_to_queue"):
                 self.recorder.record(name, outcome, None, None, error_type)
             else:
-                self.recorder.record(name, outcome, total, device, error_type)
+                self.recorder.record(name, outcome, total, device_latency, error_type)
                 self._latency_count += 1
                 if len(self._total_latencies) < _MAX_LATENCIES:
                     self._total_latencies.append(total)
-                    self._device_latencies.append(device)
+                    self._device_latencies.append(device_latency)
                 self._cpu[0] += total * 0.02
                 self._cpu[1] += total * 0.005
             self._outcomes[outcome] += 1
@@ -213,8 +217,10 @@ class Simulator:
                     device_bytes=rng.randint(64, 2048) << 20,
                 )
             )
-        uuid = "%032x" % rng.getrandbits(128)
-        model_id = self.recorder.register_model(name, subgraphs, uuid=uuid, host_bytes=rng.randint(1, 16) << 20)
+        uuid = f"{rng.getrandbits(128):032x}"
+        model_id = self.recorder.register_model(
+            name, subgraphs, uuid=uuid, host_bytes=rng.randint(1, 16) << 20
+        )
         median = rng.uniform(0.001, 0.012)
         self._loaded.append((model_id, name, median))
 

@@ -1,6 +1,6 @@
 """otel-neuron-simulator: serve a synthetic Neuron runtime at an address until SIGTERM/SIGINT.
 
-    otel-neuron-simulator --address unix:/tmp/neuron.sock --cores 8 --models 4 --rate 500 --seed 1
+otel-neuron-simulator --address unix:/tmp/neuron.sock --cores 8 --models 4 --rate 500 --seed 1
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = _Parser(prog=PROG, description="Serve a seeded synthetic Neuron runtime over the runtime protocol.")
+    parser = _Parser(
+        prog=PROG, description="Serve a seeded synthetic Neuron runtime over the runtime protocol."
+    )
     parser.add_argument("--address", required=True, help="unix:/path, unix:///abs/path or host:port")
     parser.add_argument("--cores", type=int, default=4, help="NeuronCores (default 4)")
     parser.add_argument("--devices", type=int, default=1, help="Neuron devices (default 1)")
@@ -35,10 +37,15 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--error-rate", type=float, default=0.02, help="fraction that fail (default 0.02)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
-        "--churn", type=float, default=30.0, help="mean seconds between model unload/load, 0: never (default 30)"
+        "--churn",
+        type=float,
+        default=30.0,
+        help="mean seconds between model unload/load, 0: never (default 30)",
     )
     parser.add_argument("--ecc-per-hour", type=float, default=60.0, help="mean ECC events per device-hour")
-    parser.add_argument("--socket-mode", type=lambda text: int(text, 8), default=0o600, help="octal (default 600)")
+    parser.add_argument(
+        "--socket-mode", type=lambda text: int(text, 8), default=0o600, help="octal (default 600)"
+    )
     arguments = parser.parse_args(argv)
     try:
         _options(arguments).validate()

@@ -68,7 +68,9 @@ def parse_address(address: str) -> Address:
         for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
             name = key.replace("-", "_")
             if name not in _SIM_OPTIONS:
-                raise ValueError(f"{address!r}: unknown simulator option {key!r} (known: {', '.join(_SIM_OPTIONS)})")
+                raise ValueError(
+                    f"{address!r}: unknown simulator option {key!r} (known: {', '.join(_SIM_OPTIONS)})"
+                )
             try:
                 options[name] = _SIM_OPTIONS[name](value)
             except ValueError:
@@ -87,7 +89,8 @@ def parse_address(address: str) -> Address:
     if "://" not in text and _has_port(text):
         return Address(text, "tcp", target=text)
     raise ValueError(
-        f"{address!r} is not a runtime address (unix:/path, unix:///abs/path, host:port, dns:///host:port, sim:)"
+        f"{address!r} is not a runtime address "
+        "(unix:/path, unix:///abs/path, host:port, dns:///host:port, sim:)"
     )
 
 
@@ -182,7 +185,9 @@ class RuntimeEndpoint:
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return f"no answer from {where} within {self.deadline_s:g} s"
         if code == grpc.StatusCode.UNIMPLEMENTED:
-            return f"{where} does not serve the otel-neuron runtime protocol v1 (GetSnapshot is unimplemented)"
+            return (
+                f"{where} does not serve the otel-neuron runtime protocol v1 (GetSnapshot is unimplemented)"
+            )
         if code == grpc.StatusCode.INTERNAL and "deserializ" in lowered:
             return f"{where} answered garbage: not an otel_neuron.runtime.v1 snapshot"
         if code == grpc.StatusCode.UNAVAILABLE:
@@ -196,7 +201,9 @@ class RuntimeEndpoint:
                 return f"cannot connect to {where}: permission denied"
             if "timed out" in lowered or "deadline" in lowered:
                 return f"no answer from {where} within {self.deadline_s:g} s (no gRPC handshake)"
-            return f"cannot talk to {where}: {reason or 'unavailable'} (is it an otel-neuron runtime endpoint?)"
+            return (
+                f"cannot talk to {where}: {reason or 'unavailable'} (is it an otel-neuron runtime endpoint?)"
+            )
         name = code.name.lower() if code is not None else "error"
         return f"{where}: {name}: {_first_line(details)}"
 
@@ -209,10 +216,13 @@ class RuntimeEndpoint:
 
 def _checked(snapshot: runtime_pb2.Snapshot, where: str) -> runtime_pb2.Snapshot:
     if snapshot.protocol_version == 0:
-        raise RuntimeEndpointError(f"{where} answered garbage: no protocol version (not an otel-neuron runtime)")
+        raise RuntimeEndpointError(
+            f"{where} answered garbage: no protocol version (not an otel-neuron runtime)"
+        )
     if snapshot.protocol_version != PROTOCOL_VERSION:
         raise RuntimeEndpointError(
-            f"{where} speaks runtime protocol version {snapshot.protocol_version}; this monitor speaks {PROTOCOL_VERSION}"
+            f"{where} speaks runtime protocol version {snapshot.protocol_version}; "
+            f"this monitor speaks {PROTOCOL_VERSION}"
         )
     return snapshot
 
