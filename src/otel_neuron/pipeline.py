@@ -55,7 +55,17 @@ def _runtime_groups(runtime: RuntimeConfig) -> list[ScheduledGroup]:
 
     periods = {g.type: g.period for g in runtime.groups}
     deadline = DEADLINE_FRACTION * min(periods.values(), default=1.0)
-    groups = create_runtime_groups(runtime.index, runtime.address, [g.type for g in runtime.groups], deadline)
+    types = [g.type for g in runtime.groups]
+    if runtime.address.startswith(("neuron-monitor:", "stdin:")):
+        from otel_neuron.groups.neuron_monitor import create_bridge_groups
+
+        groups = create_bridge_groups(runtime.index, runtime.address, types, deadline, periods=periods)
+    elif runtime.address.startswith("sysfs:"):
+        from otel_neuron.groups.sysfs import create_sysfs_groups
+
+        groups = create_sysfs_groups(runtime.index, runtime.address, types, deadline)
+    else:
+        groups = create_runtime_groups(runtime.index, runtime.address, types, deadline)
     return [ScheduledGroup(group, periods[group.report_key]) for group in groups]
 
 
