@@ -263,7 +263,7 @@ class SysfsHardwareInfo(SysfsGroup):
     def render(points: PointsByMetric) -> dict[str, Any]:
         """As neuron-monitor 2.x's neuron_hardware_info (without the memory size sysfs lacks)."""
         infos = sorted(points.get(DEVICE_INFO.name, ()), key=lambda point: _int(point[0].get(DEVICE_INDEX)))
-        counts = [int(value) for _, value in points.get(DEVICE_CORES.name, ())]  # type: ignore[call-overload]
+        counts = [int(value) for _, value in points.get(DEVICE_CORES.name, ())]  # type: ignore[arg-type]
         first = infos[0][0] if infos else {}
         version = str(first.get(CORE_VERSION, ""))
         return {
@@ -360,7 +360,7 @@ class SysfsNeuroncoreStatus(SysfsGroup):
         ):
             for attributes, value in points.get(metric, ()):
                 entry = cores.setdefault(_int(attributes.get(CORE_INDEX)), {"status": {}, "other_info": {}})
-                entry[family][str(attributes.get(key))] = int(value)  # type: ignore[call-overload]
+                entry[family][str(attributes.get(key))] = int(value)  # type: ignore[arg-type]
         return {"neuroncores": {str(index): cores[index] for index in sorted(cores)}}
 
 
