@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import parse_qs
@@ -433,7 +433,9 @@ class NeuronMonitorBridge:
                 return
             self._started = True
         if self.address.scheme == STDIN_SCHEME:
-            stream = self._stream if self._stream is not None else sys.stdin.buffer
+            # Not sys.stdin itself: a daemon thread blocked in its buffered reader holds a lock
+            # the interpreter wants at exit. Read a duplicate of fd 0 with plain os.read.
+            stream = self._stream if self._stream is not None else _FdLines(os.dup(sys.stdin.fileno()))
             self._spawn_thread(self._read_stream_forever, stream)
         else:
             self._spawn_thread(self._supervise)
@@ -561,6 +563,33 @@ def _has_data(body: Any) -> bool:
     if isinstance(body, RuntimeVcpu):
         return body.user is not None or body.system is not None
     return False
+
+
+class _FdLines:
+    """Lines of a file descriptor, read with os.read (no buffered-reader lock); huge lines are cut."""
+
+    MAX_LINE = 16 * 1024 * 1024
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def __iter__(self) -> Iterator[bytes]:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            yield from lines
+            if len(pending) > self.MAX_LINE:
+                yield pending[:1024]  # counted as a malformed line
+                pending = b""
+        if pending:
+            yield pending
 
 
 def _tail_stderr(stream: IO[bytes], tail: list[str]) -> None:
