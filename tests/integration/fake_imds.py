@@ -42,7 +42,10 @@ class FakeImds:
         class Handler(BaseHTTPRequestHandler):
             def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
                 fake._record(self)
-                if self.path != "/latest/api/token" or "X-aws-ec2-metadata-token-ttl-seconds" not in self.headers:
+                if (
+                    self.path != "/latest/api/token"
+                    or "X-aws-ec2-metadata-token-ttl-seconds" not in self.headers
+                ):
                     self._answer(400, "")
                 else:
                     self._answer(200, TOKEN)
@@ -72,12 +75,13 @@ class FakeImds:
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def _record(self, handler: BaseHTTPRequestHandler) -> None:
         with self._lock:
-            self.requests.append(Request(handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()}))
+            self.requests.append(
+                Request(handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()})
+            )
 
     def __enter__(self) -> FakeImds:
         self._thread.start()

@@ -12,20 +12,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monitor_cli import FAKE_PROC, REPO, clean_environment, monitor_command, reports, run_monitor, start_monitor, write_config
+from monitor_cli import (
+    FAKE_PROC,
+    REPO,
+    clean_environment,
+    monitor_command,
+    reports,
+    run_monitor,
+    start_monitor,
+    write_config,
+)
 
 from otel_neuron.report_schema import report_problem
 
 FAST = {"period": "500ms", "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info"}]}
 
 
-# ---------------------------------------------------------------------------------------------- config errors
+# --- config errors
+
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("", "the file is empty; expected a JSON object"),
-        ("{period: 1s}", "line 1 column 2: not valid JSON: Expecting property name enclosed in double quotes"),
+        (
+            "{period: 1s}",
+            "line 1 column 2: not valid JSON: Expecting property name enclosed in double quotes",
+        ),
         (
             '{"system_metrics": [{"type": "cpu"}]}',
             'system_metrics[0].type: unknown metric group "cpu" (known: vcpu_usage, memory_info)',
@@ -38,7 +51,10 @@ FAST = {"period": "500ms", "system_metrics": [{"type": "vcpu_usage"}, {"type": "
             '{"system_metrics": [{"type": "memory_info", "period": "2x"}]}',
             'system_metrics[0].period: "2x" is not a duration like "500ms", "2s", "1m", "1h"',
         ),
-        ('{"period": "1s", "system_metric": []}', "system_metric: unknown key (allowed: period, neuron_runtimes, system_metrics)"),
+        (
+            '{"period": "1s", "system_metric": []}',
+            "system_metric: unknown key (allowed: period, neuron_runtimes, system_metrics)",
+        ),
         ("{}", "the configuration enables no metric group"),
     ],
     ids=["empty", "not-json", "unknown-type", "duplicate", "bad-duration", "unknown-key", "no-group"],
@@ -76,7 +92,10 @@ def test_check_config_prints_the_guides_example_with_every_period_resolved() -> 
         "inference_stats": "1s",
         "hw_counters": "2s",
     }
-    assert effective["system_metrics"] == [{"type": "vcpu_usage", "period": "1s"}, {"type": "memory_info", "period": "1s"}]
+    assert effective["system_metrics"] == [
+        {"type": "vcpu_usage", "period": "1s"},
+        {"type": "memory_info", "period": "1s"},
+    ]
 
 
 def test_check_config_without_a_file_shows_the_5s_defaults() -> None:
@@ -104,10 +123,13 @@ def test_help_documents_the_guides_options() -> None:
         assert option in result.stdout
 
 
-# ---------------------------------------------------------------------------------------------- the report stream
+# --- the report stream
+
 
 @pytest.fixture(scope="module")
-def six_seconds(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+def six_seconds(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     """One real run shared by several tests: a 1 s group and a 2 s group, six reports (~6 s)."""
     config = write_config(
         tmp_path_factory.mktemp("six"),
@@ -130,7 +152,11 @@ def test_memory_total_is_memtotal_from_proc_meminfo(six_seconds) -> None:  # typ
     _, lines = six_seconds
     with open("/proc/meminfo") as meminfo:
         mem_total_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
-    totals = {r["system_data"]["memory_info"]["memory_total_bytes"] for r in lines if "memory_info" in r["system_data"]}
+    totals = {
+        r["system_data"]["memory_info"]["memory_total_bytes"]
+        for r in lines
+        if "memory_info" in r["system_data"]
+    }
     assert totals == {mem_total_kib * 1024}
 
 
@@ -199,7 +225,8 @@ def test_memory_info_from_a_fake_proc_is_exact(tmp_path: Path) -> None:
     assert list(vcpu["usage_data"]) == ["0", "1"]  # the fake machine's two vCPUs, not this one's
 
 
-# ---------------------------------------------------------------------------------------------- failures inside the run
+# --- failures inside the run
+
 
 def test_a_failing_source_is_its_groups_error_and_the_rest_goes_on(tmp_path: Path) -> None:
     proc = tmp_path / "proc"
@@ -208,7 +235,8 @@ def test_a_failing_source_is_its_groups_error_and_the_rest_goes_on(tmp_path: Pat
     config = write_config(tmp_path, FAST)
 
     result = run_monitor(
-        ["-c", str(config), "--validate", "--imds", "off", "--max-reports", "3"], env={"OTEL_NEURON_PROCFS_PATH": str(proc)}
+        ["-c", str(config), "--validate", "--imds", "off", "--max-reports", "3"],
+        env={"OTEL_NEURON_PROCFS_PATH": str(proc)},
     )
 
     assert result.returncode == 0
@@ -228,7 +256,8 @@ def test_an_empty_proc_fails_every_group_but_the_monitor_keeps_reporting(tmp_pat
     config = write_config(tmp_path, FAST)
 
     result = run_monitor(
-        ["-c", str(config), "--validate", "--imds", "off", "--max-reports", "3"], env={"OTEL_NEURON_PROCFS_PATH": str(empty)}
+        ["-c", str(config), "--validate", "--imds", "off", "--max-reports", "3"],
+        env={"OTEL_NEURON_PROCFS_PATH": str(empty)},
     )
 
     assert (result.returncode, result.stderr) == (0, "")
@@ -238,7 +267,8 @@ def test_an_empty_proc_fails_every_group_but_the_monitor_keeps_reporting(tmp_pat
     assert all(section["error"] for r in lines for section in r["system_data"].values())
 
 
-# ---------------------------------------------------------------------------------------------- how it ends
+# --- how it ends
+
 
 def test_the_reader_going_away_is_a_quiet_exit_0(tmp_path: Path) -> None:
     monitor = start_monitor(["-c", str(write_config(tmp_path, FAST)), "--imds", "off"])
@@ -258,7 +288,11 @@ def test_head_1_in_a_shell_pipeline(tmp_path: Path) -> None:
     config = write_config(tmp_path, FAST)
     command = " ".join(monitor_command()) + f" -c {config} --imds off 2>{tmp_path}/stderr | head -1"
     result = subprocess.run(
-        ["bash", "-c", f"set -o pipefail; {command}"], env=clean_environment(), capture_output=True, text=True, timeout=10
+        ["bash", "-c", f"set -o pipefail; {command}"],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     assert result.returncode == 0
     assert len(reports(result.stdout)) == 1
@@ -267,7 +301,9 @@ def test_head_1_in_a_shell_pipeline(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_it_within_1s_with_status_0(tmp_path: Path, signum: signal.Signals) -> None:
-    config = write_config(tmp_path, {"period": "1500ms", "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info"}]})
+    config = write_config(
+        tmp_path, {"period": "1500ms", "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info"}]}
+    )
     monitor = start_monitor(["-c", str(config), "--imds", "off"])
     assert monitor.stdout is not None and monitor.stderr is not None
     try:
@@ -286,8 +322,12 @@ def test_a_signal_stops_it_within_1s_with_status_0(tmp_path: Path, signum: signa
 
 
 @pytest.mark.parametrize("verbose", [["--verbose", "4"], ["--verbose=4"]])
-def test_verbose_diagnostics_go_to_stderr_and_stdout_stays_json_lines(tmp_path: Path, verbose: list[str]) -> None:
-    result = run_monitor(["-c", str(write_config(tmp_path, FAST)), *verbose, "--imds", "off", "--max-reports", "2"])
+def test_verbose_diagnostics_go_to_stderr_and_stdout_stays_json_lines(
+    tmp_path: Path, verbose: list[str]
+) -> None:
+    result = run_monitor(
+        ["-c", str(write_config(tmp_path, FAST)), *verbose, "--imds", "off", "--max-reports", "2"]
+    )
     assert result.returncode == 0
     assert len(reports(result.stdout)) == 2  # every stdout line parses as JSON
     assert "instance facts" in result.stderr

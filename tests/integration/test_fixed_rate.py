@@ -40,7 +40,9 @@ class SlowGroup(MetricGroup):
 class SlowExporter(MetricExporter):
     """Takes 20 % of the period per export."""
 
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
         time.sleep(0.2 * PERIOD)
         return MetricExportResult.SUCCESS
 
@@ -53,7 +55,9 @@ class SlowExporter(MetricExporter):
 
 def test_half_the_period_spent_collecting_and_exporting_causes_no_drift() -> None:
     group = SlowGroup()
-    pipeline = MonitorPipeline([ScheduledGroup(group, PERIOD)], [SlowExporter()], build_resource(InstanceFacts()))
+    pipeline = MonitorPipeline(
+        [ScheduledGroup(group, PERIOD)], [SlowExporter()], build_resource(InstanceFacts())
+    )
     began = time.monotonic()
     try:
         pipeline.run(threading.Event(), max_reports=TICKS)

@@ -1,4 +1,4 @@
-"""instance_data from a fake IMDSv2 on 127.0.0.1: asked only when forced or on EC2 evidence, never otherwise."""
+"""instance_data from a fake IMDSv2 on 127.0.0.1: asked when forced or on EC2 evidence, never otherwise."""
 
 from __future__ import annotations
 
@@ -41,12 +41,16 @@ def fake_sys(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_forced_lookup_reads_every_fact_with_an_imdsv2_token(imds: FakeImds, tmp_path: Path) -> None:
-    facts = discover_instance("on", {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint}, fake_sys(tmp_path, {}))
+    facts = discover_instance(
+        "on", {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint}, fake_sys(tmp_path, {})
+    )
 
     assert facts == GUIDE_FACTS
     first, *reads = imds.requests
     assert (first.method, first.path) == ("PUT", "/latest/api/token")
-    assert reads and all(r.method == "GET" and r.headers.get("x-aws-ec2-metadata-token") == TOKEN for r in reads)
+    assert reads and all(
+        r.method == "GET" and r.headers.get("x-aws-ec2-metadata-token") == TOKEN for r in reads
+    )
 
 
 def test_an_older_instance_lacks_zone_id_region_and_name_without_an_error(tmp_path: Path) -> None:
@@ -68,7 +72,10 @@ def test_a_missing_required_fact_is_the_error(tmp_path: Path) -> None:
     with FakeImds(metadata=metadata) as server:
         facts = discover_instance("on", {"AWS_EC2_METADATA_SERVICE_ENDPOINT": server.endpoint}, tmp_path)
 
-    assert facts.error == f"instance metadata at {server.endpoint}: HTTP 404 for {server.endpoint}/latest/meta-data/instance-type"
+    assert (
+        facts.error == f"instance metadata at {server.endpoint}: "
+        f"HTTP 404 for {server.endpoint}/latest/meta-data/instance-type"
+    )
     assert facts.instance_id == ""
 
 
@@ -78,7 +85,9 @@ def test_off_ec2_auto_mode_sends_nothing_and_says_why(imds: FakeImds, tmp_path: 
     facts = discover_instance("auto", {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint}, sys_root)
 
     assert imds.requests == []
-    assert facts == InstanceFacts(error="not an EC2 instance (no Amazon EC2 DMI vendor or ec2 hypervisor uuid)")
+    assert facts == InstanceFacts(
+        error="not an EC2 instance (no Amazon EC2 DMI vendor or ec2 hypervisor uuid)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,8 +99,12 @@ def test_off_ec2_auto_mode_sends_nothing_and_says_why(imds: FakeImds, tmp_path: 
     ],
     ids=["sys_vendor", "board_vendor", "xen-uuid"],
 )
-def test_auto_mode_asks_imds_on_ec2_evidence(imds: FakeImds, tmp_path: Path, evidence: dict[str, str]) -> None:
-    facts = discover_instance("auto", {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint}, fake_sys(tmp_path, evidence))
+def test_auto_mode_asks_imds_on_ec2_evidence(
+    imds: FakeImds, tmp_path: Path, evidence: dict[str, str]
+) -> None:
+    facts = discover_instance(
+        "auto", {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint}, fake_sys(tmp_path, evidence)
+    )
     assert facts == GUIDE_FACTS
 
 
@@ -107,7 +120,7 @@ def test_imds_that_never_answers_costs_about_the_1s_timeout(tmp_path: Path) -> N
     with socket.socket() as silent:  # accepts connections, never replies
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        endpoint = "http://127.0.0.1:%d" % silent.getsockname()[1]
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
         began = time.monotonic()
         facts = discover_instance("on", {"AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoint}, tmp_path)
         elapsed = time.monotonic() - began
@@ -117,7 +130,7 @@ def test_imds_that_never_answers_costs_about_the_1s_timeout(tmp_path: Path) -> N
     assert 0.9 <= elapsed < 2.0
 
 
-# ---------------------------------------------------------------------------------------------- through the CLI
+# --- through the CLI
 
 SYSTEM_ONLY = {"period": "500ms", "system_metrics": [{"type": "memory_info"}]}
 

@@ -1,4 +1,4 @@
-"""The monitor config: the guide's format, period inheritance, and one-line errors naming file and JSON path."""
+"""The monitor config: the guide's format, period inheritance, one-line errors naming file and JSON path."""
 
 from __future__ import annotations
 
@@ -22,14 +22,15 @@ def write(tmp_path: Path, text: str, name: str = "monitor.conf") -> Path:
 
 
 def periods_of(config: MonitorConfig) -> dict[str, float]:
-    """"system.vcpu_usage" / "0.hw_counters" -> resolved period."""
+    """ "system.vcpu_usage" / "0.hw_counters" -> resolved period."""
     resolved = {f"system.{g.type}": g.period for g in config.system_groups}
     for runtime in config.runtimes:
         resolved.update({f"{runtime.index}.{g.type}": g.period for g in runtime.groups})
     return resolved
 
 
-# ---------------------------------------------------------------------------------------------- good files
+# --- good files
+
 
 def test_the_guides_example_config_loads_with_the_guides_periods() -> None:
     config = load_config(EXAMPLES / "monitor.conf")
@@ -54,7 +55,8 @@ GOOD = [
         id="no-period-anywhere-means-5s",
     ),
     pytest.param(
-        '{"period": "500ms", "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info", "period": "2m"}]}',
+        '{"period": "500ms", "system_metrics": '
+        '[{"type": "vcpu_usage"}, {"type": "memory_info", "period": "2m"}]}',
         {"system.vcpu_usage": 0.5, "system.memory_info": 120.0},
         id="group-overrides-root",
     ),
@@ -98,13 +100,17 @@ def test_good_files_resolve_every_period(tmp_path: Path, text: str, expected: di
 
 def test_the_same_group_under_two_runtimes_is_no_duplicate(tmp_path: Path) -> None:
     text = json.dumps(
-        {"neuron_runtimes": [{"address": a, "metrics": [{"type": "hw_counters"}]} for a in ("unix:/a", "unix:/b")]}
+        {
+            "neuron_runtimes": [
+                {"address": a, "metrics": [{"type": "hw_counters"}]} for a in ("unix:/a", "unix:/b")
+            ]
+        }
     )
     config = load_config(write(tmp_path, text))
     assert [r.groups for r in config.runtimes] == [(GroupConfig("hw_counters", 5.0),)] * 2
 
 
-# ---------------------------------------------------------------------------------------------- bad files
+# --- bad files
 
 BAD = [
     pytest.param("", "monitor.conf: the file is empty; expected a JSON object", id="empty"),
@@ -126,18 +132,21 @@ BAD = [
     pytest.param("[]", "monitor.conf: (top level): expected an object, got []", id="top-level-array"),
     pytest.param(
         '{"system_metrics": [{"type": "cpu_usage"}]}',
-        'monitor.conf: system_metrics[0].type: unknown metric group "cpu_usage" (known: vcpu_usage, memory_info)',
+        'monitor.conf: system_metrics[0].type: unknown metric group "cpu_usage" '
+        "(known: vcpu_usage, memory_info)",
         id="unknown-system-type",
     ),
     pytest.param(
         '{"system_metrics": [{"type": "hw_counters"}]}',
-        'monitor.conf: system_metrics[0].type: unknown metric group "hw_counters" (known: vcpu_usage, memory_info)',
+        'monitor.conf: system_metrics[0].type: unknown metric group "hw_counters" '
+        "(known: vcpu_usage, memory_info)",
         id="runtime-type-under-system_metrics",
     ),
     pytest.param(
         '{"neuron_runtimes": [{"address": "unix:/a", "metrics": [{"type": "memory_info"}]}]}',
         'monitor.conf: neuron_runtimes[0].metrics[0].type: unknown metric group "memory_info" (known: '
-        "neuroncore_counters, memory_used, neuron_runtime_vcpu_usage, vcpu_usage, inference_stats, hw_counters)",
+        "neuroncore_counters, memory_used, neuron_runtime_vcpu_usage, vcpu_usage, "
+        "inference_stats, hw_counters)",
         id="system-type-under-a-runtime",
     ),
     pytest.param(
@@ -204,7 +213,8 @@ BAD = [
     pytest.param(
         '{"neuron_runtimes": [{"address": "unix:/a", "metrics": [{"type": "hw_counters"}, '
         '{"type": "inference_stats", "period": "2x"}]}]}',
-        'monitor.conf: neuron_runtimes[0].metrics[1].period: "2x" is not a duration like "500ms", "2s", "1m", "1h"',
+        "monitor.conf: neuron_runtimes[0].metrics[1].period: "
+        '"2x" is not a duration like "500ms", "2s", "1m", "1h"',
         id="unknown-unit-in-a-group",
     ),
     pytest.param(
@@ -262,7 +272,8 @@ def test_not_utf8(tmp_path: Path) -> None:
         load_config(path)
 
 
-# ---------------------------------------------------------------------------------------------- --check-config view
+# --- --check-config view
+
 
 def test_describe_prints_every_resolved_period_in_the_files_own_format() -> None:
     config = load_config(EXAMPLES / "monitor.conf")
@@ -285,7 +296,8 @@ def test_describe_prints_every_resolved_period_in_the_files_own_format() -> None
     assert periods_of(parse_config(json.dumps(config.describe()))) == periods_of(config)
 
 
-# ---------------------------------------------------------------------------------------------- fuzz
+# --- fuzz
+
 
 def _outcome_is_a_config_or_one_line(text: str) -> None:
     try:

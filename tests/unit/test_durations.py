@@ -13,7 +13,15 @@ from otel_neuron.durations import format_duration, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("1s", 1.0), ("2m", 120.0), ("1h", 3600.0), ("1.5s", 1.5), ("250ms", 0.25), (" 5s ", 5.0)],
+    [
+        ("500ms", 0.5),
+        ("1s", 1.0),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+        ("1.5s", 1.5),
+        ("250ms", 0.25),
+        (" 5s ", 5.0),
+    ],
 )
 def test_good_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)

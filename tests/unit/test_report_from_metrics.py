@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from otel_neuron.exporters.report_json import ReportJsonExporter, merge_report, report_from_metrics
-from otel_neuron.groups.base import GroupSample
+from otel_neuron.groups.base import GroupSample, Point
 from otel_neuron.groups.system import (
     CONTEXT_SWITCHES,
     CPU_COUNT,
@@ -47,9 +47,25 @@ FACTS = InstanceFacts(
 
 # By hand from the fixture: cpu0 moved 100 ticks, cpu1 300 (40 of them steal, which is in no mode).
 CPU0 = {"user": 30.0, "nice": 10.0, "system": 20.0, "idle": 35.0, "io_wait": 2.0, "irq": 1.0, "soft_irq": 2.0}
-CPU1 = {"user": 33.33, "nice": 0.0, "system": 16.67, "idle": 36.67, "io_wait": 0.0, "irq": 0.0, "soft_irq": 0.0}
+CPU1 = {
+    "user": 33.33,
+    "nice": 0.0,
+    "system": 16.67,
+    "idle": 36.67,
+    "io_wait": 0.0,
+    "irq": 0.0,
+    "soft_irq": 0.0,
+}
 # Average of the two vCPUs' exact fractions (not of the rounded percentages).
-AVERAGE = {"user": 31.67, "nice": 5.0, "system": 18.33, "idle": 35.83, "io_wait": 1.0, "irq": 0.5, "soft_irq": 1.0}
+AVERAGE = {
+    "user": 31.67,
+    "nice": 5.0,
+    "system": 18.33,
+    "idle": 35.83,
+    "io_wait": 1.0,
+    "irq": 0.5,
+    "soft_irq": 1.0,
+}
 
 
 def stepping_reader(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
@@ -78,9 +94,12 @@ def render(collected: list[Collected], facts: InstanceFacts = FACTS) -> dict:  #
     return report_from_metrics(MetricsDataProducer(build_resource(facts)).produce(collected))
 
 
-# ---------------------------------------------------------------------------------------------- CPU % math
+# --- CPU % math
 
-def test_first_sample_after_the_baseline_gives_the_hand_computed_percentages(monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_first_sample_after_the_baseline_gives_the_hand_computed_percentages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     group = VcpuUsageGroup(read=stepping_reader(monkeypatch))
     group.prime()  # reads tree a: the baseline taken at start-up
     sample = group.sample()  # reads tree b
@@ -98,7 +117,9 @@ def test_a_vcpu_without_steal_sums_to_100_and_steal_is_in_no_mode(monkeypatch: p
     group.prime()
     usage = render([Collected(group, group.sample())])["system_data"]["vcpu_usage"]["usage_data"]
     assert sum(usage["0"].values()) == pytest.approx(100.0, abs=0.05)
-    assert sum(usage["1"].values()) == pytest.approx(100.0 * 260 / 300, abs=0.05)  # 40 of 300 ticks were steal
+    assert sum(usage["1"].values()) == pytest.approx(
+        100.0 * 260 / 300, abs=0.05
+    )  # 40 of 300 ticks were steal
 
 
 def test_without_a_baseline_nothing_since_boot_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,11 +159,12 @@ def test_memory_info_from_the_fake_meminfo(monkeypatch: pytest.MonkeyPatch) -> N
     }
 
 
-# ---------------------------------------------------------------------------------------------- hand-built samples
+# --- hand-built samples
+
 
 def vcpu_sample(period: float, fractions: list[dict[str, float]], switches: int, at: int = T0) -> GroupSample:
     mode_names = {"io_wait": "iowait", "irq": "interrupt", "soft_irq": "softirq"}
-    points = [
+    points: list[Point] = [
         ({"cpu.logical_number": cpu, "cpu.mode": mode_names.get(mode, mode)}, value)
         for cpu, modes in enumerate(fractions)
         for mode, value in modes.items()
@@ -159,7 +181,9 @@ def vcpu_sample(period: float, fractions: list[dict[str, float]], switches: int,
     )
 
 
-def memory_sample(period: float, total: int, used: int, swap_total: int, swap_used: int, at: int = T0) -> GroupSample:
+def memory_sample(
+    period: float, total: int, used: int, swap_total: int, swap_used: int, at: int = T0
+) -> GroupSample:
     return GroupSample(
         period,
         "",
@@ -229,7 +253,8 @@ def test_instance_error_travels_through_the_resource_into_instance_data() -> Non
     assert report["instance_data"] == {**InstanceFacts().as_report(), "error": "not an EC2 instance"}
 
 
-# ---------------------------------------------------------------------------------------------- consolidation
+# --- consolidation
+
 
 def test_merge_keeps_the_last_values_of_groups_that_were_not_due() -> None:
     vcpu, memory = VcpuUsageGroup(), MemoryInfoGroup()
@@ -237,7 +262,9 @@ def test_merge_keeps_the_last_values_of_groups_that_were_not_due() -> None:
     standing = report_from_metrics(producer.produce([Collected(memory, memory_sample(2.0, 100, 40, 10, 1))]))
     memory_before = json.loads(json.dumps(standing["system_data"]["memory_info"]))
 
-    update = report_from_metrics(producer.produce([Collected(vcpu, vcpu_sample(1.0, [{**ZERO, "idle": 1.0}], 7))]))
+    update = report_from_metrics(
+        producer.produce([Collected(vcpu, vcpu_sample(1.0, [{**ZERO, "idle": 1.0}], 7))])
+    )
     merge_report(standing, update)
 
     assert standing["system_data"]["memory_info"] == memory_before
@@ -250,9 +277,23 @@ def test_the_exporter_writes_one_complete_report_per_export() -> None:
     vcpu, memory = VcpuUsageGroup(), MemoryInfoGroup()
     producer = MetricsDataProducer(build_resource(FACTS))
 
-    exporter.export(producer.produce([Collected(vcpu, vcpu_sample(1.0, [ZERO], 1)), Collected(memory, memory_sample(2.0, 100, 40, 0, 0))]))
+    exporter.export(
+        producer.produce(
+            [
+                Collected(vcpu, vcpu_sample(1.0, [ZERO], 1)),
+                Collected(memory, memory_sample(2.0, 100, 40, 0, 0)),
+            ]
+        )
+    )
     exporter.export(producer.produce([Collected(vcpu, vcpu_sample(1.0, [ZERO], 2))]))
-    exporter.export(producer.produce([Collected(vcpu, vcpu_sample(1.0, [ZERO], 3)), Collected(memory, memory_sample(2.0, 100, 50, 0, 0))]))
+    exporter.export(
+        producer.produce(
+            [
+                Collected(vcpu, vcpu_sample(1.0, [ZERO], 3)),
+                Collected(memory, memory_sample(2.0, 100, 50, 0, 0)),
+            ]
+        )
+    )
 
     lines = out.getvalue().splitlines()
     reports = [json.loads(line) for line in lines]
