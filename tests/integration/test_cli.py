@@ -331,3 +331,30 @@ def test_verbose_diagnostics_go_to_stderr_and_stdout_stays_json_lines(
     assert result.returncode == 0
     assert len(reports(result.stdout)) == 2  # every stdout line parses as JSON
     assert "instance facts" in result.stderr
+
+
+def test_the_guides_example_runs_with_no_runtime_there_and_says_so(tmp_path: Path) -> None:
+    guide = json.loads((REPO / "examples" / "monitor.conf").read_text())
+    socket_path = tmp_path / "neuron.sock"  # nothing listens here
+    guide["neuron_runtimes"][0]["address"] = f"unix:{socket_path}"
+    config = write_config(tmp_path, guide)
+
+    result = run_monitor(["-c", str(config), "--validate", "--imds", "off", "--max-reports", "2"])
+
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = reports(result.stdout)
+    assert all(report_problem(r) == "" for r in lines)
+    entry = lines[-1]["neuron_runtime_data"][0]
+    assert entry["neuron_runtime_index"] == 0
+    assert entry["error"].startswith(f"cannot connect to unix:{socket_path}")
+    assert set(entry["report"]) == {
+        "neuroncore_counters",
+        "memory_used",
+        "neuron_runtime_vcpu_usage",
+        "inference_stats",
+        "hw_counters",  # its 2 s period came due at the second report
+    }
+    assert all(group["error"] for group in entry["report"].values())
+    # The host groups carry on regardless.
+    assert lines[-1]["system_data"]["vcpu_usage"]["error"] == ""
+    assert lines[-1]["system_data"]["memory_info"]["error"] == ""
