@@ -112,6 +112,8 @@ def test_the_same_group_under_two_runtimes_is_no_duplicate(tmp_path: Path) -> No
 
 # --- bad files
 
+MORE = "\u2026"  # the message goes on: compare up to here
+
 BAD = [
     pytest.param("", "monitor.conf: the file is empty; expected a JSON object", id="empty"),
     pytest.param(" \n\t\n", "monitor.conf: the file is empty; expected a JSON object", id="blank"),
@@ -146,7 +148,7 @@ BAD = [
         '{"neuron_runtimes": [{"address": "unix:/a", "metrics": [{"type": "memory_info"}]}]}',
         'monitor.conf: neuron_runtimes[0].metrics[0].type: unknown metric group "memory_info" (known: '
         "neuroncore_counters, memory_used, neuron_runtime_vcpu_usage, vcpu_usage, "
-        "inference_stats, hw_counters)",
+        "inference_stats, hw_counters" + MORE,  # later issues add runtime groups after the guide's
         id="system-type-under-a-runtime",
     ),
     pytest.param(
@@ -230,7 +232,11 @@ def test_bad_files_give_one_line_naming_file_and_json_path(tmp_path: Path, text:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_config(path)
-    assert str(caught.value) == message.replace("monitor.conf", str(path), 1)
+    expected = message.replace("monitor.conf", str(path), 1)
+    if expected.endswith(MORE):
+        assert str(caught.value).startswith(expected[: -len(MORE)])
+    else:
+        assert str(caught.value) == expected
     assert "\n" not in str(caught.value)
 
 
