@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from types import FrameType
 
 from otel_neuron import __version__
-from otel_neuron.config import ConfigError, MonitorConfig, default_config, load_config
+from otel_neuron.config import DEFAULT_RUNTIME_ADDRESS, ConfigError, MonitorConfig, default_config, load_config
 from otel_neuron.exporters.options import (
     add_export_arguments,
     build_network_exporters,
     check_export_arguments,
 )
 from otel_neuron.exporters.report_json import ReportJsonExporter
+from otel_neuron.exporters.report_v2 import report_to_v2
 from otel_neuron.pipeline import MonitorPipeline, build_groups
 from otel_neuron.report_schema import report_problem
 from otel_neuron.resource import build_resource
@@ -93,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="ask EC2's instance metadata service: only on EC2 evidence (auto, default), always (on), never (off)",
     )
+    parser.add_argument(
+        "--output-format",
+        choices=("1", "2"),
+        default="1",
+        help="report format written to stdout: neuron-monitor 1.x as in the guide (default) or 2.x",
+    )
+    parser.add_argument(
+        "--from-stdin",
+        action="store_true",
+        help="read neuron-monitor's reports piped in (neuron-monitor | otel-neuron-monitor --from-stdin); "
+        "without -c, one runtime with the five runtime groups is read from stdin",
+    )
     parser.add_argument("--max-reports", type=_positive_int, metavar="N", help="stop after N reports")
     add_export_arguments(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -124,8 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         import psutil
 
         psutil.PROCFS_PATH = procfs
+    v2_source = "stdin:" if args.from_stdin else "neuron-monitor:"
     try:
-        config = load_config(args.config_file) if args.config_file else default_config()
+        if args.config_file:
+            config = load_config(args.config_file, v2_source)
+        else:
+            config = default_config("stdin:" if args.from_stdin else DEFAULT_RUNTIME_ADDRESS)
     except ConfigError as error:
         print(f"otel-neuron-monitor: {error}", file=sys.stderr)
         return 2
@@ -147,6 +164,7 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
             runtime_count=len(config.runtimes),
             out=sys.stdout,
             validate=_stderr_validator() if args.validate else None,
+            transform=report_to_v2 if args.output_format == "2" else None,
         )
         network = build_network_exporters(args)
         pipeline = MonitorPipeline(groups, [report, *network], build_resource(facts))

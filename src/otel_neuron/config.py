@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema
 
+from otel_neuron.config_v2 import config_v2_to_v1
 from otel_neuron.durations import format_duration, parse_duration
 
 DEFAULT_PERIOD = 5.0
@@ -73,17 +74,22 @@ class MonitorConfig:
         }
 
 
-def default_config() -> MonitorConfig:
+def default_config(runtime_address: str = DEFAULT_RUNTIME_ADDRESS) -> MonitorConfig:
     """No option given: every metric group, each every 5 s, for the guide's default runtime address."""
     runtime_groups = tuple(GroupConfig(t, DEFAULT_PERIOD) for t in RUNTIME_GROUP_TYPES)
     return MonitorConfig(
-        runtimes=(RuntimeConfig(0, DEFAULT_RUNTIME_ADDRESS, runtime_groups),),
+        runtimes=(RuntimeConfig(0, runtime_address, runtime_groups),),
         system_groups=tuple(GroupConfig(t, DEFAULT_PERIOD) for t in SYSTEM_GROUP_TYPES),
     )
 
 
-def load_config(path: str | Path) -> MonitorConfig:
-    """Read and validate the file at `path`; ConfigError (one line) on any problem."""
+def load_config(path: str | Path, v2_source: str = "neuron-monitor:") -> MonitorConfig:
+    """Read and validate the file at `path`; ConfigError (one line) on any problem.
+
+    A neuron-monitor 2.x file (runtimes by `tag_filter`) is mapped onto the 1.x form first; its
+    runtimes are then read from `v2_source` ("neuron-monitor:" runs AWS's binary, "stdin:" reads
+    its reports piped in).
+    """
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -94,10 +100,10 @@ def load_config(path: str | Path) -> MonitorConfig:
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise ConfigError(f"{name}: cannot read: {reason}") from None
-    return parse_config(text, name)
+    return parse_config(text, name, v2_source)
 
 
-def parse_config(text: str, source: str = "<config>") -> MonitorConfig:
+def parse_config(text: str, source: str = "<config>", v2_source: str = "neuron-monitor:") -> MonitorConfig:
     if not text.strip():
         raise ConfigError(f"{source}: the file is empty; expected a JSON object")
     try:
@@ -108,10 +114,11 @@ def parse_config(text: str, source: str = "<config>") -> MonitorConfig:
         raise ConfigError(f"{source}: JSON nested too deeply") from None
     except ValueError as error:  # e.g. an integer literal longer than Python converts
         raise ConfigError(f"{source}: not valid JSON: {error}") from None
-    return config_from_document(document, source)
+    return config_from_document(document, source, v2_source)
 
 
-def config_from_document(document: Any, source: str = "<config>") -> MonitorConfig:
+def config_from_document(document: Any, source: str = "<config>", v2_source: str = "neuron-monitor:") -> MonitorConfig:
+    document = config_v2_to_v1(document, source=v2_source)
     _check_schema(document, source)
     root_period = _period_at(document, DEFAULT_PERIOD, source, "period")
     runtimes = tuple(

@@ -30,6 +30,7 @@ _logger = logging.getLogger(__name__)
 
 # A runtime collection must end well before the next one is due.
 DEADLINE_FRACTION = 0.8
+_FINISHED_POLL_S = 0.5
 
 SYSTEM_GROUP_FACTORIES: dict[str, Callable[[], MetricGroup]] = {
     "vcpu_usage": VcpuUsageGroup,
@@ -106,9 +107,17 @@ class MonitorPipeline:
         schedule = FixedRateSchedule({g.period for g in self._groups}, time.monotonic())
         while not stop.is_set():
             delay = schedule.next_due() - time.monotonic()
-            if delay > 0 and stop.wait(delay):
+            # Wake at least every half second to notice a piped stream that ended.
+            if delay > 0 and stop.wait(min(delay, _FINISHED_POLL_S)):
                 break
-            self.tick(schedule.pop_due(time.monotonic()))
+            if self._sources_finished():
+                # Report what the stream still held, every group at once, then stop.
+                self.tick(sorted({g.period for g in self._groups}))
+                break
+            due = schedule.pop_due(time.monotonic())
+            if not due:
+                continue
+            self.tick(due)
             if self.output_closed() or (max_reports is not None and self.stats.ticks >= max_reports):
                 break
 
@@ -124,6 +133,10 @@ class MonitorPipeline:
                 sink.exporter.export(sink.producer.produce(collected))
             except Exception:  # an exporter's failure must not stop the monitor
                 _logger.exception("exporter %s failed", type(sink.exporter).__name__)
+
+    def _sources_finished(self) -> bool:
+        runtime_groups = [g.group for g in self._groups if g.group.runtime_index is not None]
+        return bool(runtime_groups) and all(group.source_finished() for group in runtime_groups)
 
     def output_closed(self) -> bool:
         return any(getattr(sink.exporter, "closed", False) for sink in self._sinks)

@@ -171,8 +171,8 @@ class ReportJsonExporter(MetricExporter):
             return MetricExportResult.FAILURE
         merge_report(self.report, report_from_metrics(metrics_data))
         document = self._transform(copy.deepcopy(self.report)) if self._transform else self.report
-        if self._validate is not None:
-            problem = self._validate(document)
+        if self._validate is not None:  # the schema describes the 1.x report, before any transform
+            problem = self._validate(self.report)
             if problem:
                 _logger.error(
                     "report %d does not match the report schema: %s", self.reports_written + 1, problem

@@ -131,6 +131,10 @@ class MetricGroup(ABC):
         """The connection-level error of this group's runtime ("" when fine), for the report entry."""
         return ""
 
+    def source_finished(self) -> bool:
+        """True when the source has ended for good (a piped stream at its end): nothing more will come."""
+        return False
+
     def base_attributes(self) -> dict[str, AttributeValue]:
         return {} if self.runtime_index is None else {RUNTIME_INDEX: self.runtime_index}
 

@@ -102,6 +102,9 @@ class BridgeGroup(MetricGroup):
         status = self.bridge.status
         return status if status and self.bridge.last_report_time is not None else ""
 
+    def source_finished(self) -> bool:
+        return self.bridge.finished.is_set()
+
     def _take_baseline(self) -> None:
         self.bridge.start()
 

@@ -379,11 +379,12 @@ class NeuronMonitorBridge:
         with self._lock:
             status, last = self.status, self.last_report_time
             errors = [self._errors[key] for key in subscription.runtimes if self._errors.get(key)]
-            if last is None or status:
+            ended_with_data = self.finished.is_set() and subscription.fresh > 0
+            if last is None or (status and not ended_with_data):
                 # Keep what arrived: the next successful sample covers it.
                 raise BridgeError(status)
             age = time.monotonic() - last
-            if max_age is not None and age > max_age:
+            if max_age is not None and age > max_age and not ended_with_data:
                 raise BridgeError(f"no report from {self.address.describe_source()} for {age:.1f} s")
             if errors and not subscription.fresh:
                 raise BridgeError("; ".join(sorted(set(errors))))
