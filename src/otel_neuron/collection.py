@@ -1,4 +1,9 @@
-"""Sample the groups that are due: system groups inline, each runtime in its own worker, under a deadline."""
+"""Sample the groups that are due, under a deadline.
+
+Runtime endpoints are fetched concurrently on one event loop, then their groups sample inline;
+other runtime-level sources (the bridge, sysfs) run in a worker per runtime so that one that
+hangs costs its own groups an error, never the report its deadline.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from otel_neuron.groups.base import GroupSample, MetricGroup
 from otel_neuron.producer import Collected
+from otel_neuron.sources.fetch_loop import FETCH_LOOP
 
 _logger = logging.getLogger(__name__)
 
@@ -21,10 +27,14 @@ class Collector:
         self._busy: dict[int, Future[list[GroupSample]]] = {}
 
     def collect(self, groups: Sequence[MetricGroup], deadline_s: float) -> list[Collected]:
-        local = [group for group in groups if group.runtime_index is None]
+        # Runtime endpoints are fetched first, all at once on the fetch loop; their groups then
+        # sample from what was fetched (or the error), so they need no worker of their own.
+        refreshables = list({id(r): r for g in groups if (r := g.refreshable()) is not None}.values())
+        FETCH_LOOP.refresh_all(refreshables, deadline_s)
+        local = [g for g in groups if g.runtime_index is None or g.refreshable() is not None]
         by_runtime: dict[int, list[MetricGroup]] = defaultdict(list)
         for group in groups:
-            if group.runtime_index is not None:
+            if group.runtime_index is not None and group.refreshable() is None:
                 by_runtime[group.runtime_index].append(group)
 
         futures: dict[int, Future[list[GroupSample]]] = {}

@@ -12,7 +12,10 @@ Percentiles follow the nearest-rank definition: ``p(q)`` is the value of rank ``
 from __future__ import annotations
 
 import math
+import operator
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from itertools import accumulate, compress
 
 from otel_neuron.groups.base import HistogramDelta
 
@@ -51,23 +54,30 @@ def subtract_buckets(
     offset: int, counts: Sequence[int], previous_offset: int, previous_counts: Sequence[int]
 ) -> tuple[int, tuple[int, ...]] | None:
     """Bucket-wise ``counts - previous_counts``, trimmed of zero ends; None if any bucket went down."""
-    low = min(offset, previous_offset) if previous_counts else offset
+    if not previous_counts:
+        previous_offset = offset
+    low = min(offset, previous_offset)
     high = max(offset + len(counts), previous_offset + len(previous_counts))
-    result = [0] * max(high - low, 0)
-    for i, count in enumerate(counts):
-        result[offset - low + i] += count
-    for i, count in enumerate(previous_counts):
-        position = previous_offset - low + i
-        result[position] -= count
-        if result[position] < 0:
-            return None
-    start = 0
-    while start < len(result) and result[start] == 0:
-        start += 1
-    end = len(result)
-    while end > start and result[end - 1] == 0:
-        end -= 1
-    return (low + start if start < end else 0), tuple(result[start:end])
+    # Whole-list passes (map, compress) rather than a Python loop per bucket: a warm histogram
+    # has hundreds of buckets and a monitor subtracts two of them per runtime and period.
+    now = _padded(counts, offset - low, high - low)
+    before = _padded(previous_counts, previous_offset - low, high - low)
+    result = list(map(operator.sub, now, before))
+    if not result or min(result) < 0:
+        return None if result else (0, ())
+    positions = range(len(result))
+    first = next(compress(positions, result), None)
+    if first is None:
+        return 0, ()
+    last = next(compress(reversed(positions), reversed(result)))
+    return low + first, tuple(result[first : last + 1])
+
+
+def _padded(counts: Sequence[int], lead: int, width: int) -> list[int]:
+    padded = [0] * lead
+    padded.extend(counts)
+    padded.extend([0] * (width - len(padded)))
+    return padded
 
 
 def percentile(histogram: HistogramDelta, q: float) -> float:
@@ -86,18 +96,38 @@ def percentile(histogram: HistogramDelta, q: float) -> float:
     rank = max(1, math.ceil(q / 100.0 * total - 1e-9))
     if rank <= histogram.zero_count:
         return _clamp(0.0, histogram)
-    seen = histogram.zero_count
-    for i, count in enumerate(histogram.bucket_counts):
-        seen += count
-        if seen >= rank:
-            lower, upper = bucket_bounds(histogram.offset + i, histogram.scale)
-            return _clamp(math.sqrt(lower * upper), histogram)
-    return histogram.max
+    cumulative = list(accumulate(histogram.bucket_counts, initial=histogram.zero_count))
+    return _value_at_rank(histogram, cumulative, rank)
+
+
+def _value_at_rank(histogram: HistogramDelta, cumulative: list[int], rank: int) -> float:
+    """The geometric midpoint of the bucket holding `rank`; cumulative[i + 1] counts through bucket i."""
+    position = bisect_left(cumulative, rank, lo=1)
+    if position >= len(cumulative):
+        return histogram.max
+    lower, upper = bucket_bounds(histogram.offset + position - 1, histogram.scale)
+    return _clamp(math.sqrt(lower * upper), histogram)
 
 
 def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES) -> dict[str, float]:
-    """{"p0": ..., "p1": ..., ...} as the guide's latency objects hold them."""
-    return {f"p{q:g}": percentile(histogram, q) for q in points}
+    """{"p0": ..., "p1": ..., ...} as the guide's latency objects hold them (one cumulative pass)."""
+    total = histogram.zero_count + sum(histogram.bucket_counts)
+    if total <= 0 or histogram.count <= 0:
+        raise ValueError("percentile of an empty histogram")
+    cumulative = list(accumulate(histogram.bucket_counts, initial=histogram.zero_count))
+    result = {}
+    for q in points:
+        rank = max(1, math.ceil(q / 100.0 * total - 1e-9))
+        if q <= 0:
+            value = histogram.min
+        elif q >= 100:
+            value = histogram.max
+        elif rank <= histogram.zero_count:
+            value = _clamp(0.0, histogram)
+        else:
+            value = _value_at_rank(histogram, cumulative, rank)
+        result[f"p{q:g}"] = value
+    return result
 
 
 def exact_percentile(values: Sequence[float], q: float) -> float:

@@ -15,7 +15,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    from otel_neuron.sources.fetch_loop import Refreshable
 
 AttributeValue = Union[str, int, float, bool]
 Attributes = Mapping[str, AttributeValue]
@@ -130,6 +133,10 @@ class MetricGroup(ABC):
     def runtime_error(self) -> str:
         """The connection-level error of this group's runtime ("" when fine), for the report entry."""
         return ""
+
+    def refreshable(self) -> Refreshable | None:
+        """A source the collector brings up to date first, concurrently with other runtimes' (or None)."""
+        return None
 
     def source_finished(self) -> bool:
         """True when the source has ended for good (a piped stream at its end): nothing more will come."""

@@ -129,6 +129,9 @@ class RuntimeGroup(MetricGroup):
     def runtime_error(self) -> str:
         return self.endpoint.last_error
 
+    def refreshable(self) -> RuntimeEndpoint:
+        return self.endpoint
+
     def _take_baseline(self) -> None:
         self._attempted_ns = time.time_ns()
         self._previous = self.endpoint.fetch()

@@ -22,8 +22,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import grpc
+import grpc.aio
 
 from otel_neuron.runtime import runtime_pb2
+from otel_neuron.sources.fetch_loop import FETCH_LOOP
 from otel_neuron.runtime.recorder import PROTOCOL_VERSION
 
 _METHOD = "/otel_neuron.runtime.v1.RuntimeMetrics/GetSnapshot"
@@ -44,6 +46,9 @@ _SIM_OPTIONS = {
     "churn": float,
     "ecc_per_hour": float,
 }
+
+
+_REQUEST = runtime_pb2.SnapshotRequest(protocol_version=PROTOCOL_VERSION)
 
 
 class RuntimeEndpointError(Exception):
@@ -114,6 +119,8 @@ class RuntimeEndpoint:
         self._cached_at = 0.0
         self._channel: grpc.Channel | None = None
         self._call: Any = None
+        self._async_channel: grpc.aio.Channel | None = None
+        self._async_call: Any = None
         self.simulator: Any = None
         if self.address.kind == "sim":
             from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
@@ -136,20 +143,72 @@ class RuntimeEndpoint:
             else:
                 try:
                     result = self._fetch()
-                    self.last_error = ""
                 except RuntimeEndpointError as error:
                     result = error
-                    self.last_error = str(error)
-                self._cached, self._cached_at = result, time.monotonic()
+                self._store(result)
         if isinstance(result, RuntimeEndpointError):
             raise result
         return result
+
+    async def refresh(self) -> None:
+        """Fetch on the collector's event loop (concurrently with other runtimes) into the cache,
+        so this tick's groups read it without another call."""
+        try:
+            if self.simulator is not None:
+                result: runtime_pb2.Snapshot | RuntimeEndpointError = self._fetch()
+            else:
+                result = _checked(await self._fetch_async(), self.address.text)
+        except RuntimeEndpointError as error:
+            result = error
+        with self._lock:
+            self._store(result)
+
+    def mark_unanswered(self) -> None:
+        with self._lock:
+            self._store(
+                RuntimeEndpointError(f"no answer from {self.address.text} within {self.deadline_s:g} s")
+            )
+
+    def _store(self, result: runtime_pb2.Snapshot | RuntimeEndpointError) -> None:
+        self.last_error = str(result) if isinstance(result, RuntimeEndpointError) else ""
+        self._cached, self._cached_at = result, time.monotonic()
+
+    async def _fetch_async(self) -> runtime_pb2.Snapshot:
+        path = self.address.socket_path
+        if path and not os.path.exists(path):
+            await self._drop_async_channel()
+            raise RuntimeEndpointError(f"cannot connect to {self.address.text}: no such file")
+        if self._async_call is None:
+            self._async_channel = grpc.aio.insecure_channel(self.address.target, options=_CHANNEL_OPTIONS)
+            self._async_call = self._async_channel.unary_unary(
+                _METHOD,
+                request_serializer=runtime_pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=runtime_pb2.Snapshot.FromString,
+            )
+        try:
+            snapshot: runtime_pb2.Snapshot = await self._async_call(_REQUEST, timeout=self.deadline_s)
+        except grpc.aio.AioRpcError as error:
+            await (
+                self._drop_async_channel()
+            )  # reconnect afresh next time instead of waiting out gRPC's backoff
+            raise RuntimeEndpointError(self._describe(error)) from None
+        return snapshot
+
+    async def _drop_async_channel(self) -> None:
+        channel, self._async_channel, self._async_call = self._async_channel, None, None
+        if channel is not None:
+            await channel.close()
 
     def close(self) -> None:
         with self._lock:
             if self.simulator is not None:
                 self.simulator.stop()
             self._drop_channel()
+            if self._async_channel is not None:
+                try:
+                    FETCH_LOOP.submit(self._drop_async_channel()).result(timeout=1.0)
+                except Exception:  # noqa: BLE001 - closing is best effort at shutdown
+                    pass
 
     def _fetch(self) -> runtime_pb2.Snapshot:
         if self.simulator is not None:
