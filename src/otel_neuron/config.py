@@ -22,6 +22,7 @@ from otel_neuron.config_v2 import config_v2_to_v1
 from otel_neuron.durations import format_duration, parse_duration
 
 DEFAULT_PERIOD = 5.0
+MIN_PERIOD = 0.01  # shorter periods would only keep a core busy collecting
 DEFAULT_RUNTIME_ADDRESS = "unix:/run/neuron.sock"
 RUNTIME_GROUP_TYPES = (
     "neuroncore_counters",
@@ -107,7 +108,9 @@ def parse_config(text: str, source: str = "<config>", v2_source: str = "neuron-m
     if not text.strip():
         raise ConfigError(f"{source}: the file is empty; expected a JSON object")
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_object_without_duplicates)
+    except _DuplicateKey as duplicate:
+        raise ConfigError(f"{source}: key {json.dumps(duplicate.key)} appears twice in one object") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"{source}: line {error.lineno} column {error.colno}: not valid JSON: {error.msg}") from None
     except RecursionError:
@@ -115,6 +118,22 @@ def parse_config(text: str, source: str = "<config>", v2_source: str = "neuron-m
     except ValueError as error:  # e.g. an integer literal longer than Python converts
         raise ConfigError(f"{source}: not valid JSON: {error}") from None
     return config_from_document(document, source, v2_source)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's default keeps the last of two equal keys silently; a config file must not mean two things."""
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKey(key)
+        document[key] = value
+    return document
 
 
 def config_from_document(document: Any, source: str = "<config>", v2_source: str = "neuron-monitor:") -> MonitorConfig:
@@ -156,9 +175,12 @@ def _period_at(container: Mapping[str, Any], inherited: float, source: str, path
     if "period" not in container:
         return inherited
     try:
-        return parse_duration(container["period"])
+        period = parse_duration(container["period"])
     except ValueError as error:
         raise ConfigError(f"{source}: {path}: {error}") from None
+    if period < MIN_PERIOD:
+        raise ConfigError(f'{source}: {path}: {json.dumps(container["period"])} is shorter than the minimum period, "10ms"')
+    return period
 
 
 def _check_schema(document: Any, source: str) -> None:

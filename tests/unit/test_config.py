@@ -224,6 +224,16 @@ BAD = [
         'monitor.conf: system_metrics[0].period: "5" is not a duration like "500ms", "2s", "1m", "1h"',
         id="duration-without-unit",
     ),
+    pytest.param(
+        '{"period": "1s", "period": "2s"}',
+        'monitor.conf: key "period" appears twice in one object',
+        id="duplicate-key",
+    ),
+    pytest.param(
+        '{"neuron_runtimes": [{"address": "sim:", "period": "5ms", "metrics": []}]}',
+        'monitor.conf: neuron_runtimes[0].period: "5ms" is shorter than the minimum period, "10ms"',
+        id="period-below-the-minimum",
+    ),
 ]
 
 
@@ -251,10 +261,16 @@ def test_directory(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file(tmp_path: Path) -> None:
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, '{"period": "1s"}')
-    path.chmod(0)
+    if os.geteuid() == 0:  # root reads a file of mode 000 anyway; have the read fail as it would for a user
+
+        def refuse(self: Path, *args: object, **kwargs: object) -> str:
+            raise PermissionError(13, "Permission denied", str(self))
+
+        monkeypatch.setattr(Path, "read_text", refuse)
+    else:
+        path.chmod(0)
     with pytest.raises(ConfigError, match=f"^{path}: cannot read: Permission denied$"):
         load_config(path)
 
