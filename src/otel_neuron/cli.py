@@ -21,7 +21,7 @@ from otel_neuron.exporters.options import (
 )
 from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.exporters.report_v2 import report_to_v2
-from otel_neuron.pipeline import MonitorPipeline, build_groups
+from otel_neuron.pipeline import MonitorPipeline, build_groups, close_groups
 from otel_neuron.report_schema import report_problem
 from otel_neuron.resource import build_resource
 from otel_neuron.sources.instance import discover_instance
@@ -147,6 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"otel-neuron-monitor: {error}", file=sys.stderr)
         return 2
     if args.check_config:
+        try:
+            close_groups(build_groups(config))  # addresses and group types, as the monitor would see them
+        except ConfigError as error:
+            print(f"otel-neuron-monitor: {error}", file=sys.stderr)
+            return 2
         print(json.dumps(config.describe(), indent=2))
         return 0
     try:
@@ -160,16 +165,21 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     _logger.info("instance facts: %s", facts)
     try:
         groups = build_groups(config)
-        report = ReportJsonExporter(
-            runtime_count=len(config.runtimes),
-            out=sys.stdout,
-            validate=_stderr_validator() if args.validate else None,
-            transform=report_to_v2 if args.output_format == "2" else None,
-        )
+    except ConfigError as error:
+        print(f"otel-neuron-monitor: {error}", file=sys.stderr)
+        return 2
+    report = ReportJsonExporter(
+        runtime_count=len(config.runtimes),
+        out=sys.stdout,
+        validate=_stderr_validator() if args.validate else None,
+        transform=report_to_v2 if args.output_format == "2" else None,
+    )
+    try:
         network = build_network_exporters(args)
         pipeline = MonitorPipeline(groups, [report, *network], build_resource(facts))
-    except (ValueError, OSError) as error:
-        print(f"otel-neuron-monitor: {config.source}: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # e.g. the Prometheus port is taken
+        close_groups(groups)
+        print(f"otel-neuron-monitor: {_describe_startup_error(error)}", file=sys.stderr)
         return 2
 
     stop = threading.Event()
@@ -181,6 +191,12 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
         if report.closed:
             _silence_stdout()
     return 0
+
+
+def _describe_startup_error(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"cannot start an exporter: {error.strerror}"
+    return str(error)
 
 
 def _stderr_validator():  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExpor
 from opentelemetry.sdk.resources import Resource
 
 from otel_neuron.collection import Collector
-from otel_neuron.config import MonitorConfig, RuntimeConfig
+from otel_neuron.config import ConfigError, MonitorConfig, RuntimeConfig
 from otel_neuron.groups.base import MetricGroup
 from otel_neuron.groups.observable import ObservedGroups
 from otel_neuron.groups.system import MemoryInfoGroup, VcpuUsageGroup
@@ -45,10 +45,26 @@ class ScheduledGroup:
 
 
 def build_groups(config: MonitorConfig) -> list[ScheduledGroup]:
+    """The configured groups; ConfigError naming the runtime's JSON path for a bad address or group."""
+    if not config.system_groups and not any(runtime.groups for runtime in config.runtimes):
+        raise ConfigError(f"{config.source}: the configuration enables no metric group")
     scheduled = [ScheduledGroup(SYSTEM_GROUP_FACTORIES[g.type](), g.period) for g in config.system_groups]
     for runtime in config.runtimes:
-        scheduled.extend(_runtime_groups(runtime))
+        try:
+            scheduled.extend(_runtime_groups(runtime))
+        except ValueError as error:
+            close_groups(scheduled)
+            where = f"neuron_runtimes[{runtime.index}]"
+            raise ConfigError(f"{config.source}: {where}.address: {error}") from None
     return scheduled
+
+
+def close_groups(groups: Sequence[ScheduledGroup]) -> None:
+    """Release what the groups' sources hold (sockets, a spawned neuron-monitor, an embedded simulator)."""
+    for scheduled in groups:
+        close = getattr(scheduled.group, "close", None)
+        if callable(close):
+            close()
 
 
 def _runtime_groups(runtime: RuntimeConfig) -> list[ScheduledGroup]:
@@ -122,17 +138,29 @@ class MonitorPipeline:
                 break
 
     def tick(self, due_periods: Sequence[float]) -> None:
+        started = time.monotonic()
         due = [g.group for g in self._groups if g.period in due_periods]
         collected = self._collector.collect(due, DEADLINE_FRACTION * min(due_periods))
         self.stats.ticks += 1
         for item in collected:
             key = item.group.report_key
             self.stats.collections[key] = self.stats.collections.get(key, 0) + 1
+            if item.sample.error:
+                _logger.info("%s (runtime %s): %s", key, item.group.runtime_index, item.sample.error)
+        sampled = time.monotonic()
         for sink in self._sinks:
             try:
                 sink.exporter.export(sink.producer.produce(collected))
             except Exception:  # an exporter's failure must not stop the monitor
                 _logger.exception("exporter %s failed", type(sink.exporter).__name__)
+        _logger.debug(
+            "tick %d: %d groups due (periods %s), sampled in %.1f ms, exported in %.1f ms",
+            self.stats.ticks,
+            len(collected),
+            ", ".join(f"{p:g}s" for p in due_periods),
+            (sampled - started) * 1e3,
+            (time.monotonic() - sampled) * 1e3,
+        )
 
     def _sources_finished(self) -> bool:
         runtime_groups = [g.group for g in self._groups if g.group.runtime_index is not None]
@@ -150,10 +178,7 @@ class MonitorPipeline:
             except Exception:
                 _logger.exception("exporter %s failed to shut down", type(sink.exporter).__name__)
         self.meter_provider.shutdown(timeout_millis=1_000)
-        for scheduled in self._groups:
-            close = getattr(scheduled.group, "close", None)
-            if callable(close):
-                close()
+        close_groups(self._groups)
 
 
 def _counter_temporality(exporter: MetricExporter) -> AggregationTemporality:

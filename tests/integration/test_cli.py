@@ -56,14 +56,17 @@ FAST = {"period": "500ms", "system_metrics": [{"type": "vcpu_usage"}, {"type": "
             "system_metric: unknown key (allowed: period, neuron_runtimes, system_metrics)",
         ),
         ("{}", "the configuration enables no metric group"),
+        (
+            '{"neuron_runtimes": [{"address": "bogus", "metrics": [{"type": "memory_used"}]}]}',
+            "neuron_runtimes[0].address: 'bogus' is not a runtime address (unix:/path, unix:///abs/path, "
+            "host:port, dns:///host:port, sim:, neuron-monitor:, stdin:, sysfs:)",
+        ),
     ],
-    ids=["empty", "not-json", "unknown-type", "duplicate", "bad-duration", "unknown-key", "no-group"],
+    ids=["empty", "not-json", "unknown-type", "duplicate", "bad-duration", "unknown-key", "no-group", "bad-address"],
 )
 def test_a_bad_config_is_one_line_on_stderr_and_exit_2(tmp_path: Path, text: str, message: str) -> None:
     config = write_config(tmp_path, text)
     for extra in ([], ["--check-config"]):
-        if message.startswith("the configuration enables") and extra:
-            continue  # a config without groups is well-formed; only running it fails
         result = run_monitor(["-c", str(config), *extra])
         assert result.returncode == 2
         assert result.stderr == f"otel-neuron-monitor: {config}: {message}\n"

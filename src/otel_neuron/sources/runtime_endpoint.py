@@ -95,7 +95,7 @@ def parse_address(address: str) -> Address:
         return Address(text, "tcp", target=text)
     raise ValueError(
         f"{address!r} is not a runtime address "
-        "(unix:/path, unix:///abs/path, host:port, dns:///host:port, sim:)"
+        "(unix:/path, unix:///abs/path, host:port, dns:///host:port, sim:, neuron-monitor:, stdin:, sysfs:)"
     )
 
 
