@@ -1,40 +1,45 @@
-"""otel-neuron: AWS neuron-monitor rebuilt as an OpenTelemetry component."""
+"""otel-neuron: AWS neuron-monitor rebuilt as an OpenTelemetry component.
+
+The public names below are imported on first use (PEP 562), so the monitor's command line does
+not pay for the in-app instrumentation's imports, nor the app for the monitor's.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-# In-app instrumentation (docs/in-app.md). Imported after __version__, which these modules read.
-from otel_neuron.instrumentor import NeuronInstrumentor, latency_views  # noqa: E402
-from otel_neuron.process_recorder import recorder, serve_runtime_endpoint, set_recorder  # noqa: E402
-from otel_neuron.runtime.recorder import (  # noqa: E402
-    HardwareError,
-    IncorrectInputError,
-    InferenceError,
-    InferenceRecorder,
-    InferenceTimeout,
-    NeuronRuntimeError,
-    NumericalError,
-    QueueFullError,
-    Subgraph,
-    TransientError,
-)
+_PUBLIC = {
+    "NeuronInstrumentor": "otel_neuron.instrumentor",
+    "latency_views": "otel_neuron.instrumentor",
+    "recorder": "otel_neuron.process_recorder",
+    "serve_runtime_endpoint": "otel_neuron.process_recorder",
+    "set_recorder": "otel_neuron.process_recorder",
+    "HardwareError": "otel_neuron.runtime.recorder",
+    "IncorrectInputError": "otel_neuron.runtime.recorder",
+    "InferenceError": "otel_neuron.runtime.recorder",
+    "InferenceRecorder": "otel_neuron.runtime.recorder",
+    "InferenceTimeout": "otel_neuron.runtime.recorder",
+    "NeuronRuntimeError": "otel_neuron.runtime.recorder",
+    "NumericalError": "otel_neuron.runtime.recorder",
+    "QueueFullError": "otel_neuron.runtime.recorder",
+    "Subgraph": "otel_neuron.runtime.recorder",
+    "TransientError": "otel_neuron.runtime.recorder",
+}
 
-__all__ = [
-    "__version__",
-    "HardwareError",
-    "IncorrectInputError",
-    "InferenceError",
-    "InferenceRecorder",
-    "InferenceTimeout",
-    "NeuronInstrumentor",
-    "NeuronRuntimeError",
-    "NumericalError",
-    "QueueFullError",
-    "Subgraph",
-    "TransientError",
-    "latency_views",
-    "recorder",
-    "serve_runtime_endpoint",
-    "set_recorder",
-]
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_neuron' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
