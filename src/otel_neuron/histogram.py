@@ -15,7 +15,7 @@ import math
 import operator
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from itertools import accumulate, compress
+from itertools import accumulate
 
 from otel_neuron.groups.base import HistogramDelta
 
@@ -57,23 +57,26 @@ def subtract_buckets(
     if not previous_counts:
         previous_offset = offset
     low = min(offset, previous_offset)
-    high = max(offset + len(counts), previous_offset + len(previous_counts))
-    # Whole-list passes (map, compress) rather than a Python loop per bucket: a warm histogram
-    # has hundreds of buckets and a monitor subtracts two of them per runtime and period.
-    now = _padded(counts, offset - low, high - low)
-    before = _padded(previous_counts, previous_offset - low, high - low)
-    result = list(map(operator.sub, now, before))
-    if not result or min(result) < 0:
-        return None if result else (0, ())
-    positions = range(len(result))
-    first = next(compress(positions, result), None)
-    if first is None:
+    width = max(offset + len(counts), previous_offset + len(previous_counts)) - low
+    now = _padded(counts, offset - low, width)
+    before = _padded(previous_counts, previous_offset - low, width)
+    # Whole-list passes rather than a Python loop per bucket: a warm histogram has hundreds of
+    # buckets, few of which changed in a period. Comparing makes no new objects; only the span
+    # between the first and the last changed bucket is subtracted, and it is the trimmed result.
+    changed = list(map(operator.ne, now, before))
+    if True not in changed:
         return 0, ()
-    last = next(compress(reversed(positions), reversed(result)))
-    return low + first, tuple(result[first : last + 1])
+    first = changed.index(True)
+    last = width - 1 - changed[::-1].index(True)
+    result = tuple(map(operator.sub, now[first : last + 1], before[first : last + 1]))
+    if min(result) < 0:
+        return None
+    return low + first, result
 
 
 def _padded(counts: Sequence[int], lead: int, width: int) -> list[int]:
+    if lead == 0 and len(counts) == width and isinstance(counts, list):
+        return counts
     padded = [0] * lead
     padded.extend(counts)
     padded.extend([0] * (width - len(padded)))

@@ -20,8 +20,10 @@ successful one covers the time since the last successful snapshot.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 from otel_neuron.groups.base import (
@@ -92,6 +94,11 @@ ECC_ERRORS = InstrumentSpec(
 
 _LOCATIONS = ("host", "neuron_device")
 
+# The protocol's fixed sets of totals, read in one C-level call each.
+_OUTCOME_TOTALS = operator.attrgetter(*OUTCOMES)
+_ERROR_TOTALS = operator.attrgetter(*ERROR_TYPES)
+_ECC_TOTALS = operator.attrgetter(*ECC_KINDS)
+
 
 def percent(fraction: float) -> float:
     """The guide prints percentages with two decimals."""
@@ -125,6 +132,7 @@ class RuntimeGroup(MetricGroup):
         self._previous: runtime_pb2.Snapshot | None = None
         self._attempted_ns: int | None = None
         self._attributes = _AttributeCache()
+        self._base = self.base_attributes()
 
     def runtime_error(self) -> str:
         return self.endpoint.last_error
@@ -157,16 +165,36 @@ class RuntimeGroup(MetricGroup):
         raise NotImplementedError
 
     def _attrs(self, **attributes: AttributeValue) -> dict[str, AttributeValue]:
-        return self._attributes.get(self.base_attributes(), **attributes)
+        return self._attributes.get(self._base, **attributes)
+
+
+# The groups of one runtime usually compare the same pair of snapshots: check it once.
+_last_checked: tuple[Any, Any, bool] = (None, None, False)
 
 
 def _went_backwards(previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
+    global _last_checked
+    checked_previous, checked_current, went = _last_checked
+    if checked_previous is previous and checked_current is current:
+        return went
+    went = _compare_totals(previous, current)
+    _last_checked = (previous, current, went)
+    return went
+
+
+def _compare_totals(previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
     if current.uptime_nano < previous.uptime_nano or current.epoch < previous.epoch:
         return True
     if current.total_latency.count < previous.total_latency.count:
         return True
-    before, now = previous.inferences, current.inferences
-    return any(getattr(now, name) < getattr(before, name) for name in OUTCOMES)
+    return any(map(operator.lt, _OUTCOME_TOTALS(current.inferences), _OUTCOME_TOTALS(previous.inferences)))
+
+
+def _increases(now: Sequence[int], before: Sequence[int] | None) -> list[int]:
+    """`now - before` per position, never below 0 (a total missing before counts from 0)."""
+    if before is None:
+        return list(map(max, now, repeat(0)))
+    return list(map(max, map(operator.sub, now, before), repeat(0)))
 
 
 def _elapsed_s(current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> float:
@@ -183,21 +211,38 @@ class NeuronCoreCountersGroup(RuntimeGroup):
         super().__init__(runtime_index, endpoint)
         self._models_seen: Any = None
         self._subgraph_points: list[Point] = []
+        # The busy times of the last snapshot, by position, and the core indexes they belong to.
+        self._busy_of: tuple[runtime_pb2.Snapshot | None, tuple[int, ...], list[float]] = (None, (), [])
+        self._core_attributes: tuple[tuple[int, ...], list[dict[str, AttributeValue]]] = ((), [])
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         elapsed = _elapsed_s(current, previous)
-        busy_before = (
-            {core.index: core.busy_seconds for core in previous.cores} if previous is not None else {}
-        )
-        utilization: list[Point] = []
-        for core in current.cores:
-            busy = core.busy_seconds - busy_before.get(core.index, 0.0)
-            share = busy / elapsed if elapsed > 0 else 0.0
-            utilization.append((self._attrs(**{CORE_INDEX: core.index}), min(max(share, 0.0), 1.0)))
+        cores = current.cores
+        indexes = tuple([core.index for core in cores])
+        busy = [core.busy_seconds for core in cores]
+        seen, seen_indexes, seen_busy = self._busy_of
+        if previous is not None and seen is previous and seen_indexes == indexes:
+            before = seen_busy  # the same cores as last period: subtract position by position
+        else:
+            busy_before = (
+                {core.index: core.busy_seconds for core in previous.cores} if previous is not None else {}
+            )
+            before = [busy_before.get(index, 0.0) for index in indexes]
+        self._busy_of = (current, indexes, busy)
+        if elapsed > 0:
+            shares = [min(max(part / elapsed, 0.0), 1.0) for part in map(operator.sub, busy, before)]
+        else:
+            shares = [0.0] * len(busy)
+        utilization: list[Point] = list(zip(self._attributes_of_cores(indexes), shares, strict=True))
         if self._models_seen is None or self._models_seen != current.models:  # compared in C
             self._models_seen = current.models
             self._subgraph_points = self._subgraph_points_of(current)
         return {CORE_UTILIZATION.name: utilization, CORE_SUBGRAPHS.name: self._subgraph_points}
+
+    def _attributes_of_cores(self, indexes: tuple[int, ...]) -> list[dict[str, AttributeValue]]:
+        if self._core_attributes[0] != indexes:
+            self._core_attributes = (indexes, [self._attrs(**{CORE_INDEX: index}) for index in indexes])
+        return self._core_attributes[1]
 
     def _subgraph_points_of(self, current: runtime_pb2.Snapshot) -> list[Point]:
         loaded: dict[tuple[int, str, str], int] = {}
@@ -236,25 +281,27 @@ class InferenceStatsGroup(RuntimeGroup):
     report_key = "inference_stats"
     instruments = (INFERENCE_COUNT, INFERENCE_ERRORS, INFERENCE_LATENCY, DEVICE_LATENCY)
 
+    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
+        super().__init__(runtime_index, endpoint)
+        self._outcome_attributes = [self._attrs(**{OUTCOME: name}) for name in OUTCOMES]
+        self._error_attributes = [self._attrs(**{ERROR_TYPE: name}) for name in ERROR_TYPES]
+        self._buckets = _BucketLists()
+
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
-        now, before = current.inferences, previous.inferences if previous is not None else None
-        counts: list[Point] = [
-            (
-                self._attrs(**{OUTCOME: name}),
-                max(getattr(now, name) - (getattr(before, name) if before else 0), 0),
+        outcomes_before = _OUTCOME_TOTALS(previous.inferences) if previous is not None else None
+        errors_before = _ERROR_TOTALS(previous.errors) if previous is not None else None
+        counts: list[Point] = list(
+            zip(
+                self._outcome_attributes,
+                _increases(_OUTCOME_TOTALS(current.inferences), outcomes_before),
+                strict=True,
             )
-            for name in OUTCOMES
-        ]
-        errors_now, errors_before = current.errors, previous.errors if previous is not None else None
-        errors: list[Point] = [
-            (
-                self._attrs(**{ERROR_TYPE: name}),
-                max(getattr(errors_now, name) - (getattr(errors_before, name) if errors_before else 0), 0),
-            )
-            for name in ERROR_TYPES
-        ]
-        total = _histogram_delta(current, previous, "total_latency", 0)
-        device = _histogram_delta(current, previous, "device_latency", 2)
+        )
+        errors: list[Point] = list(
+            zip(self._error_attributes, _increases(_ERROR_TOTALS(current.errors), errors_before), strict=True)
+        )
+        total = _histogram_delta(current, previous, "total_latency", 0, self._buckets)
+        device = _histogram_delta(current, previous, "device_latency", 2, self._buckets)
         base = self._attrs()
         return {
             INFERENCE_COUNT.name: counts,
@@ -292,9 +339,34 @@ def _latency_object(points: Sequence[Point]) -> dict[str, float] | None:
     return None
 
 
+class _BucketLists:
+    """The bucket counts of the latest snapshot's histograms as lists, reused as next period's baseline.
+
+    Reading a repeated field into Python costs about 20 ns a bucket; a warm histogram has hundreds.
+    """
+
+    def __init__(self) -> None:
+        self._latest: dict[str, tuple[runtime_pb2.Snapshot, list[int]]] = {}
+
+    def of(self, snapshot: runtime_pb2.Snapshot, field: str) -> list[int]:
+        latest = self._latest.get(field)
+        if latest is not None and latest[0] is snapshot:
+            return latest[1]
+        return list(getattr(snapshot, field).bucket_counts)
+
+    def keep(self, snapshot: runtime_pb2.Snapshot, field: str, counts: list[int]) -> None:
+        self._latest[field] = (snapshot, counts)
+
+
 def _histogram_delta(
-    current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None, field: str, column: int
+    current: runtime_pb2.Snapshot,
+    previous: runtime_pb2.Snapshot | None,
+    field: str,
+    column: int,
+    lists: _BucketLists | None = None,
 ) -> HistogramDelta | None:
+    if lists is None:
+        lists = _BucketLists()
     now: runtime_pb2.LatencyHistogram = getattr(current, field)
     count = now.count
     if previous is not None:
@@ -304,7 +376,9 @@ def _histogram_delta(
             return None
         if before.scale != now.scale and before.count:
             return None  # cannot happen in protocol v1 (fixed scale)
-        subtracted = subtract_buckets(now.offset, now.bucket_counts, before.offset, before.bucket_counts)
+        now_counts, before_counts = lists.of(current, field), lists.of(previous, field)
+        lists.keep(current, field, now_counts)
+        subtracted = subtract_buckets(now.offset, now_counts, before.offset, before_counts)
         if subtracted is None:
             return None
         offset, buckets = subtracted
@@ -314,7 +388,9 @@ def _histogram_delta(
     else:
         if count <= 0:
             return None
-        offset, buckets = now.offset, tuple(now.bucket_counts)
+        now_counts = lists.of(current, field)
+        lists.keep(current, field, now_counts)
+        offset, buckets = now.offset, tuple(now_counts)
         zero_count, total, since_epoch = now.zero_count, now.sum, 0
     low, high = _window_min_max(current, since_epoch, column)
     if low is None or high is None:  # windows lost (hundreds of pollers): bound by the buckets
@@ -362,13 +438,12 @@ class MemoryUsedGroup(RuntimeGroup):
         super().__init__(runtime_index, endpoint)
         self._models_seen: Any = None
         self._model_points: tuple[list[Point], list[Point], list[Point]] = ([], [], [])
+        self._host = self._attrs(**{MEMORY_LOCATION: "host"})
+        self._device = self._attrs(**{MEMORY_LOCATION: "neuron_device"})
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         memory = current.runtime_memory
-        runtime: list[Point] = [
-            (self._attrs(**{MEMORY_LOCATION: "host"}), memory.host_bytes),
-            (self._attrs(**{MEMORY_LOCATION: "neuron_device"}), memory.device_bytes),
-        ]
+        runtime: list[Point] = [(self._host, memory.host_bytes), (self._device, memory.device_bytes)]
         if self._models_seen is None or self._models_seen != current.models:  # compared in C
             self._models_seen = current.models
             self._model_points = self._model_points_of(current)
@@ -462,14 +537,19 @@ class RuntimeVcpuUsageGroup(RuntimeGroup):
     report_key = "neuron_runtime_vcpu_usage"
     instruments = (RUNTIME_CPU,)
 
+    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
+        super().__init__(runtime_index, endpoint)
+        self._user = self._attrs(**{CPU_MODE: "user"})
+        self._system = self._attrs(**{CPU_MODE: "system"})
+
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         capacity = _elapsed_s(current, previous) * max(current.vcpu_count, 1)
         user = current.cpu.user_seconds - (previous.cpu.user_seconds if previous is not None else 0.0)
         system = current.cpu.system_seconds - (previous.cpu.system_seconds if previous is not None else 0.0)
         return {
             RUNTIME_CPU.name: [
-                (self._attrs(**{CPU_MODE: "user"}), _share(user, capacity)),
-                (self._attrs(**{CPU_MODE: "system"}), _share(system, capacity)),
+                (self._user, _share(user, capacity)),
+                (self._system, _share(system, capacity)),
             ]
         }
 
@@ -493,16 +573,30 @@ class HwCountersGroup(RuntimeGroup):
     report_key = "hw_counters"
     instruments = (ECC_ERRORS,)
 
+    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
+        super().__init__(runtime_index, endpoint)
+        self._device_attributes: dict[int, list[dict[str, AttributeValue]]] = {}
+
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
-        before = {device.device_index: device for device in previous.devices} if previous is not None else {}
+        before = (
+            {device.device_index: _ECC_TOTALS(device) for device in previous.devices}
+            if previous is not None
+            else {}
+        )
         points: list[Point] = []
         for device in current.devices:
-            old = before.get(device.device_index)
-            for kind in ECC_KINDS:
-                increase = getattr(device, kind) - (getattr(old, kind) if old is not None else 0)
-                attributes = self._attrs(**{DEVICE_INDEX: device.device_index, HW_ERROR_TYPE: kind})
-                points.append((attributes, max(increase, 0)))
+            index = device.device_index
+            increases = _increases(_ECC_TOTALS(device), before.get(index))
+            points.extend(zip(self._attributes_of_device(index), increases, strict=True))
         return {ECC_ERRORS.name: points}
+
+    def _attributes_of_device(self, index: int) -> list[dict[str, AttributeValue]]:
+        found = self._device_attributes.get(index)
+        if found is None:
+            found = self._device_attributes[index] = [
+                self._attrs(**{DEVICE_INDEX: index}, **{HW_ERROR_TYPE: kind}) for kind in ECC_KINDS
+            ]
+        return found
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
