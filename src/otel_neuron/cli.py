@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC's core logs connection events (a runtime going away) at INFO on stderr; the guide's
+# stderr is ours to fill by --verbose. Must be set before grpc is first imported.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -13,7 +18,13 @@ from collections.abc import Sequence
 from types import FrameType
 
 from otel_neuron import __version__
-from otel_neuron.config import DEFAULT_RUNTIME_ADDRESS, ConfigError, MonitorConfig, default_config, load_config
+from otel_neuron.config import (
+    DEFAULT_RUNTIME_ADDRESS,
+    ConfigError,
+    MonitorConfig,
+    default_config,
+    load_config,
+)
 from otel_neuron.exporters.options import (
     add_export_arguments,
     build_network_exporters,
@@ -27,7 +38,13 @@ from otel_neuron.resource import build_resource
 from otel_neuron.sources.instance import discover_instance
 
 _logger = logging.getLogger("otel_neuron")
-_VERBOSITY_LEVELS = {0: logging.CRITICAL + 1, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG}
+_VERBOSITY_LEVELS = {
+    0: logging.CRITICAL + 1,
+    1: logging.ERROR,
+    2: logging.WARNING,
+    3: logging.INFO,
+    4: logging.DEBUG,
+}
 
 EPILOG = """\
 With no option every metric group is collected every 5 seconds: the system groups, and the
@@ -70,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-c", "--config-file", metavar="PATH", help="path to a neuron-monitor JSON configuration file")
+    parser.add_argument(
+        "-c", "--config-file", metavar="PATH", help="path to a neuron-monitor JSON configuration file"
+    )
     parser.add_argument(
         "--verbose",
         type=_verbosity,
@@ -203,7 +222,11 @@ def _stderr_validator():  # type: ignore[no-untyped-def]
     def validate(report: dict) -> str:  # type: ignore[type-arg]
         problem = report_problem(report)
         if problem:
-            print(f"otel-neuron-monitor: report does not match the schema: {problem}", file=sys.stderr, flush=True)
+            print(
+                f"otel-neuron-monitor: report does not match the schema: {problem}",
+                file=sys.stderr,
+                flush=True,
+            )
         return ""  # already said; the exporter need not log it again
 
     return validate

@@ -5,6 +5,11 @@ otel-neuron-simulator --address unix:/tmp/neuron.sock --cores 8 --models 4 --rat
 
 from __future__ import annotations
 
+import os
+
+# gRPC's core logs each client going away at INFO on stderr; keep stderr for our own messages.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import argparse
 import signal
 import sys
