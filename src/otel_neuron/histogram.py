@@ -113,24 +113,42 @@ def _value_at_rank(histogram: HistogramDelta, cumulative: list[int], rank: int) 
 
 
 def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES) -> dict[str, float]:
-    """{"p0": ..., "p1": ..., ...} as the guide's latency objects hold them (one cumulative pass)."""
+    """{"p0": ..., "p1": ..., ...} as the guide's latency objects hold them (one cumulative pass).
+
+    The same arithmetic as `percentile`, inlined: a monitor renders two of these per runtime and period.
+    """
     total = histogram.zero_count + sum(histogram.bucket_counts)
     if total <= 0 or histogram.count <= 0:
         raise ValueError("percentile of an empty histogram")
     cumulative = list(accumulate(histogram.bucket_counts, initial=histogram.zero_count))
+    low, high, zero_count, size = histogram.min, histogram.max, histogram.zero_count, len(cumulative)
+    factor = _LN2 / (1 << histogram.scale)  # as in bucket_bounds
+    exp, sqrt = math.exp, math.sqrt
     result = {}
     for q in points:
-        rank = max(1, math.ceil(q / 100.0 * total - 1e-9))
         if q <= 0:
-            value = histogram.min
+            value = low
         elif q >= 100:
-            value = histogram.max
-        elif rank <= histogram.zero_count:
-            value = _clamp(0.0, histogram)
+            value = high
         else:
-            value = _value_at_rank(histogram, cumulative, rank)
-        result[f"p{q:g}"] = value
+            rank = max(1, math.ceil(q / 100.0 * total - 1e-9))
+            if rank <= zero_count:
+                value = min(max(0.0, low), high)
+            else:
+                position = bisect_left(cumulative, rank, 1)
+                if position >= size:
+                    value = high
+                else:
+                    index = histogram.offset + position - 1
+                    value = min(max(sqrt(exp(index * factor) * exp((index + 1) * factor)), low), high)
+        key = _KEYS.get(q)
+        if key is None:
+            key = _KEYS[q] = f"p{q:g}"
+        result[key] = value
     return result
+
+
+_KEYS: dict[float, str] = {}
 
 
 def exact_percentile(values: Sequence[float], q: float) -> float:

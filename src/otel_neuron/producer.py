@@ -180,6 +180,10 @@ class PointBlocks(Sequence[Any]):
         for pairs, _, _ in self._blocks:
             yield from pairs
 
+    def blocks(self) -> list[Sequence[Point]]:
+        """The pairs as added: one sequence per group and instrument."""
+        return [pairs for pairs, _, _ in self._blocks]
+
     def _materialized(self) -> list[Any]:
         if self._points is None:
             self._points = [

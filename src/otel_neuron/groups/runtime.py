@@ -265,11 +265,17 @@ class NeuronCoreCountersGroup(RuntimeGroup):
         cores: dict[int, dict[str, Any]] = {}
         for attributes, value in points.get(CORE_UTILIZATION.name, ()):
             core = _int(attributes.get(CORE_INDEX))
-            cores.setdefault(core, {"neuroncore_utilization": 0.0, "loaded_models": []})
-            cores[core]["neuroncore_utilization"] = percent(float(value))  # type: ignore[arg-type]
+            utilization = round(float(value) * 100.0, 2)  # type: ignore[arg-type]  # percent(), inlined
+            entry = cores.get(core)
+            if entry is None:
+                cores[core] = {"neuroncore_utilization": utilization, "loaded_models": []}
+            else:
+                entry["neuroncore_utilization"] = utilization
         for attributes, value in points.get(CORE_SUBGRAPHS.name, ()):
             core = _int(attributes.get(CORE_INDEX))
-            entry = cores.setdefault(core, {"neuroncore_utilization": 0.0, "loaded_models": []})
+            entry = cores.get(core)
+            if entry is None:
+                entry = cores[core] = {"neuroncore_utilization": 0.0, "loaded_models": []}
             name = f"{attributes.get(MODEL_NAME, '')}:{attributes.get(SUBGRAPH_NAME, '')}"
             entry["loaded_models"].extend([name] * max(int(value), 0))  # type: ignore[arg-type]
         return {"neuroncores_in_use": {str(core): cores[core] for core in sorted(cores)}}
@@ -515,15 +521,15 @@ class MemoryUsedGroup(RuntimeGroup):
             if location in _LOCATIONS:
                 model_entry(attributes)["memory_used_bytes"][location] = int(value)  # type: ignore[arg-type]
         for attributes, value in points.get(SUBGRAPH_MEMORY.name, ()):
-            entry = model_entry(attributes)
-            subgraph = entry["subgraphs"].setdefault(
-                str(attributes.get(SUBGRAPH_NAME, "")),
-                {
+            subgraphs = model_entry(attributes)["subgraphs"]
+            name = str(attributes.get(SUBGRAPH_NAME, ""))
+            subgraph = subgraphs.get(name)
+            if subgraph is None:
+                subgraph = subgraphs[name] = {
                     "memory_used_bytes": dict.fromkeys(_LOCATIONS, 0),
                     "neuroncore_index": _int(attributes.get(CORE_INDEX)),
                     "neuron_device_index": _int(attributes.get(DEVICE_INDEX)),
-                },
-            )
+                }
             location = str(attributes.get(MEMORY_LOCATION))
             if location in _LOCATIONS:
                 subgraph["memory_used_bytes"][location] = int(value)  # type: ignore[arg-type]
@@ -644,6 +650,8 @@ def _unique(names: Iterable[str]) -> list[str]:
 
 
 def _int(value: object) -> int:
+    if type(value) is int:
+        return value
     try:
         return int(value)  # type: ignore[call-overload, no-any-return]
     except (TypeError, ValueError):
