@@ -35,6 +35,9 @@ _CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.max_receive_message_length", 64 << 20),
+    # Bandwidth probing pings after every response; a snapshot is a few KB over a local socket, and
+    # the probes cost gRPC's threads ~150 us of CPU per call at a 1 s period (bench/bench_monitor.py).
+    ("grpc.http2.bdp_probe", 0),
 ]
 _SIM_OPTIONS = {
     "cores": int,
