@@ -106,13 +106,19 @@ def test_a_failed_collection_is_an_error_and_the_next_covers_the_gap() -> None:
     group = stats(endpoint)
     endpoint.recorder.record("m", "completed", 0.01)
     endpoint.down = True
+    time.sleep(0.05)
     failed = group.sample()
     assert failed.error == "cannot connect to unix:/fake.sock: no such file"
     assert group.runtime_error() == failed.error
     endpoint.recorder.record("m", "completed", 0.02)
     endpoint.down = False
-    assert body(group)["inference_summary"]["completed"] == 2
+    time.sleep(0.05)
+    recovered = group.sample()
+    assert recovered.error == ""
     assert group.runtime_error() == ""
+    assert group.render(recovered.points)["inference_summary"]["completed"] == 2
+    # The period spans the whole gap the counts cover, not just the time since the failure.
+    assert recovered.period >= failed.period + 0.04
 
 
 def test_a_runtime_that_starts_after_the_monitor_is_counted_from_its_start() -> None:

@@ -99,24 +99,26 @@ class MetricGroup(ABC):
             pass
 
     def sample(self) -> GroupSample:
+        """Collect now. A failed collection keeps the start of the interval, so the next good one
+        covers the whole gap with a period that says so (its counts span the gap too)."""
         now = time.monotonic()
         period = now - self._previous_time if self._previous_time is not None else 0.0
-        self._previous_time = now
         try:
             points = self._sample_points(period)
-            result = GroupSample(period, "", time.time_ns(), points)
         except Exception as error:  # noqa: BLE001 - a failing source becomes the group's error
-            result = GroupSample(period, describe_error(error), time.time_ns(), {})
-        self.last_sample = result
-        return result
+            return self._keep(GroupSample(period, describe_error(error), time.time_ns(), {}))
+        self._previous_time = now
+        return self._keep(GroupSample(period, "", time.time_ns(), points))
 
     def error_sample(self, message: str) -> GroupSample:
         """Record a collection that could not finish (the pipeline's deadline passed)."""
         now = time.monotonic()
         period = now - self._previous_time if self._previous_time is not None else 0.0
-        self._previous_time = now
-        self.last_sample = GroupSample(period, message, time.time_ns(), {})
-        return self.last_sample
+        return self._keep(GroupSample(period, message, time.time_ns(), {}))
+
+    def _keep(self, sample: GroupSample) -> GroupSample:
+        self.last_sample = sample
+        return sample
 
     def _take_baseline(self) -> None:
         """Read the source once so the next sample can compute per-period values."""
