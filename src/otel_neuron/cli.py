@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--imds",
         choices=("auto", "on", "off"),
         default="auto",
-        help="ask EC2's instance metadata service: only on EC2 evidence (auto, default), always (on), never (off)",
+        help="ask EC2's instance metadata service: only on EC2 evidence (auto, default), "
+        "always (on), never (off)",
     )
     parser.add_argument(
         "--output-format",
@@ -144,8 +145,11 @@ def configure_logging(verbosity: int) -> None:
     _logger.handlers[:] = [handler]
     _logger.setLevel(_VERBOSITY_LEVELS[verbosity])
     _logger.propagate = False
-    # The OpenTelemetry SDK logs through its own loggers; keep them as quiet as ours.
-    logging.getLogger("opentelemetry").setLevel(_VERBOSITY_LEVELS[verbosity])
+    # The OpenTelemetry SDK logs through its own loggers: same level, same format, same stream.
+    sdk_logger = logging.getLogger("opentelemetry")
+    sdk_logger.handlers[:] = [handler]
+    sdk_logger.setLevel(_VERBOSITY_LEVELS[verbosity])
+    sdk_logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
