@@ -62,7 +62,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         choices=NAMING_MODES,
         default=None,
         help="Prometheus metric names: OpenTelemetry's (otel, default) or those of AWS's "
-        "neuron-monitor-prometheus.py (neuron-monitor; enables --prometheus on port 8000 if not given)",
+        "neuron-monitor-prometheus.py (neuron-monitor); either one enables --prometheus on its default "
+        "port (9464 or 8000) if not given",
     )
 
 

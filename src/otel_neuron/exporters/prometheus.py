@@ -7,7 +7,7 @@ cache and never triggers a collection, so scrapes cannot change the sampling cad
 Two naming modes:
 
 - `otel` (default port 9464): the OpenTelemetry names translated by
-  opentelemetry-exporter-prometheus (`system.cpu.utilization` -> `system_cpu_utilization_ratio`,
+  opentelemetry-exporter-prometheus (`system.cpu.utilization` -> `system_cpu_utilization`,
   `target_info` for the resource, `otel_scope_*` labels).
 - `neuron-monitor` (default port 8000): the names and labels of AWS's neuron-monitor-prometheus.py,
   computed from the guide's JSON report (see `NeuronMonitorCompat`), so existing dashboards,
