@@ -500,7 +500,12 @@ class NeuronMonitorBridge:
                 reason = error.strerror or str(error)
                 message = f"cannot start {self.address.binary}: {reason}"
             else:
-                self._process = process
+                with self._lock:
+                    self._process = process
+                    stopping = self._stop.is_set()
+                if stopping:  # close() ran while we were starting it: it must not outlive us
+                    _stop_process(process)
+                    return
                 self.starts += 1
                 with self._lock:
                     self._last_seen.clear()  # a new process: its first bodies are all fresh
@@ -532,18 +537,15 @@ class NeuronMonitorBridge:
 
     def close(self) -> None:
         """Stop the child process and the threads (idempotent)."""
-        self._stop.set()
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=2.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=2.0)
+        with self._lock:
+            self._stop.set()
+            process = self._process
+        if process is not None:
+            _stop_process(process)
+        # The monitor's shutdown has a 1 s budget: the threads are daemons and end with the child.
         for thread in self._threads:
             if thread is not threading.current_thread() and self.address.scheme != STDIN_SCHEME:
-                thread.join(timeout=3.0)
+                thread.join(timeout=0.3)
         if self._config_file is not None:
             try:
                 os.unlink(self._config_file)
@@ -633,3 +635,15 @@ class BridgeRegistry:
 
 
 DEFAULT_REGISTRY = BridgeRegistry()
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 0.3 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=0.3)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=1.0)
