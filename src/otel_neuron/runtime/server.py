@@ -111,6 +111,9 @@ def serve_runtime_endpoint(
     if path is not None:
         if not path:
             raise ValueError(f"{address}: a unix address needs a path, like unix:/run/neuron.sock")
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise OSError(f"cannot listen on {address}: no such directory {directory}")
         _clear_stale_socket(address, path)
     elif ":" not in address:
         raise ValueError(f"{address!r} is not an address like unix:/run/neuron.sock or 127.0.0.1:50051")

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (OSError, ValueError) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
-        return 1
+        return 2
     stopping = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
