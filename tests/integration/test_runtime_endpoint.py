@@ -368,10 +368,14 @@ def test_the_simulator_cli_reports_bad_arguments_in_one_line() -> None:
     )
     assert result.returncode == 2
     assert result.stderr == "otel-neuron-simulator: error: error rate must be between 0 and 1, not 2.0\n"
-    result = subprocess.run([*SIMULATOR, "--address", "nowhere"], capture_output=True, text=True, timeout=20)
-    assert (
-        result.returncode == 1 and len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
-    )
+    for address, reason in (
+        ("nowhere", "'nowhere' is not an address like unix:/run/neuron.sock or 127.0.0.1:50051"),
+        ("unix:/nonexistent/dir/x.sock", "cannot listen on unix:/nonexistent/dir/x.sock: no such directory"),
+    ):
+        result = subprocess.run([*SIMULATOR, "--address", address], capture_output=True, text=True, timeout=20)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"otel-neuron-simulator: {reason}")
+        assert len(result.stderr.splitlines()) == 1
 
 
 def test_the_simulator_stops_cleanly_on_sigterm(socket_dir: Path) -> None:
