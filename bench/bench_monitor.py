@@ -1,0 +1,310 @@
+"""CPU of the whole monitor at trn2 scale, against the stock OpenTelemetry SDK measured in the same run.
+
+  monitor   the real MonitorPipeline built from a config like the guide's: 16 runtimes (8 NeuronCores,
+            4 models each: 64 models) with the five runtime groups, vcpu_usage + memory_info over a
+            fake /proc with 192 vCPUs, every group at 1 s, one JSON report line per tick written by
+            the ReportJsonExporter (to /dev/null)
+  stock     an OpenTelemetry SDK MeterProvider + InMemoryMetricReader collecting observable gauges
+            with as many data points as one tick of ours (collection only: no fetch, no JSON)
+
+The runtimes are simulators in a child process and the fake /proc is advanced by another child, so
+neither is counted; the monitor's CPU is time.process_time() of this process (all its threads: the
+fetch loop, gRPC's own threads, garbage collection). Three measurements:
+
+  at 1 s       the pipeline's own run loop on the real clock for --seconds: what the monitor costs,
+               idle time between ticks included
+  per tick     pipeline.tick() back to back (no idle time), the median; the difference to the first
+               is what the cadence itself costs (gRPC's threads waking, caches gone cold)
+  stages       one tick taken apart: fetch, sample, MetricsData, report_from_metrics, JSON
+
+Goal (issue 3): the whole monitor <= 0.5 % of one core at a 1 s period at this scale.
+Run: .venv/bin/python bench/bench_monitor.py [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_runtime import point_count, stock_cost_per_point  # noqa: E402
+from fake_procfs import write_fake_procfs  # noqa: E402
+
+from otel_neuron.config import parse_config  # noqa: E402
+from otel_neuron.exporters.report_json import ReportJsonExporter, merge_report, report_from_metrics  # noqa: E402
+from otel_neuron.pipeline import MonitorPipeline, build_groups  # noqa: E402
+from otel_neuron.producer import Collected, MetricsDataProducer  # noqa: E402
+from otel_neuron.resource import build_resource  # noqa: E402
+from otel_neuron.sources.fetch_loop import FETCH_LOOP  # noqa: E402
+from otel_neuron.sources.instance import InstanceFacts  # noqa: E402
+
+RUNTIMES, CORES, MODELS, VCPUS = 16, 8, 4, 192
+RUNTIME_GROUPS = [
+    "neuroncore_counters",
+    "inference_stats",
+    "memory_used",
+    "neuron_runtime_vcpu_usage",
+    "hw_counters",
+]
+GOAL_PERCENT = 0.5
+
+
+def advance_procfs(root: str) -> None:
+    """Child process: every 250 ms, add 25 ticks (USER_HZ 100) to each vCPU of the fake /proc/stat."""
+    rng = random.Random(2)
+    stat = Path(root) / "stat"
+    lines = stat.read_text().splitlines()
+    per_cpu = [
+        [int(v) for v in line.split()[1:]] for line in lines if line.startswith("cpu") and line[3] != " "
+    ]
+    rest = [line for line in lines if not line.startswith("cpu")]
+    switches = 0
+    while True:
+        for values in per_cpu:
+            busy = [rng.randint(0, 8), rng.randint(0, 1), rng.randint(0, 4)]  # user, nice, system
+            values[0] += busy[0]
+            values[1] += busy[1]
+            values[2] += busy[2]
+            values[6] += rng.randint(0, 1)  # softirq
+            values[3] += 25 - sum(busy)  # idle
+        switches += 40_000
+        totals = [sum(column) for column in zip(*per_cpu, strict=True)]
+        text = ["cpu  " + " ".join(map(str, totals))]
+        text += [f"cpu{n} " + " ".join(map(str, values)) for n, values in enumerate(per_cpu)]
+        text += [f"ctxt {987654321 + switches}" if line.startswith("ctxt") else line for line in rest]
+        stat.with_name("stat.next").write_text("\n".join(text) + "\n")
+        os.replace(stat.with_name("stat.next"), stat)
+        time.sleep(0.25)
+
+
+def config_text(directory: str) -> str:
+    runtimes = [
+        {
+            "address": f"unix:{directory}/rt{index}.sock",
+            "metrics": [{"type": name} for name in RUNTIME_GROUPS],
+        }
+        for index in range(RUNTIMES)
+    ]
+    return json.dumps(
+        {
+            "period": "1s",
+            "neuron_runtimes": runtimes,
+            "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info"}],
+        }
+    )
+
+
+def build_pipeline(directory: str, out: io.TextIOBase) -> MonitorPipeline:
+    config = parse_config(config_text(directory), "bench_monitor.conf")
+    exporter = ReportJsonExporter(runtime_count=len(config.runtimes), out=out)  # type: ignore[arg-type]
+    return MonitorPipeline(build_groups(config), [exporter], build_resource(InstanceFacts(error="bench")))
+
+
+def at_one_second(pipeline: MonitorPipeline, seconds: float) -> tuple[float, int, dict[str, float]]:
+    """% of one core of this process while the pipeline runs its own 1 s schedule for `seconds`.
+
+    A 3 s run first opens the channels; the measured run then costs what a running monitor costs
+    (its start re-takes the baselines: one fetch per runtime). Also returns the share of each kind
+    of thread and of the garbage collector.
+    """
+    for duration in (3.0, seconds):
+        stop = threading.Event()
+        timer = threading.Timer(duration, stop.set)
+        timer.start()
+        threads, collections = thread_cpu_ns(), GcClock()
+        cpu, wall = time.process_time(), time.monotonic()
+        ticks = pipeline.stats.ticks
+        pipeline.run(stop)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        timer.cancel()
+        collections.stop()
+    shares = {name: ns / 1e9 / wall * 100.0 for name, ns in thread_cpu_ns(since=threads).items()}
+    shares["  of which garbage collection"] = collections.seconds / wall * 100.0
+    return cpu / wall * 100.0, pipeline.stats.ticks - ticks, shares
+
+
+def thread_cpu_ns(since: dict[str, int] | None = None) -> dict[str, int]:
+    """CPU nanoseconds of this process's threads by kind (Linux schedstat), minus `since`."""
+    names = {str(thread.native_id): thread.name for thread in threading.enumerate()}
+    totals: dict[str, int] = {}
+    task = Path("/proc/self/task")
+    for entry in task.iterdir() if task.exists() else ():
+        try:
+            nanoseconds = int((entry / "schedstat").read_text().split()[0])
+        except OSError:
+            continue
+        python_name = names.get(entry.name)
+        if python_name is None:
+            kind = "gRPC core threads"
+        else:
+            kind = {
+                "MainThread": "main thread (sample, produce, report)",
+                "otel-neuron-fetch": "fetch loop (grpc.aio)",
+            }.get(python_name, "other Python threads (aio poller...)")
+        totals[kind] = totals.get(kind, 0) + nanoseconds
+    if since is not None:
+        totals = {kind: ns - since.get(kind, 0) for kind, ns in totals.items()}
+    return totals
+
+
+class GcClock:
+    """Process CPU time spent in garbage collections from now until stop()."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._on_collection)
+
+
+def per_tick_us(pipeline: MonitorPipeline, ticks: int) -> float:
+    costs = []
+    for _ in range(ticks):
+        start = time.process_time()
+        pipeline.tick([1.0])
+        costs.append((time.process_time() - start) * 1e6)
+    return statistics.median(costs)
+
+
+def stages_us(pipeline: MonitorPipeline, ticks: int) -> dict[str, float]:
+    """One tick taken apart, as Collector + MetricsDataProducer + ReportJsonExporter do it."""
+    groups = [scheduled.group for scheduled in pipeline._groups]  # noqa: SLF001 - a benchmark looks inside
+    runtime_sources = list({id(r): r for g in groups if (r := g.refreshable()) is not None}.values())
+    producer = MetricsDataProducer(build_resource(InstanceFacts(error="bench")))
+    exporter = ReportJsonExporter(runtime_count=RUNTIMES, out=io.StringIO())
+    encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+    names = (
+        "fetch 16 runtimes",
+        "sample system groups",
+        "sample runtime groups",
+        "MetricsData",
+        "report_from_metrics",
+        "JSON line",
+    )
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(ticks):
+        marks = [time.process_time()]
+        FETCH_LOOP.refresh_all(runtime_sources, 0.8)
+        marks.append(time.process_time())
+        collected = [Collected(g, g.sample()) for g in groups if g.runtime_index is None]
+        marks.append(time.process_time())
+        collected += [Collected(g, g.sample()) for g in groups if g.runtime_index is not None]
+        marks.append(time.process_time())
+        data = producer.produce(collected)
+        marks.append(time.process_time())
+        update = report_from_metrics(data)
+        marks.append(time.process_time())
+        merge_report(exporter.report, update)
+        encoder.encode(exporter.report)
+        marks.append(time.process_time())
+        for name, start, end in zip(names, marks, marks[1:], strict=False):
+            samples[name].append((end - start) * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long to run at the 1 s period")
+    args = parser.parse_args()
+    print(
+        f"python {sys.version.split()[0]}; {RUNTIMES} runtimes x {CORES} cores x {MODELS} models "
+        f"({RUNTIMES * MODELS} models) + {VCPUS} vCPUs; simulators and /proc writer in other processes"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-mon-", dir="/tmp") as directory:
+        write_fake_procfs(Path(directory) / "proc", cpus=VCPUS)
+        psutil.PROCFS_PATH = str(Path(directory) / "proc")
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("bench_runtime.py")),
+                    "--serve",
+                    directory,
+                    str(RUNTIMES),
+                    str(CORES),
+                    str(MODELS),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            ),
+            subprocess.Popen([sys.executable, __file__, "--advance-procfs", str(Path(directory) / "proc")]),
+        ]
+        try:
+            assert children[0].stdout is not None and children[0].stdout.readline().strip() == "ready"
+            run(directory, args.seconds)
+        finally:
+            assert children[0].stdin is not None
+            children[0].stdin.close()
+            children[0].wait(timeout=10)
+            children[1].terminate()
+            children[1].wait(timeout=10)
+
+
+def run(directory: str, seconds: float) -> None:
+    with open(os.devnull, "w") as devnull:
+        pipeline = build_pipeline(directory, devnull)  # type: ignore[arg-type]
+        try:
+            percent, ticks, shares = at_one_second(pipeline, seconds)
+            tick_us = per_tick_us(pipeline, 30)
+            stages = stages_us(pipeline, 30)
+        finally:
+            pipeline.shutdown()
+    sink = pipeline._sinks[0]  # noqa: SLF001
+    groups = [scheduled.group for scheduled in pipeline._groups]  # noqa: SLF001
+    points = point_count(
+        sink.producer.produce([Collected(g, g.last_sample) for g in groups if g.last_sample])
+    )
+    stock_us = stock_cost_per_point(points)
+    stock_percent = stock_us * points / 1e4
+    print(f"\none tick: {len(groups)} groups, {points} data points, one JSON report line")
+    where = f"at a 1 s period ({ticks} ticks, {seconds:g} s)"
+    print(f"  {where:<33} {percent:8.3f} % of one core   (goal <= {GOAL_PERCENT} %)")
+    for name, share in sorted(shares.items(), key=lambda item: -item[1] if item[0][0] != " " else 0):
+        print(f"    {name:<40} {share:6.3f} %")
+    print(
+        f"  per tick, back to back            {tick_us:8.0f} us = {tick_us / 1e4:.3f} % at 1 s"
+        f"   ({tick_us / points:.2f} us/point)"
+    )
+    cadence = percent - tick_us / 1e4
+    print(f"  the 1 s cadence itself (diff.)    {cadence:8.3f} % of one core (wake-ups, cold caches)")
+    print("  stages of one tick (median):")
+    for name, cost in stages.items():
+        print(f"    {name:<30} {cost:8.0f} us")
+    print(f"    {'sum':<30} {sum(stages.values()):8.0f} us")
+    print(
+        f"  stock SDK, same point count       {stock_percent:8.3f} % of one core ({stock_us:.2f} us/point, "
+        f"collection only)"
+    )
+    print(
+        f"  ours / stock                      {percent / stock_percent:8.2f}x at 1 s, "
+        f"{tick_us / 1e4 / stock_percent:.2f}x per tick"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--advance-procfs":
+        advance_procfs(sys.argv[2])
+    else:
+        main()
