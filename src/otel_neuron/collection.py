@@ -1,13 +1,15 @@
-"""Sample the groups that are due, under a deadline.
+"""Sample the groups that are due, all under one deadline.
 
-Runtime endpoints are fetched concurrently on one event loop, then their groups sample inline;
-other runtime-level sources (the bridge, sysfs) run in a worker per runtime so that one that
-hangs costs its own groups an error, never the report its deadline.
+Runtime endpoints are fetched concurrently on the fetch loop while the system groups are sampled
+here; their groups then sample from what was handed over (or its error). Other runtime-level
+sources (the bridge, sysfs) run in a worker per runtime. Whatever hangs costs its own groups an
+error: the system groups are sampled on time and the report leaves by the deadline.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -20,18 +22,14 @@ _logger = logging.getLogger(__name__)
 
 
 class Collector:
-    """Samples groups; a runtime that hangs costs its own groups an error, never the report its deadline."""
-
     def __init__(self, max_workers: int = 16) -> None:
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="otel-neuron-runtime")
         self._busy: dict[int, Future[list[GroupSample]]] = {}
 
     def collect(self, groups: Sequence[MetricGroup], deadline_s: float) -> list[Collected]:
-        # Runtime endpoints are fetched first, all at once on the fetch loop; their groups then
-        # sample from what was fetched (or the error), so they need no worker of their own.
-        refreshables = list({id(r): r for g in groups if (r := g.refreshable()) is not None}.values())
-        FETCH_LOOP.refresh_all(refreshables, deadline_s)
-        local = [g for g in groups if g.runtime_index is None or g.refreshable() is not None]
+        deadline = time.monotonic() + deadline_s
+        system = [g for g in groups if g.runtime_index is None]
+        fetched = [g for g in groups if g.runtime_index is not None and g.refreshable() is not None]
         by_runtime: dict[int, list[MetricGroup]] = defaultdict(list)
         for group in groups:
             if group.runtime_index is not None and group.refreshable() is None:
@@ -42,9 +40,14 @@ class Collector:
             if index in self._busy and not self._busy[index].done():
                 continue  # still stuck in the previous collection; reported below
             futures[index] = self._busy[index] = self._executor.submit(_sample_all, runtime_groups)
+        tick = FETCH_LOOP.start(
+            list({id(r): r for g in fetched if (r := g.refreshable()) is not None}.values())
+        )
 
-        collected = [Collected(group, group.sample()) for group in local]
-        wait(futures.values(), timeout=deadline_s)
+        collected = [Collected(group, group.sample()) for group in system]
+        tick.finish(deadline)
+        collected.extend(Collected(group, group.sample()) for group in fetched)
+        wait(futures.values(), timeout=max(deadline - time.monotonic(), 0.0))
         for index, runtime_groups in by_runtime.items():
             future = futures.get(index)
             if future is not None and future.done() and future.exception() is None:

@@ -118,7 +118,9 @@ class MonitorPipeline:
 
     def run(self, stop: threading.Event, max_reports: int | None = None) -> None:
         """Collect and export until `stop` is set, the output is closed, or `max_reports` were made."""
-        for scheduled in self._groups:
+        # Runtime baselines may wait on a slow runtime; the system groups' are taken last, right
+        # before the schedule starts, so their first period is the configured one.
+        for scheduled in sorted(self._groups, key=lambda g: g.group.runtime_index is None):
             scheduled.group.prime()
         schedule = FixedRateSchedule({g.period for g in self._groups}, time.monotonic())
         while not stop.is_set():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -372,7 +373,9 @@ def test_the_simulator_cli_reports_bad_arguments_in_one_line() -> None:
         ("nowhere", "'nowhere' is not an address like unix:/run/neuron.sock or 127.0.0.1:50051"),
         ("unix:/nonexistent/dir/x.sock", "cannot listen on unix:/nonexistent/dir/x.sock: no such directory"),
     ):
-        result = subprocess.run([*SIMULATOR, "--address", address], capture_output=True, text=True, timeout=20)
+        result = subprocess.run(
+            [*SIMULATOR, "--address", address], capture_output=True, text=True, timeout=20
+        )
         assert result.returncode == 2
         assert result.stderr.startswith(f"otel-neuron-simulator: {reason}")
         assert len(result.stderr.splitlines()) == 1
@@ -432,3 +435,40 @@ def test_the_monitor_reports_every_runtime_group_from_a_simulator_valid_against_
         assert set(runtime["report"]) == set(GROUP_TYPES)
         assert all(group["error"] == "" for group in runtime["report"].values())
         assert runtime["report"]["inference_stats"]["inference_summary"]["completed"] > 0
+
+
+def test_a_hung_runtime_leaves_the_system_groups_and_the_cadence_alone(socket_dir: Path) -> None:
+    from io import StringIO
+
+    from opentelemetry.sdk.resources import Resource
+
+    from otel_neuron.config import parse_config
+    from otel_neuron.exporters.report_json import ReportJsonExporter
+    from otel_neuron.pipeline import MonitorPipeline, build_groups
+
+    path = str(socket_dir / "hung.sock")
+    server = _serve_raw(path, None)
+    document = {
+        "period": "500ms",
+        "neuron_runtimes": [{"address": f"unix:{path}", "metrics": [{"type": "inference_stats"}]}],
+        "system_metrics": [{"type": "memory_info"}],
+    }
+    out = StringIO()
+    pipeline = MonitorPipeline(
+        build_groups(parse_config(json.dumps(document))), [ReportJsonExporter(1, out)], Resource.get_empty()
+    )
+    stop = threading.Event()
+    try:
+        pipeline.run(stop, max_reports=6)
+    finally:
+        pipeline.shutdown()
+        server.close()
+    reports = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(reports) == 6
+    periods = [report["system_data"]["memory_info"]["period"] for report in reports]
+    # The hung runtime takes its whole 0.4 s deadline every tick, yet the system group is sampled
+    # before waiting for it: its period stays the configured one.
+    assert all(abs(period - 0.5) < 0.05 for period in periods), periods
+    entry = reports[-1]["neuron_runtime_data"][0]
+    assert entry["error"].startswith(f"no answer from unix:{path} within 0.4 s")
+    assert entry["report"]["inference_stats"]["error"] == entry["error"]

@@ -9,19 +9,50 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
 
 class Refreshable(Protocol):
-    """A source that can bring its cached sample up to date on the fetch loop."""
+    """A source fetched on the loop; the collector hands each tick's result over in its own thread."""
 
-    async def refresh(self) -> None: ...
+    async def fetch_result(self) -> object:
+        """This tick's fetch: the sample or the error describing why there is none (never raises)."""
+        ...
 
-    def mark_unanswered(self) -> None:
-        """The refresh did not finish in time: cache the timeout as this tick's result."""
+    def hand_over(self, result: object | None) -> None:
+        """Keep `result` as this tick's sample for every group of the source; None: no answer in time."""
+
+
+class TickFetch:
+    """The fetches of one tick, running on the loop while the collector does other work."""
+
+    def __init__(self, sources: Sequence[Refreshable], future: concurrent.futures.Future[Any] | None) -> None:
+        self._sources = sources
+        self._future = future
+        self._lock = threading.Lock()
+        self._results: dict[int, object] = {}
+        self._closed = False
+
+    def _deliver(self, number: int, result: object) -> None:
+        with self._lock:
+            if not self._closed:  # a fetch finishing after the deadline is not this tick's anymore
+                self._results[number] = result
+
+    def finish(self, deadline: float) -> None:
+        """Wait until the monotonic `deadline` at most, then hand every source its result, all at once."""
+        if self._future is not None:
+            try:
+                self._future.result(timeout=max(deadline - time.monotonic(), 0.0))
+            except concurrent.futures.TimeoutError:
+                self._future.cancel()  # cancels the fetches still running
+        with self._lock:
+            self._closed = True
+            results = dict(self._results)
+        for number, source in enumerate(self._sources):
+            source.hand_over(results.get(number))
 
 
 class FetchLoop:
@@ -29,23 +60,18 @@ class FetchLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
 
-    def refresh_all(self, sources: Sequence[Refreshable], timeout_s: float) -> None:
-        """Refresh every source concurrently; any not refreshed within `timeout_s` is marked unanswered.
-
-        The whole tick is one coroutine on the loop, so this thread hands over and waits once
-        (a future per source cost about 30 us of CPU each in thread hand-offs).
-        """
+    def start(self, sources: Sequence[Refreshable]) -> TickFetch:
+        """Fetch every source concurrently; the whole tick is one coroutine on the loop, so this thread
+        hands over once (a future per source cost about 30 us of CPU each in thread hand-offs)."""
         if not sources:
-            return
-        refreshed: set[int] = set()
-        future = self.submit(_refresh_together(sources, refreshed))
-        try:
-            future.result(timeout=timeout_s)
-        except concurrent.futures.TimeoutError:
-            future.cancel()  # cancels the refreshes still running
-        for number, source in enumerate(sources):
-            if number not in refreshed:
-                source.mark_unanswered()
+            return TickFetch(sources, None)
+        tick = TickFetch(sources, None)
+        tick._future = self.submit(_fetch_together(sources, tick))
+        return tick
+
+    def refresh_all(self, sources: Sequence[Refreshable], timeout_s: float) -> None:
+        """Fetch and hand over, waiting `timeout_s` at most."""
+        self.start(sources).finish(time.monotonic() + timeout_s)
 
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
         return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
@@ -60,16 +86,11 @@ class FetchLoop:
             return self._loop
 
 
-async def _refresh_together(sources: Sequence[Refreshable], refreshed: set[int]) -> None:
-    """Run every source's refresh at once; `refreshed` gets the number of each that finished cleanly."""
+async def _fetch_together(sources: Sequence[Refreshable], tick: TickFetch) -> None:
+    async def fetch(number: int, source: Refreshable) -> None:
+        tick._deliver(number, await source.fetch_result())
 
-    def finished(number: int, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is None:
-            refreshed.add(number)
-
-    tasks = [asyncio.ensure_future(source.refresh()) for source in sources]
-    for number, task in enumerate(tasks):
-        task.add_done_callback(functools.partial(finished, number))
+    tasks = [asyncio.ensure_future(fetch(number, source)) for number, source in enumerate(sources)]
     try:
         await asyncio.wait(tasks)
     finally:

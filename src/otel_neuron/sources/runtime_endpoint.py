@@ -120,6 +120,7 @@ class RuntimeEndpoint:
         self._lock = threading.Lock()
         self._cached: runtime_pb2.Snapshot | RuntimeEndpointError | None = None
         self._cached_at = 0.0
+        self._handed_over = False  # the cache holds the collector's result for the current tick
         self._channel: grpc.Channel | None = None
         self._call: Any = None
         self._async_channel: grpc.aio.Channel | None = None
@@ -137,11 +138,11 @@ class RuntimeEndpoint:
                 raise ValueError(f"{address!r}: {error}") from None
 
     def fetch(self) -> runtime_pb2.Snapshot:
-        """The runtime's snapshot (shared with other callers within max_age_s), or raise
-        RuntimeEndpointError."""
+        """This tick's snapshot as the collector handed it over, else one fetched now (shared with
+        other callers within max_age_s); raises RuntimeEndpointError."""
         with self._lock:
             now = time.monotonic()
-            if self._cached is not None and now - self._cached_at < self.max_age_s:
+            if self._cached is not None and (self._handed_over or now - self._cached_at < self.max_age_s):
                 result = self._cached
             else:
                 try:
@@ -153,28 +154,28 @@ class RuntimeEndpoint:
             raise result
         return result
 
-    async def refresh(self) -> None:
-        """Fetch on the collector's event loop (concurrently with other runtimes) into the cache,
-        so this tick's groups read it without another call."""
+    async def fetch_result(self) -> runtime_pb2.Snapshot | RuntimeEndpointError:
+        """Fetch on the collector's event loop, concurrently with other runtimes."""
         try:
             if self.simulator is not None:
-                result: runtime_pb2.Snapshot | RuntimeEndpointError = self._fetch()
-            else:
-                result = _checked(await self._fetch_async(), self.address.text)
+                return self._fetch()
+            return _checked(await self._fetch_async(), self.address.text)
         except RuntimeEndpointError as error:
-            result = error
+            return error
+
+    def hand_over(self, result: object | None) -> None:
+        """The collector's result for this tick: every group of this runtime reads it, however long
+        their sampling takes; None means the fetch did not finish before the deadline."""
+        if not isinstance(result, (runtime_pb2.Snapshot, RuntimeEndpointError)):
+            result = RuntimeEndpointError(f"no answer from {self.address.text} within {self.deadline_s:g} s")
         with self._lock:
             self._store(result)
-
-    def mark_unanswered(self) -> None:
-        with self._lock:
-            self._store(
-                RuntimeEndpointError(f"no answer from {self.address.text} within {self.deadline_s:g} s")
-            )
+            self._handed_over = True
 
     def _store(self, result: runtime_pb2.Snapshot | RuntimeEndpointError) -> None:
         self.last_error = str(result) if isinstance(result, RuntimeEndpointError) else ""
         self._cached, self._cached_at = result, time.monotonic()
+        self._handed_over = False
 
     async def _fetch_async(self) -> runtime_pb2.Snapshot:
         path = self.address.socket_path
