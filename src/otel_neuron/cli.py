@@ -194,7 +194,7 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     report = ReportJsonExporter(
         runtime_count=len(config.runtimes),
         out=sys.stdout,
-        validate=_stderr_validator() if args.validate else None,
+        validate=report_problem if args.validate else None,
         transform=report_to_v2 if args.output_format == "2" else None,
     )
     try:
@@ -220,20 +220,6 @@ def _describe_startup_error(error: Exception) -> str:
     if isinstance(error, OSError) and error.strerror:
         return f"cannot start an exporter: {error.strerror}"
     return str(error)
-
-
-def _stderr_validator():  # type: ignore[no-untyped-def]
-    def validate(report: dict) -> str:  # type: ignore[type-arg]
-        problem = report_problem(report)
-        if problem:
-            print(
-                f"otel-neuron-monitor: report does not match the schema: {problem}",
-                file=sys.stderr,
-                flush=True,
-            )
-        return ""  # already said; the exporter need not log it again
-
-    return validate
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

@@ -310,3 +310,19 @@ def test_a_closed_stream_marks_the_exporter_closed_without_raising() -> None:
     producer = MetricsDataProducer(build_resource(FACTS))
     exporter.export(producer.produce([Collected(VcpuUsageGroup(), vcpu_sample(1.0, [ZERO], 1))]))
     assert exporter.closed
+
+
+def test_validate_says_what_is_wrong_on_one_line_and_the_report_still_goes_out() -> None:
+    out, problems = io.StringIO(), io.StringIO()
+    exporter = ReportJsonExporter(runtime_count=0, out=out, validate=report_problem, problems=problems)
+    producer = MetricsDataProducer(build_resource(FACTS))
+    memory = MemoryInfoGroup()
+    exporter.export(producer.produce([Collected(memory, memory_sample(1.0, 100, 40, 0, 0))]))
+    assert problems.getvalue() == ""
+    exporter.report["system_data"]["memory_info"]["swap_used_bytes"] = -1  # as a broken source might
+    exporter.export(producer.produce([]))
+    assert problems.getvalue() == (
+        "otel-neuron-monitor: report does not match the schema: "
+        "system_data.memory_info.swap_used_bytes: -1 is less than the minimum of 0\n"
+    )
+    assert len(out.getvalue().splitlines()) == 2

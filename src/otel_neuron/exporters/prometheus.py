@@ -29,16 +29,7 @@ from dataclasses import replace
 from typing import Any
 
 from opentelemetry.exporter.prometheus import _CustomCollector
-from opentelemetry.sdk.metrics import (
-    Counter,
-    Histogram,
-    ObservableCounter,
-    ObservableGauge,
-    ObservableUpDownCounter,
-    UpDownCounter,
-)
 from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
     ExponentialHistogram,
     ExponentialHistogramDataPoint,
     HistogramDataPoint,
@@ -57,6 +48,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
+
+from otel_neuron.exporters.temporality import CUMULATIVE_PREFERRED, DELTA_PREFERRED
 
 _logger = logging.getLogger(__name__)
 
@@ -413,27 +406,6 @@ def _default_report_builder(metrics_data: MetricsData) -> Report:
 # The exporter the pipeline drives
 
 
-_CUMULATIVE: dict[type, AggregationTemporality] = {
-    instrument: AggregationTemporality.CUMULATIVE
-    for instrument in (
-        Counter,
-        UpDownCounter,
-        Histogram,
-        ObservableCounter,
-        ObservableUpDownCounter,
-        ObservableGauge,
-    )
-}
-_DELTA: dict[type, AggregationTemporality] = {
-    Counter: AggregationTemporality.DELTA,
-    UpDownCounter: AggregationTemporality.CUMULATIVE,
-    Histogram: AggregationTemporality.DELTA,
-    ObservableCounter: AggregationTemporality.DELTA,
-    ObservableUpDownCounter: AggregationTemporality.CUMULATIVE,
-    ObservableGauge: AggregationTemporality.CUMULATIVE,
-}
-
-
 class PrometheusExporter(MetricExporter):
     """A MetricExporter that serves what it was last given on an HTTP /metrics endpoint.
 
@@ -451,7 +423,7 @@ class PrometheusExporter(MetricExporter):
     ) -> None:
         if names not in NAMING_MODES:
             raise ValueError(f'--prometheus-names: "{names}" is not one of {", ".join(NAMING_MODES)}')
-        super().__init__(preferred_temporality=_CUMULATIVE if names == "otel" else _DELTA)
+        super().__init__(preferred_temporality=CUMULATIVE_PREFERRED if names == "otel" else DELTA_PREFERRED)
         self.names = names
         self.registry = CollectorRegistry(auto_describe=False)
         self._cache = LatestMetrics()

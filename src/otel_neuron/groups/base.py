@@ -148,6 +148,11 @@ class MetricGroup(ABC):
         return {} if self.runtime_index is None else {RUNTIME_INDEX: self.runtime_index}
 
 
+def percent(fraction: float) -> float:
+    """OpenTelemetry's fractions as the guide prints them: percent, two decimals."""
+    return round(fraction * 100.0, 2)
+
+
 def describe_error(error: BaseException) -> str:
     text = str(error).strip()
     return text if text else type(error).__name__

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
 from functools import lru_cache
-
-import otel_neuron.groups
 
 from otel_neuron.groups.base import MetricGroup
 from otel_neuron.groups.system import MemoryInfoGroup, VcpuUsageGroup
@@ -18,22 +13,19 @@ SYSTEM_GROUPS: dict[str, type[MetricGroup]] = {
 }
 
 
-_PRIMARY_MODULE = "otel_neuron.groups.runtime"
-
-
 @lru_cache(maxsize=1)
 def group_classes() -> dict[str, type[MetricGroup]]:
-    """Every report key this build knows: each module of otel_neuron.groups contributes its groups."""
-    classes = dict(SYSTEM_GROUPS)
-    names = sorted(info.name for info in pkgutil.iter_modules(otel_neuron.groups.__path__, "otel_neuron.groups."))
-    # The runtime protocol's groups define the five runtime keys in full; other sources of those
-    # keys (bridge, sysfs) feed the same instruments, or a subset of them.
-    names.sort(key=lambda name: name != _PRIMARY_MODULE)
-    for name in names:
-        module = importlib.import_module(name)
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, MetricGroup) and cls.report_key and not inspect.isabstract(cls):
-                classes.setdefault(cls.report_key, cls)
+    """Every report key this build knows, system and runtime-level.
+
+    The runtime protocol's groups define the five runtime keys in full; the sysfs groups add the
+    hardware keys (their memory_used and hw_counters feed a subset of the same instruments, and
+    the bridge's feed the same ones, so the runtime classes render those keys for every source).
+    """
+    from otel_neuron.groups import runtime, sysfs  # the runtime groups import grpc: only when needed
+
+    classes: dict[str, type[MetricGroup]] = dict(SYSTEM_GROUPS)
+    classes.update({cls.report_key: cls for cls in sysfs.SYSFS_GROUP_TYPES.values()})
+    classes.update({cls.report_key: cls for cls in runtime.GROUP_TYPES.values()})
     return classes
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import operator
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any
@@ -35,6 +36,7 @@ from otel_neuron.groups.base import (
     MetricGroup,
     Point,
     PointsByMetric,
+    percent,
 )
 from otel_neuron.histogram import bucket_bounds, percentiles, subtract_buckets
 from otel_neuron.runtime import runtime_pb2
@@ -100,11 +102,6 @@ _ERROR_TOTALS = operator.attrgetter(*ERROR_TYPES)
 _ECC_TOTALS = operator.attrgetter(*ECC_KINDS)
 
 
-def percent(fraction: float) -> float:
-    """The guide prints percentages with two decimals."""
-    return round(fraction * 100.0, 2)
-
-
 class _AttributeCache:
     """Attribute dicts built once per distinct key and shared by every sample."""
 
@@ -129,6 +126,7 @@ class RuntimeGroup(MetricGroup):
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index)
         self.endpoint = endpoint
+        self._restart_check = _RESTART_CHECKS.setdefault(endpoint, _RestartCheck())
         self._previous: runtime_pb2.Snapshot | None = None
         self._attempted_ns: int | None = None
         self._attributes = _AttributeCache()
@@ -157,7 +155,7 @@ class RuntimeGroup(MetricGroup):
                     "per-period values start next period"
                 )
             return self._points(current, None)  # the runtime started within this period
-        if previous.runtime_id != current.runtime_id or _went_backwards(previous, current):
+        if previous.runtime_id != current.runtime_id or self._restart_check.went_backwards(previous, current):
             return self._points(current, None)  # restarted: its totals since start are this period's
         return self._points(current, previous)
 
@@ -168,18 +166,24 @@ class RuntimeGroup(MetricGroup):
         return self._attributes.get(self._base, **attributes)
 
 
-# The groups of one runtime usually compare the same pair of snapshots: check it once.
-_last_checked: tuple[Any, Any, bool] = (None, None, False)
+class _RestartCheck:
+    """The groups of one runtime usually compare the same pair of snapshots: check each pair once."""
 
+    def __init__(self) -> None:
+        self._last: tuple[Any, Any, bool] = (None, None, False)
 
-def _went_backwards(previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
-    global _last_checked
-    checked_previous, checked_current, went = _last_checked
-    if checked_previous is previous and checked_current is current:
+    def went_backwards(self, previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
+        checked_previous, checked_current, went = self._last
+        if checked_previous is previous and checked_current is current:
+            return went
+        went = _compare_totals(previous, current)
+        self._last = (previous, current, went)
         return went
-    went = _compare_totals(previous, current)
-    _last_checked = (previous, current, went)
-    return went
+
+
+# One check per endpoint, shared by the groups of that runtime (and gone with them).
+_RESTART_CHECKS: weakref.WeakKeyDictionary[RuntimeEndpoint, _RestartCheck] = weakref.WeakKeyDictionary()
+
 
 
 def _compare_totals(previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
@@ -265,7 +269,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
         cores: dict[int, dict[str, Any]] = {}
         for attributes, value in points.get(CORE_UTILIZATION.name, ()):
             core = _int(attributes.get(CORE_INDEX))
-            utilization = round(float(value) * 100.0, 2)  # type: ignore[arg-type]  # percent(), inlined
+            utilization = round(float(value) * 100.0, 2)  # type: ignore[arg-type]  # percent(), inlined: once per core
             entry = cores.get(core)
             if entry is None:
                 cores[core] = {"neuroncore_utilization": utilization, "loaded_models": []}

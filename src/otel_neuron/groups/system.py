@@ -7,7 +7,7 @@ from collections.abc import Callable
 from itertools import chain, repeat
 from typing import Any
 
-from otel_neuron.groups.base import InstrumentSpec, Kind, MetricGroup, Point, PointsByMetric
+from otel_neuron.groups.base import InstrumentSpec, Kind, MetricGroup, PointsByMetric, percent
 from otel_neuron.sources.procfs import (
     CPU_MODES,
     STEAL_COLUMN,
@@ -41,11 +41,6 @@ SEMCONV_CPU_MODE = {
     "soft_irq": "softirq",
 }
 _GUIDE_CPU_MODE = {semconv: guide for guide, semconv in SEMCONV_CPU_MODE.items()}
-
-
-def percent(fraction: float) -> float:
-    """The guide prints percentages with two decimals."""
-    return round(fraction * 100.0, 2)
 
 
 class VcpuUsageGroup(MetricGroup):
