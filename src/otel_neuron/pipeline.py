@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry.sdk.metrics import Counter, MeterProvider
-from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricReader
+from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricReader, MetricsData
 from opentelemetry.sdk.resources import Resource
 
 from otel_neuron.collection import Collector
@@ -109,7 +109,11 @@ class MonitorPipeline:
         if not groups:
             raise ValueError("the configuration enables no metric group")
         self._groups = list(groups)
-        self._sinks = [_Sink(e, MetricsDataProducer(resource, _counter_temporality(e))) for e in exporters]
+        # One producer per temporality: exporters that want the same data share one MetricsData.
+        producers = {
+            t: MetricsDataProducer(resource, t) for t in {_counter_temporality(e) for e in exporters}
+        }
+        self._sinks = [_Sink(e, producers[_counter_temporality(e)]) for e in exporters]
         self._collector = Collector(max_workers=max(1, min(32, len({g.group.runtime_index for g in groups}))))
         self.meter_provider = MeterProvider(metric_readers=list(sdk_readers), resource=resource)
         meter = self.meter_provider.get_meter(SCOPE.name, SCOPE.version)
@@ -150,9 +154,13 @@ class MonitorPipeline:
             if item.sample.error:
                 _logger.info("%s (runtime %s): %s", key, item.group.runtime_index, item.sample.error)
         sampled = time.monotonic()
+        produced: dict[int, MetricsData] = {}
         for sink in self._sinks:
             try:
-                sink.exporter.export(sink.producer.produce(collected))
+                data = produced.get(id(sink.producer))
+                if data is None:
+                    data = produced[id(sink.producer)] = sink.producer.produce(collected)
+                sink.exporter.export(data)
             except Exception:  # an exporter's failure must not stop the monitor
                 _logger.exception("exporter %s failed", type(sink.exporter).__name__)
         _logger.debug(
