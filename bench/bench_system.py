@@ -81,16 +81,23 @@ def cost_us(collect: Callable[[], object], repeats: int) -> float:
 
 
 def measure(label: str, repeats: int, stock_collect: Callable[[], object]) -> None:
-    costs = {"ours": cost_us(ours(), repeats), "stock": cost_us(stock_collect, repeats), "raw": cost_us(raw(), repeats)}
+    costs = {
+        "ours": cost_us(ours(), repeats),
+        "stock": cost_us(stock_collect, repeats),
+        "raw": cost_us(raw(), repeats),
+    }
     print(
-        f"{label:<22} ours {costs['ours']:9.1f} us   stock {costs['stock']:9.1f} us   raw {costs['raw']:7.1f} us   "
-        f"ours/stock {costs['ours'] / costs['stock']:.2f}x (goal <= 0.5x)   ours/raw {costs['ours'] / costs['raw']:.2f}x "
-        f"(goal <= 5x)"
+        f"{label:<22} ours {costs['ours']:9.1f} us   stock {costs['stock']:9.1f} us   "
+        f"raw {costs['raw']:7.1f} us   ours/stock {costs['ours'] / costs['stock']:.2f}x (goal <= 0.5x)   "
+        f"ours/raw {costs['ours'] / costs['raw']:.2f}x (goal <= 5x)"
     )
 
 
 def main() -> None:
-    print(f"one collection of vcpu_usage + memory_info; CPU time per collection (median); python {sys.version.split()[0]}")
+    print(
+        "one collection of vcpu_usage + memory_info; CPU time per collection (median); "
+        f"python {sys.version.split()[0]}"
+    )
     stock_collect = stock()  # the instrumentor is a singleton that reads /proc/self once: build it first
     measure(f"this machine ({psutil.cpu_count()} vCPU)", 15, stock_collect)
     with tempfile.TemporaryDirectory() as directory:

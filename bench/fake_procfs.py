@@ -14,8 +14,15 @@ def write_fake_procfs(root: Path, cpus: int, seed: int = 1) -> Path:
     totals = [sum(column) for column in zip(*per_cpu)]
     lines.append("cpu  " + " ".join(map(str, totals)))
     lines += [f"cpu{n} " + " ".join(map(str, values)) for n, values in enumerate(per_cpu)]
-    lines += ["intr 123456789 0 0", "ctxt 987654321", "btime 1700000000", "processes 424242",
-              "procs_running 3", "procs_blocked 0", "softirq 1234567 0 0"]
+    lines += [
+        "intr 123456789 0 0",
+        "ctxt 987654321",
+        "btime 1700000000",
+        "processes 424242",
+        "procs_running 3",
+        "procs_blocked 0",
+        "softirq 1234567 0 0",
+    ]
     (root / "stat").write_text("\n".join(lines) + "\n")
     (root / "meminfo").write_text(
         "MemTotal:       2097152000 kB\nMemFree:         524288000 kB\nMemAvailable:   1048576000 kB\n"

@@ -15,4 +15,8 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# Lint and types first (pinned versions in the test extra): a style slip fails fast.
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check --quiet src tests bench
+.venv/bin/mypy src
 exec .venv/bin/python -m pytest "$@"

@@ -112,7 +112,9 @@ def parse_config(text: str, source: str = "<config>", v2_source: str = "neuron-m
     except _DuplicateKey as duplicate:
         raise ConfigError(f"{source}: key {json.dumps(duplicate.key)} appears twice in one object") from None
     except json.JSONDecodeError as error:
-        raise ConfigError(f"{source}: line {error.lineno} column {error.colno}: not valid JSON: {error.msg}") from None
+        raise ConfigError(
+            f"{source}: line {error.lineno} column {error.colno}: not valid JSON: {error.msg}"
+        ) from None
     except RecursionError:
         raise ConfigError(f"{source}: JSON nested too deeply") from None
     except ValueError as error:  # e.g. an integer literal longer than Python converts
@@ -136,12 +138,15 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
-def config_from_document(document: Any, source: str = "<config>", v2_source: str = "neuron-monitor:") -> MonitorConfig:
+def config_from_document(
+    document: Any, source: str = "<config>", v2_source: str = "neuron-monitor:"
+) -> MonitorConfig:
     document = config_v2_to_v1(document, source=v2_source)
     _check_schema(document, source)
     root_period = _period_at(document, DEFAULT_PERIOD, source, "period")
     runtimes = tuple(
-        _runtime(index, runtime, root_period, source) for index, runtime in enumerate(document.get("neuron_runtimes", []))
+        _runtime(index, runtime, root_period, source)
+        for index, runtime in enumerate(document.get("neuron_runtimes", []))
     )
     system_groups = _groups(document.get("system_metrics", []), root_period, source, "system_metrics", {})
     return MonitorConfig(runtimes=runtimes, system_groups=system_groups, source=source)
@@ -163,7 +168,8 @@ def _groups(
         group_type = aliases.get(item["type"], item["type"])
         if group_type in seen:
             raise ConfigError(
-                f'{source}: {path}[{position}].type: "{item["type"]}" is already listed at {path}[{seen[group_type]}]'
+                f'{source}: {path}[{position}].type: "{item["type"]}" '
+                f"is already listed at {path}[{seen[group_type]}]"
             )
         seen[group_type] = position
         period = _period_at(item, inherited, source, f"{path}[{position}].period")
@@ -179,12 +185,17 @@ def _period_at(container: Mapping[str, Any], inherited: float, source: str, path
     except ValueError as error:
         raise ConfigError(f"{source}: {path}: {error}") from None
     if period < MIN_PERIOD:
-        raise ConfigError(f'{source}: {path}: {json.dumps(container["period"])} is shorter than the minimum period, "10ms"')
+        raise ConfigError(
+            f'{source}: {path}: {json.dumps(container["period"])} is shorter than the minimum period, "10ms"'
+        )
     return period
 
 
 def _check_schema(document: Any, source: str) -> None:
-    errors = sorted(_validator().iter_errors(document), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        _validator().iter_errors(document),
+        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+    )
     if errors:
         raise ConfigError(f"{source}: {_describe_schema_error(errors[0])}")
 
@@ -194,16 +205,19 @@ def _describe_schema_error(error: jsonschema.ValidationError) -> str:
     where = path or "(top level)"
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return f"{json_path([*error.absolute_path, extra[0]])}: unknown key (allowed: {', '.join(error.schema['properties'])})"
+        allowed = ", ".join(error.schema["properties"])
+        return f"{json_path([*error.absolute_path, extra[0]])}: unknown key (allowed: {allowed})"
     if error.validator == "enum":
-        return f"{where}: unknown metric group {json.dumps(error.instance)} (known: {', '.join(error.validator_value)})"
+        known = ", ".join(error.validator_value)
+        return f"{where}: unknown metric group {json.dumps(error.instance)} (known: {known})"
     if error.validator == "pattern":
         return f'{where}: {json.dumps(error.instance)} is not a duration like "500ms", "2s", "1m", "1h"'
     if error.validator == "required":
         missing = [key for key in error.validator_value if key not in error.instance]
         return f"{where}: missing required key {json.dumps(missing[0])}"
     if error.validator == "type":
-        return f"{where}: expected {_json_type_name(error.validator_value)}, got {_describe_value(error.instance)}"
+        expected = _json_type_name(error.validator_value)
+        return f"{where}: expected {expected}, got {_describe_value(error.instance)}"
     return f"{where}: {error.message}"
 
 
@@ -234,7 +248,9 @@ def _describe_value(value: Any) -> str:
 
 def load_schema(name: str) -> dict[str, Any]:
     """One of the JSON Schemas packaged with otel_neuron."""
-    loaded: dict[str, Any] = json.loads(resources.files("otel_neuron").joinpath("schemas").joinpath(name).read_text())
+    loaded: dict[str, Any] = json.loads(
+        resources.files("otel_neuron").joinpath("schemas").joinpath(name).read_text()
+    )
     return loaded
 
 

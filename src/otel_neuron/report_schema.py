@@ -21,7 +21,7 @@ def _validator() -> jsonschema.protocols.Validator:
 
 
 def report_problem(report: Any) -> str:
-    """"" when `report` matches the schema, else one line naming the JSON path and the problem."""
+    """ "" when `report` matches the schema, else one line naming the JSON path and the problem."""
     error = jsonschema.exceptions.best_match(_validator().iter_errors(report))
     if error is None:
         return ""

@@ -1,4 +1,4 @@
-"""The OpenTelemetry Resource of the monitor: instance facts plus service.name, overridable by the environment."""
+"""The monitor's OpenTelemetry Resource: instance facts and service.name, overridable by the environment."""
 
 from __future__ import annotations
 

@@ -62,7 +62,16 @@ FAST = {"period": "500ms", "system_metrics": [{"type": "vcpu_usage"}, {"type": "
             "host:port, dns:///host:port, sim:, neuron-monitor:, stdin:, sysfs:)",
         ),
     ],
-    ids=["empty", "not-json", "unknown-type", "duplicate", "bad-duration", "unknown-key", "no-group", "bad-address"],
+    ids=[
+        "empty",
+        "not-json",
+        "unknown-type",
+        "duplicate",
+        "bad-duration",
+        "unknown-key",
+        "no-group",
+        "bad-address",
+    ],
 )
 def test_a_bad_config_is_one_line_on_stderr_and_exit_2(tmp_path: Path, text: str, message: str) -> None:
     config = write_config(tmp_path, text)

@@ -1,10 +1,10 @@
 """The command-line options of the OTLP and Prometheus exporters, and building them from those options.
 
-    parser = argparse.ArgumentParser()
-    add_export_arguments(parser)
-    args = parser.parse_args(["--otlp", "--prometheus", "9464"])
-    check_export_arguments(parser, args)        # parser.error(...) on a bad value
-    exporters = build_network_exporters(args)   # [BackgroundExporter(OTLP), PrometheusExporter]
+parser = argparse.ArgumentParser()
+add_export_arguments(parser)
+args = parser.parse_args(["--otlp", "--prometheus", "9464"])
+check_export_arguments(parser, args)        # parser.error(...) on a bad value
+exporters = build_network_exporters(args)   # [BackgroundExporter(OTLP), PrometheusExporter]
 """
 
 from __future__ import annotations

@@ -15,12 +15,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from otel_neuron.sources.fetch_loop import Refreshable
 
-AttributeValue = Union[str, int, float, bool]
+AttributeValue = str | int | float | bool
 Attributes = Mapping[str, AttributeValue]
 
 # Attribute keys shared by several groups.
@@ -59,7 +59,7 @@ class HistogramDelta:
     max: float
 
 
-PointValue = Union[int, float, HistogramDelta]
+PointValue = int | float | HistogramDelta
 Point = tuple[Attributes, PointValue]
 PointsByMetric = Mapping[str, Sequence[Point]]
 
@@ -120,7 +120,7 @@ class MetricGroup(ABC):
         self.last_sample = sample
         return sample
 
-    def _take_baseline(self) -> None:
+    def _take_baseline(self) -> None:  # noqa: B027 - a hook: groups without state need no baseline
         """Read the source once so the next sample can compute per-period values."""
 
     @abstractmethod

@@ -21,7 +21,9 @@ from otel_neuron.groups.base import GroupSample, InstrumentSpec, Kind, MetricGro
 class ObservedGroups:
     """Owns the observable instruments of a set of groups; `close()` makes every callback yield nothing."""
 
-    def __init__(self, meter: Meter, groups: Sequence[MetricGroup], refresh: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, meter: Meter, groups: Sequence[MetricGroup], refresh: Callable[[], None] | None = None
+    ) -> None:
         self._groups = list(groups)
         self._refresh = refresh
         self._closed = False
@@ -43,9 +45,13 @@ class ObservedGroups:
         if spec.kind is Kind.GAUGE:
             meter.create_observable_gauge(spec.name, [callback], unit=spec.unit, description=spec.description)
         elif spec.kind is Kind.COUNTER:
-            meter.create_observable_counter(spec.name, [callback], unit=spec.unit, description=spec.description)
+            meter.create_observable_counter(
+                spec.name, [callback], unit=spec.unit, description=spec.description
+            )
         elif spec.kind is Kind.UPDOWN:
-            meter.create_observable_up_down_counter(spec.name, [callback], unit=spec.unit, description=spec.description)
+            meter.create_observable_up_down_counter(
+                spec.name, [callback], unit=spec.unit, description=spec.description
+            )
 
     def _callback_for(self, spec: InstrumentSpec) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:

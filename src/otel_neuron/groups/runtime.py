@@ -185,7 +185,6 @@ class _RestartCheck:
 _RESTART_CHECKS: weakref.WeakKeyDictionary[RuntimeEndpoint, _RestartCheck] = weakref.WeakKeyDictionary()
 
 
-
 def _compare_totals(previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
     if current.uptime_nano < previous.uptime_nano or current.epoch < previous.epoch:
         return True

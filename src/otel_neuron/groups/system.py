@@ -7,7 +7,7 @@ from collections.abc import Callable
 from itertools import chain, repeat
 from typing import Any
 
-from otel_neuron.groups.base import InstrumentSpec, Kind, MetricGroup, PointsByMetric, percent
+from otel_neuron.groups.base import InstrumentSpec, Kind, MetricGroup, PointsByMetric, PointValue, percent
 from otel_neuron.sources.procfs import (
     CPU_MODES,
     STEAL_COLUMN,
@@ -115,9 +115,14 @@ class VcpuUsageGroup(MetricGroup):
             row[mode] = round(value * 100.0, 2)  # type: ignore[operator]
             sums[mode] += value  # type: ignore[operator]
         average = {mode: percent(total / len(usage)) if usage else 0.0 for mode, total in sums.items()}
-        switches = sum(int(value) for _, value in points.get(CONTEXT_SWITCHES.name, ()))  # type: ignore[call-overload]
+        switches = sum(_whole(value) for _, value in points.get(CONTEXT_SWITCHES.name, ()))
         by_cpu = {str(cpu): usage[cpu] for cpu in sorted(usage, key=_cpu_order)}
         return {"average_usage": average, "usage_data": by_cpu, "context_switch_count": switches}
+
+
+def _whole(value: PointValue) -> int:
+    """A count or byte amount as the guide prints it (the system groups have no histograms)."""
+    return int(value) if isinstance(value, (int, float)) else 0
 
 
 def _cpu_order(cpu: Any) -> int:
@@ -155,7 +160,7 @@ class MemoryInfoGroup(MetricGroup):
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
         def value(metric: str, key: str = "", state: str = "") -> int:
-            return sum(int(v) for a, v in points.get(metric, ()) if not key or a.get(key) == state)  # type: ignore[arg-type]
+            return sum(_whole(v) for a, v in points.get(metric, ()) if not key or a.get(key) == state)
 
         swap_used = value(PAGING_USAGE.name, "system.paging.state", "used")
         return {

@@ -90,7 +90,9 @@ class ImdsClient:
 
     def instance_facts(self) -> InstanceFacts:
         try:
-            self._token = self._request("PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": _TOKEN_TTL_S})
+            self._token = self._request(
+                "PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": _TOKEN_TTL_S}
+            )
             facts = InstanceFacts(
                 instance_id=self._meta("instance-id"),
                 instance_type=self._meta("instance-type"),

@@ -25,8 +25,8 @@ import grpc
 import grpc.aio
 
 from otel_neuron.runtime import runtime_pb2
-from otel_neuron.sources.fetch_loop import FETCH_LOOP
 from otel_neuron.runtime.recorder import PROTOCOL_VERSION
+from otel_neuron.sources.fetch_loop import FETCH_LOOP
 
 _METHOD = "/otel_neuron.runtime.v1.RuntimeMetrics/GetSnapshot"
 _CHANNEL_OPTIONS = [
