@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -50,3 +51,25 @@ def test_piped_neuron_monitor_and_sysfs_reach_the_json_report(tmp_path: Path) ->
     assert stats["error"] == ""
     assert stats["inference_summary"]["completed"] == 50 + 60 + 70 + 5 * 3
     assert b"Fatal Python error" not in err
+
+
+def test_from_stdin_writes_a_last_report_when_the_stream_ends_and_exits_0() -> None:
+    stream = (FIXTURES / "neuron-monitor" / "v2.jsonl").read_bytes()
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_neuron", "--from-stdin", "--validate"],
+        input=stream,
+        capture_output=True,
+        timeout=20,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr == b""
+    # The default period is 5 s: the end of the stream, not the schedule, ended the run.
+    assert elapsed < 4.0
+    (line,) = result.stdout.decode().splitlines()
+    entry = json.loads(line)["neuron_runtime_data"][0]
+    assert entry["error"] == "stdin closed: no more neuron-monitor reports"
+    stats = entry["report"]["inference_stats"]
+    assert stats["error"] == ""
+    assert stats["inference_summary"]["completed"] == 50 + 60 + 70 + 5 * 3
