@@ -24,8 +24,6 @@ from otel_neuron.histogram import exact_percentile
 from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc
 from otel_neuron.runtime.recorder import ECC_KINDS, ERROR_TYPES, OUTCOMES, InferenceRecorder
 from otel_neuron.runtime.server import serve_runtime_endpoint
-from otel_neuron.sources.fetch_loop import FETCH_LOOP
-from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError
 
 SIMULATOR = [sys.executable, "-m", "otel_neuron.runtime.simulator_cli"]
 
@@ -79,17 +77,6 @@ def start_simulator() -> Iterator:
     yield start
     for simulator in started:
         simulator.stop(signal.SIGKILL)
-
-
-def collect_tick(groups: list[MetricGroup], deadline_s: float = 0.5) -> dict[str, str]:
-    """One collection as the pipeline's Collector does it: fetch on the loop, hand over, sample."""
-    endpoints = list({id(r): r for g in groups if (r := g.refreshable()) is not None}.values())
-    FETCH_LOOP.refresh_all(endpoints, deadline_s)
-    return {group.report_key: group.sample().error for group in groups}
-
-
-def fetch_on_loop(endpoint: RuntimeEndpoint) -> runtime_pb2.Snapshot | RuntimeEndpointError:
-    return FETCH_LOOP.submit(endpoint.fetch_result()).result(timeout=5)
 
 
 def by_key(groups: list[MetricGroup]) -> dict[str, MetricGroup]:
@@ -232,43 +219,6 @@ def test_a_killed_and_restarted_runtime_errors_then_resumes_cleanly(
     time.sleep(0.1)
     for group in groups.values():
         assert group.sample().error == ""
-
-
-def test_a_runtime_killed_mid_stream_errors_then_resumes_over_a_new_stream(
-    socket_dir: Path, start_simulator
-) -> None:
-    address = f"unix:{socket_dir}/neuron.sock"
-    first = start_simulator(address, "--rate", "1000", "--seed", "2")
-    groups = create_runtime_groups(0, address, list(GROUP_TYPES), deadline_s=0.5)
-    endpoint = groups[0].refreshable()
-    for group in groups:
-        group.prime()
-    assert collect_tick(groups) == dict.fromkeys(GROUP_TYPES, "")
-    stream = endpoint._stream
-    assert stream is not None and not stream.done()  # the collector reads over a stream
-    first.stop(signal.SIGKILL)  # leaves its socket file behind
-    time.sleep(0.1)
-    began = time.monotonic()
-    refused = f"cannot connect to {address}: connection refused"
-    assert collect_tick(groups) == dict.fromkeys(GROUP_TYPES, refused)  # as GetSnapshot would say
-    assert time.monotonic() - began < 1.0
-    assert endpoint._stream is None
-
-    second = start_simulator(address, "--rate", "1000", "--seed", "3")
-    second.pause()
-    truth = second.ground_truth()
-    time.sleep(0.3)  # next tick (gRPC's reconnect backoff after the refusals is 100 ms at first)
-    assert collect_tick(groups) == dict.fromkeys(GROUP_TYPES, "")
-    stats = by_key(groups)["inference_stats"]
-    report = InferenceStatsGroup.render(stats.last_sample.points)
-    assert report["inference_summary"]["completed"] == truth.inferences.completed  # since its start
-    assert endpoint._stream is not None and endpoint._stream is not stream
-    second.resume()
-    assert collect_tick(groups) == dict.fromkeys(GROUP_TYPES, "")
-    began = time.monotonic()
-    assert second.stop() == 0  # an open stream does not hold the runtime's shutdown
-    assert time.monotonic() - began < 0.45
-    endpoint.close()
 
 
 def test_two_runtimes_one_of_them_down(socket_dir: Path, start_simulator) -> None:
@@ -522,145 +472,3 @@ def test_a_hung_runtime_leaves_the_system_groups_and_the_cadence_alone(socket_di
     entry = reports[-1]["neuron_runtime_data"][0]
     assert entry["error"].startswith(f"no answer from unix:{path} within 0.4 s")
     assert entry["report"]["inference_stats"]["error"] == entry["error"]
-
-
-class _CountingRecorder:
-    def __init__(self) -> None:
-        self.recorder = InferenceRecorder(cores=2)
-        self.calls = 0
-
-    def snapshot(self) -> runtime_pb2.Snapshot:
-        self.calls += 1
-        return self.recorder.snapshot()
-
-
-def test_the_collector_reads_one_long_lived_stream_with_the_same_epochs(socket_dir: Path) -> None:
-    address = f"unix:{socket_dir}/rt.sock"
-    source = _CountingRecorder()
-    server = serve_runtime_endpoint(source, address)
-    endpoint = RuntimeEndpoint(address, deadline_s=0.5)
-    try:
-        epochs = []
-        for _ in range(5):
-            snapshot = fetch_on_loop(endpoint)
-            assert isinstance(snapshot, runtime_pb2.Snapshot), snapshot
-            epochs.append(snapshot.epoch)
-        stream = endpoint._stream
-        assert stream is not None and not stream.done()
-        assert len(server._metrics._streams) == 1  # one stream served every fetch
-        assert source.calls == 5
-        # Another monitor polling with GetSnapshot closes epochs of the same sequence.
-        assert endpoint.fetch().epoch == epochs[-1] + 1
-        assert epochs == list(range(epochs[0], epochs[0] + 5))
-        assert fetch_on_loop(endpoint).epoch == epochs[-1] + 2
-        assert endpoint._stream is stream
-    finally:
-        endpoint.close()
-        server.stop()
-
-
-def test_a_runtime_without_the_stream_is_polled_with_get_snapshot(socket_dir: Path) -> None:
-    """An older runtime: a gRPC server implementing GetSnapshot only."""
-    from concurrent import futures
-
-    address = f"unix:{socket_dir}/old.sock"
-    source = _CountingRecorder()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    handler = grpc.method_handlers_generic_handler(
-        "otel_neuron.runtime.v1.RuntimeMetrics",
-        {
-            "GetSnapshot": grpc.unary_unary_rpc_method_handler(
-                lambda request, context: source.snapshot(),
-                request_deserializer=runtime_pb2.SnapshotRequest.FromString,
-                response_serializer=runtime_pb2.Snapshot.SerializeToString,
-            )
-        },
-    )
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(address)
-    server.start()
-    groups = create_runtime_groups(0, address, list(GROUP_TYPES), deadline_s=0.5)
-    try:
-        for group in groups:
-            group.prime()
-        for _ in range(3):
-            assert collect_tick(groups) == dict.fromkeys(GROUP_TYPES, "")
-        endpoint = groups[0].refreshable()
-        assert endpoint._stream is None and endpoint._async_stream is None  # not asked again
-        assert source.calls == 1 + 3
-    finally:
-        groups[0].refreshable().close()
-        server.stop(None)
-
-
-def test_monitors_beyond_the_servers_streams_poll_with_get_snapshot(socket_dir: Path) -> None:
-    address = f"unix:{socket_dir}/busy.sock"
-    source = _CountingRecorder()
-    server = serve_runtime_endpoint(source, address, max_workers=3)  # room for one stream
-    endpoints = [RuntimeEndpoint(address, deadline_s=0.5) for _ in range(3)]
-    try:
-        for _ in range(3):
-            for endpoint in endpoints:
-                assert isinstance(fetch_on_loop(endpoint), runtime_pb2.Snapshot)
-        assert [e._stream is not None for e in endpoints] == [True, False, False]
-        assert len(server._metrics._streams) == 1
-    finally:
-        for endpoint in endpoints:
-            endpoint.close()
-        server.stop()
-
-
-@pytest.mark.parametrize(
-    "case", ["absent", "refused", "not grpc", "hung", "garbage", "version 2", "no service"]
-)
-def test_the_stream_reports_every_failure_as_get_snapshot_does(socket_dir: Path, case: str) -> None:
-    """fetch() (GetSnapshot) and fetch_result() (the stream) name a failure with the same words."""
-    from concurrent import futures
-
-    path = str(socket_dir / "odd.sock")
-    closers = []
-    if case == "refused":
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(path)
-        listener.close()  # a socket file nobody listens on
-    elif case in ("not grpc", "hung"):
-        raw = _serve_raw(path, None if case == "hung" else b"HTTP/1.1 400 Bad Request\r\n\r\nnot grpc at all")
-        closers.append(raw.close)
-    elif case != "absent":
-        payload = {
-            "garbage": b"\xff\xff\xff\xff\xff",
-            "version 2": runtime_pb2.Snapshot(protocol_version=2).SerializeToString(),
-            "no service": b"",
-        }[case]
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        service = "otel_neuron.runtime.v1.RuntimeMetrics" if case != "no service" else "some.Other"
-        handler = grpc.method_handlers_generic_handler(
-            service, {"GetSnapshot": grpc.unary_unary_rpc_method_handler(_Answer(payload))}
-        )
-        server.add_generic_rpc_handlers((handler,))
-        server.add_insecure_port(f"unix:{path}")
-        server.start()
-        closers.append(lambda: server.stop(None))
-    unary = RuntimeEndpoint(f"unix:{path}", deadline_s=0.3)
-    streamed = RuntimeEndpoint(f"unix:{path}", deadline_s=0.3)
-    try:
-        with pytest.raises(RuntimeEndpointError) as expected:
-            unary.fetch()
-        for _ in range(2):  # the first stream, then the one the next tick opens
-            began = time.monotonic()
-            result = fetch_on_loop(streamed)
-            assert time.monotonic() - began < 0.6
-            assert isinstance(result, RuntimeEndpointError)
-            if case == "not grpc" and str(result) != str(expected.value):
-                # Which of gRPC's words a non-gRPC peer earns depends on how far the exchange got.
-                assert str(result).startswith(f"cannot talk to unix:{path}: ") or str(result).startswith(
-                    f"no answer from unix:{path}"
-                )
-                continue
-            assert str(result) == str(expected.value)
-            assert streamed._stream is None
-    finally:
-        unary.close()
-        streamed.close()
-        for close in closers:
-            close()

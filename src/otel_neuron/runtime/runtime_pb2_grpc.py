@@ -39,11 +39,6 @@ class RuntimeMetricsStub:
                 request_serializer=otel__neuron_dot_runtime_dot_runtime__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=otel__neuron_dot_runtime_dot_runtime__pb2.Snapshot.FromString,
                 _registered_method=True)
-        self.StreamSnapshots = channel.stream_stream(
-                '/otel_neuron.runtime.v1.RuntimeMetrics/StreamSnapshots',
-                request_serializer=otel__neuron_dot_runtime_dot_runtime__pb2.SnapshotRequest.SerializeToString,
-                response_deserializer=otel__neuron_dot_runtime_dot_runtime__pb2.Snapshot.FromString,
-                _registered_method=True)
 
 
 class RuntimeMetricsServicer:
@@ -57,27 +52,11 @@ class RuntimeMetricsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def StreamSnapshots(self, request_iterator, context):
-        """The same snapshots over one long-lived stream (added in revision 2 of v1): every request
-        message asks for one snapshot and is answered by exactly what GetSnapshot would return (it
-        closes one epoch too). Saves a monitor polling every period the cost of a call per poll. A
-        server may refuse a stream (UNIMPLEMENTED from an older runtime, RESOURCE_EXHAUSTED when it
-        holds too many): a monitor then polls with GetSnapshot.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_RuntimeMetricsServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'GetSnapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSnapshot,
-                    request_deserializer=otel__neuron_dot_runtime_dot_runtime__pb2.SnapshotRequest.FromString,
-                    response_serializer=otel__neuron_dot_runtime_dot_runtime__pb2.Snapshot.SerializeToString,
-            ),
-            'StreamSnapshots': grpc.stream_stream_rpc_method_handler(
-                    servicer.StreamSnapshots,
                     request_deserializer=otel__neuron_dot_runtime_dot_runtime__pb2.SnapshotRequest.FromString,
                     response_serializer=otel__neuron_dot_runtime_dot_runtime__pb2.Snapshot.SerializeToString,
             ),
@@ -107,33 +86,6 @@ class RuntimeMetrics:
             request,
             target,
             '/otel_neuron.runtime.v1.RuntimeMetrics/GetSnapshot',
-            otel__neuron_dot_runtime_dot_runtime__pb2.SnapshotRequest.SerializeToString,
-            otel__neuron_dot_runtime_dot_runtime__pb2.Snapshot.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def StreamSnapshots(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
-            target,
-            '/otel_neuron.runtime.v1.RuntimeMetrics/StreamSnapshots',
             otel__neuron_dot_runtime_dot_runtime__pb2.SnapshotRequest.SerializeToString,
             otel__neuron_dot_runtime_dot_runtime__pb2.Snapshot.FromString,
             options,

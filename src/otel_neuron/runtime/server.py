@@ -8,11 +8,6 @@ Addresses: ``unix:/path``, ``unix:///abs/path`` (unix domain socket) or ``host:p
 A unix socket is made mode 0600 (``socket_mode``) right after it is bound; a stale socket file
 left by a crashed runtime is removed first, while a socket some live process still listens on is
 an error; `stop()` removes the file. The server keeps no state per client.
-
-A monitor may read snapshots over one long-lived `StreamSnapshots` stream instead of a
-`GetSnapshot` call per poll. The synchronous gRPC server holds a worker thread per open stream,
-so at most `max_workers - 2` streams are open at once (two workers stay free for calls); a
-further monitor is refused its stream with RESOURCE_EXHAUSTED and polls with `GetSnapshot`.
 """
 
 from __future__ import annotations
@@ -21,8 +16,6 @@ import logging
 import os
 import socket
 import stat
-import threading
-from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -56,42 +49,11 @@ def unix_socket_path(address: str) -> str | None:
 
 
 class _RuntimeMetrics(runtime_pb2_grpc.RuntimeMetricsServicer):
-    def __init__(self, source: SnapshotSource, max_streams: int) -> None:
+    def __init__(self, source: SnapshotSource) -> None:
         self._source = source
-        self._max_streams = max_streams
-        self._lock = threading.Lock()
-        self._streams: set[Any] = set()  # contexts of the open StreamSnapshots calls
-        self._closing = False
 
     def GetSnapshot(self, request: runtime_pb2.SnapshotRequest, context: Any) -> runtime_pb2.Snapshot:  # noqa: N802
         return self._source.snapshot()
-
-    def StreamSnapshots(  # noqa: N802
-        self, requests: Iterator[runtime_pb2.SnapshotRequest], context: Any
-    ) -> Iterator[runtime_pb2.Snapshot]:
-        """One snapshot per request message, exactly as GetSnapshot answers it."""
-        with self._lock:
-            refused = self._closing or len(self._streams) >= self._max_streams
-            if not refused:
-                self._streams.add(context)
-        if refused:
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open snapshot streams; use GetSnapshot"
-            )
-        try:
-            for _request in requests:
-                yield self._source.snapshot()
-        finally:
-            with self._lock:
-                self._streams.discard(context)
-
-    def close_streams(self) -> None:
-        """End every open stream now (a stream would otherwise hold a server stop for its whole grace)."""
-        with self._lock:
-            self._closing = True
-            streams = list(self._streams)
-        for context in streams:
-            context.cancel()
 
 
 class _SimulatorControl(runtime_pb2_grpc.SimulatorControlServicer):
@@ -120,13 +82,9 @@ class RuntimeEndpointServer:
     port: int
     _server: Any
     _socket_path: str | None
-    _metrics: _RuntimeMetrics | None = None
 
     def stop(self, grace: float | None = 0.5) -> None:
-        stopped = self._server.stop(grace)  # refuses new calls from now on
-        if self._metrics is not None:
-            self._metrics.close_streams()
-        stopped.wait()
+        self._server.stop(grace).wait()
         path = self._socket_path
         if path is not None:
             try:
@@ -146,7 +104,7 @@ def serve_runtime_endpoint(
     address: str,
     socket_mode: int = 0o600,
     simulator: GroundTruthSource | None = None,
-    max_workers: int = 8,
+    max_workers: int = 4,
 ) -> RuntimeEndpointServer:
     """Start serving `recorder` at `address`; raises ValueError/OSError when that is impossible."""
     path = unix_socket_path(address)
@@ -163,8 +121,7 @@ def serve_runtime_endpoint(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="neuron-runtime-endpoint"),
         options=[("grpc.so_reuseport", 0)],
     )
-    metrics = _RuntimeMetrics(recorder, max_streams=max(0, max_workers - 2))
-    runtime_pb2_grpc.add_RuntimeMetricsServicer_to_server(metrics, server)
+    runtime_pb2_grpc.add_RuntimeMetricsServicer_to_server(_RuntimeMetrics(recorder), server)
     if simulator is not None:
         runtime_pb2_grpc.add_SimulatorControlServicer_to_server(_SimulatorControl(simulator), server)
     try:
@@ -181,7 +138,7 @@ def serve_runtime_endpoint(
             server.stop(None)
             raise OSError(f"cannot set the mode of {path}: {error.strerror}") from None
     _logger.debug("serving the runtime endpoint at %s", address)
-    return RuntimeEndpointServer(address, port, server, path, metrics)
+    return RuntimeEndpointServer(address, port, server, path)
 
 
 def _clear_stale_socket(address: str, path: str) -> None:

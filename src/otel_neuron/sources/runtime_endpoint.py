@@ -10,25 +10,15 @@ One `RuntimeEndpoint` serves all metric groups of one runtime: `fetch()` answers
 younger than `max_age_s`, so the groups due at the same collection tick share one snapshot (and
 one failure: a hung runtime costs one deadline per tick, not one per group). Every failure is a
 `RuntimeEndpointError` whose message names the address and says what went wrong.
-
-On the collector's event loop (`fetch_result()`) a runtime is read over one long-lived
-`StreamSnapshots` stream: a request message per tick, one in flight at a time, answered by the
-snapshot GetSnapshot would return. That costs gRPC about half the CPU of a unary call. A stream
-that fails or misses the deadline is cancelled and the next tick opens another; a runtime that
-does not serve the stream (UNIMPLEMENTED: an older runtime; RESOURCE_EXHAUSTED: too many monitors
-streaming) is polled with GetSnapshot until its channel is rebuilt.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 import threading
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl
 
 import grpc
@@ -39,9 +29,6 @@ from otel_neuron.runtime.recorder import PROTOCOL_VERSION
 from otel_neuron.sources.fetch_loop import FETCH_LOOP
 
 _METHOD = "/otel_neuron.runtime.v1.RuntimeMetrics/GetSnapshot"
-_STREAM_METHOD = "/otel_neuron.runtime.v1.RuntimeMetrics/StreamSnapshots"
-# The runtime does not serve the stream: an older runtime, or one streaming to too many monitors.
-_NO_STREAM = (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 _CHANNEL_OPTIONS = [
     ("grpc.enable_http_proxy", 0),  # a runtime is local; never route it through a proxy
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -64,7 +51,6 @@ _SIM_OPTIONS = {
 }
 
 
-T = TypeVar("T")
 _REQUEST = runtime_pb2.SnapshotRequest(protocol_version=PROTOCOL_VERSION)
 
 
@@ -139,8 +125,6 @@ class RuntimeEndpoint:
         self._call: Any = None
         self._async_channel: grpc.aio.Channel | None = None
         self._async_call: Any = None
-        self._async_stream: Any = None  # the StreamSnapshots multi-callable; None: poll with GetSnapshot
-        self._stream: Any = None  # the open stream, if any
         self.simulator: Any = None
         if self.address.kind == "sim":
             from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
@@ -198,97 +182,24 @@ class RuntimeEndpoint:
         if path and not os.path.exists(path):
             await self._drop_async_channel()
             raise RuntimeEndpointError(f"cannot connect to {self.address.text}: no such file")
-        deadline = time.monotonic() + self.deadline_s
-        if self._async_channel is None:
-            self._open_async_channel()
-        if self._async_stream is not None:
-            snapshot = await self._fetch_streamed(deadline)
-            if snapshot is not None:
-                return snapshot
-        try:
-            answer: runtime_pb2.Snapshot | None = await self._async_call(
-                _REQUEST, timeout=max(deadline - time.monotonic(), 0.001)
+        if self._async_call is None:
+            self._async_channel = grpc.aio.insecure_channel(self.address.target, options=_CHANNEL_OPTIONS)
+            self._async_call = self._async_channel.unary_unary(
+                _METHOD,
+                request_serializer=runtime_pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=runtime_pb2.Snapshot.FromString,
             )
+        try:
+            snapshot: runtime_pb2.Snapshot = await self._async_call(_REQUEST, timeout=self.deadline_s)
         except grpc.aio.AioRpcError as error:
-            # Reconnect afresh next time instead of waiting out gRPC's backoff.
-            await self._drop_async_channel()
+            await (
+                self._drop_async_channel()
+            )  # reconnect afresh next time instead of waiting out gRPC's backoff
             raise RuntimeEndpointError(self._describe(error)) from None
-        if answer is None:  # grpc.aio's answer to bytes that do not parse
-            await self._drop_async_channel()
-            raise RuntimeEndpointError(self._garbage())
-        return answer
-
-    def _open_async_channel(self) -> None:
-        self._async_channel = channel = grpc.aio.insecure_channel(
-            self.address.target, options=_CHANNEL_OPTIONS
-        )
-        self._async_call = channel.unary_unary(
-            _METHOD,
-            request_serializer=runtime_pb2.SnapshotRequest.SerializeToString,
-            response_deserializer=runtime_pb2.Snapshot.FromString,
-        )
-        self._async_stream = channel.stream_stream(
-            _STREAM_METHOD,
-            request_serializer=runtime_pb2.SnapshotRequest.SerializeToString,
-            response_deserializer=runtime_pb2.Snapshot.FromString,
-        )
-
-    async def _fetch_streamed(self, deadline: float) -> runtime_pb2.Snapshot | None:
-        """One snapshot over the stream (opened now if needed), or None when the runtime does not
-        serve it; raises RuntimeEndpointError. A stream that answered before and fails now broke
-        since (the runtime stopped or restarted): it is replaced once, within the same deadline, so
-        the error reported is the one a new connection gets, as with GetSnapshot."""
-        while True:
-            stream, reused = self._stream, self._stream is not None
-            if stream is None:
-                stream = self._stream = self._async_stream()  # no timeout: it lives across ticks
-            try:
-                snapshot = await _within(_ask(stream), deadline - time.monotonic())
-            except TimeoutError:
-                handshake = self._async_channel is not None and self._async_channel.get_state() is (
-                    grpc.ChannelConnectivity.READY
-                )
-                await self._drop_async_channel()
-                suffix = "" if handshake else " (no gRPC handshake)"
-                raise RuntimeEndpointError(
-                    f"no answer from {self.address.text} within {self.deadline_s:g} s{suffix}"
-                ) from None
-            except asyncio.CancelledError:
-                self._cancel_stream()  # the tick's deadline passed: never leave a request unanswered
-                raise
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, EOFError) as error:
-                self._cancel_stream()
-                code, details = await _status(stream, error)
-                if code in _NO_STREAM:
-                    self._async_stream = None
-                    return None
-                if code is grpc.StatusCode.INTERNAL and not reused and "deserializ" not in details.lower():
-                    # The server ended a new stream before our request went out (gRPC then says
-                    # only "Internal error from Core"): GetSnapshot gets its real answer.
-                    return None
-                await self._drop_async_channel()
-                if reused and deadline > time.monotonic():
-                    self._open_async_channel()
-                    continue
-                raise RuntimeEndpointError(self._describe_status(code, details)) from None
-            if snapshot is None:  # grpc.aio's answer to bytes that do not parse
-                await self._drop_async_channel()
-                raise RuntimeEndpointError(self._garbage())
-            return snapshot
-
-    def _cancel_stream(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.cancel()
+        return snapshot
 
     async def _drop_async_channel(self) -> None:
-        self._cancel_stream()
-        channel, self._async_channel, self._async_call, self._async_stream = (
-            self._async_channel,
-            None,
-            None,
-            None,
-        )
+        channel, self._async_channel, self._async_call = self._async_channel, None, None
         if channel is not None:
             await channel.close()
 
@@ -332,9 +243,6 @@ class RuntimeEndpoint:
     def _describe(self, error: grpc.RpcError) -> str:
         code = error.code() if hasattr(error, "code") else None
         details = (error.details() if hasattr(error, "details") else "") or ""
-        return self._describe_status(code, details)
-
-    def _describe_status(self, code: grpc.StatusCode | None, details: str) -> str:
         where = self.address.text
         lowered = details.lower()
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -344,7 +252,7 @@ class RuntimeEndpoint:
                 f"{where} does not serve the otel-neuron runtime protocol v1 (GetSnapshot is unimplemented)"
             )
         if code == grpc.StatusCode.INTERNAL and "deserializ" in lowered:
-            return self._garbage()
+            return f"{where} answered garbage: not an otel_neuron.runtime.v1 snapshot"
         if code == grpc.StatusCode.UNAVAILABLE:
             reason = _connect_reason(details)
             lowered = reason.lower()
@@ -362,47 +270,11 @@ class RuntimeEndpoint:
         name = code.name.lower() if code is not None else "error"
         return f"{where}: {name}: {_first_line(details)}"
 
-    def _garbage(self) -> str:
-        return f"{self.address.text} answered garbage: not an otel_neuron.runtime.v1 snapshot"
-
     def _drop_channel(self) -> None:
         if self._channel is not None:
             self._channel.close()
         self._channel = None
         self._call = None
-
-
-async def _ask(stream: Any) -> runtime_pb2.Snapshot | None:
-    """Write one request and read its answer: None when it does not parse."""
-    await stream.write(_REQUEST)
-    snapshot = await stream.read()
-    if snapshot is grpc.aio.EOF:
-        raise EOFError("the runtime ended the stream")
-    return snapshot  # type: ignore[no-any-return]
-
-
-async def _status(stream: Any, error: BaseException) -> tuple[grpc.StatusCode | None, str]:
-    """The status a failed stream ended with."""
-    if isinstance(error, grpc.aio.AioRpcError):
-        return error.code(), error.details() or ""
-    if stream.done():
-        return await stream.code(), await stream.details() or ""
-    return grpc.StatusCode.UNKNOWN, str(error)
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(awaitable: Coroutine[Any, Any, T], seconds: float) -> T:
-        async with asyncio.timeout(seconds):  # no task per call, unlike wait_for before 3.12
-            return await awaitable
-
-else:
-
-    async def _within(awaitable: Coroutine[Any, Any, T], seconds: float) -> T:
-        try:
-            return await asyncio.wait_for(awaitable, seconds)
-        except asyncio.TimeoutError:
-            raise TimeoutError from None
 
 
 def _checked(snapshot: runtime_pb2.Snapshot, where: str) -> runtime_pb2.Snapshot:
