@@ -190,12 +190,15 @@ class RuntimeEndpoint:
                 response_deserializer=runtime_pb2.Snapshot.FromString,
             )
         try:
-            snapshot: runtime_pb2.Snapshot = await self._async_call(_REQUEST, timeout=self.deadline_s)
+            snapshot: runtime_pb2.Snapshot | None = await self._async_call(_REQUEST, timeout=self.deadline_s)
         except grpc.aio.AioRpcError as error:
-            await (
-                self._drop_async_channel()
-            )  # reconnect afresh next time instead of waiting out gRPC's backoff
+            # Reconnect afresh next time instead of waiting out gRPC's backoff.
+            await self._drop_async_channel()
             raise RuntimeEndpointError(self._describe(error)) from None
+        if snapshot is None:  # grpc.aio's answer when the bytes do not parse as a Snapshot
+            raise RuntimeEndpointError(
+                f"{self.address.text} answered garbage: not an otel_neuron.runtime.v1 snapshot"
+            )
         return snapshot
 
     async def _drop_async_channel(self) -> None:
