@@ -29,20 +29,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from otel_neuron.runtime.recorder import ERROR_TYPES as RUNTIME_ERROR_TYPES
+from otel_neuron.runtime.recorder import OUTCOMES as RUNTIME_OUTCOMES
+
 _logger = logging.getLogger(__name__)
 
 PERCENTILES = ("p0", "p1", "p25", "p50", "p75", "p99", "p100")
 PERCENTILE_FRACTIONS = (0.0, 0.01, 0.25, 0.50, 0.75, 0.99, 1.0)
 
-OUTCOMES = (
-    "completed",
-    "completed_with_err",
-    "completed_with_num_err",
-    "timed_out",
-    "incorrect_input",
-    "failed_to_queue",
-)
-ERROR_TYPES_V1 = ("generic", "numerical", "transient", "runtime", "hardware")
+# The guide's outcome and error names are the runtime protocol's too.
+OUTCOMES = RUNTIME_OUTCOMES
+ERROR_TYPES_V1 = RUNTIME_ERROR_TYPES
 ERROR_TYPES_V2 = ("generic", "numerical", "transient", "model", "runtime", "hardware")
 ECC_COUNTERS = (
     "mem_ecc_corrected",
