@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from itertools import chain, repeat
+from itertools import chain
 from typing import Any
 
 from otel_neuron.groups.base import InstrumentSpec, Kind, MetricGroup, PointsByMetric, PointValue, percent
@@ -54,8 +54,6 @@ class VcpuUsageGroup(MetricGroup):
         self._read = read
         self._previous: CpuTimes | None = None
         self._attributes: list[dict[str, Any]] = []
-        self._columns: Callable[[list[int]], tuple[int, ...]] = operator.itemgetter(0, 0)
-        self._columns_shape = (0, 0)
 
     def _take_baseline(self) -> None:
         self._previous = self._read()
@@ -72,9 +70,9 @@ class VcpuUsageGroup(MetricGroup):
             deltas = [max(delta, 0) for delta in deltas]
         # A vCPU's elapsed ticks: its seven modes and steal (guest is already inside user and nice).
         elapsed = [total or 1 for total in map(sum, zip(*(deltas[column::width] for column in range(width))))]
-        mode_deltas = self._mode_columns(width, cpus)(deltas)
-        shares = map(
-            operator.truediv, mode_deltas, chain.from_iterable(map(repeat, elapsed, repeat(STEAL_COLUMN)))
+        # Column by column (mode-major): seven C-level divisions of one list each.
+        shares = chain.from_iterable(
+            map(operator.truediv, deltas[mode::width], elapsed) for mode in range(STEAL_COLUMN)
         )
         switches = max(current.context_switches - previous.context_switches, 0)
         return {
@@ -83,22 +81,15 @@ class VcpuUsageGroup(MetricGroup):
             CPU_COUNT.name: [({}, cpus)],
         }
 
-    def _mode_columns(self, width: int, cpus: int) -> Callable[[list[int]], tuple[int, ...]]:
-        """Picks the seven mode columns of every vCPU out of the flat row of deltas."""
-        if self._columns_shape != (width, cpus):
-            indexes = [cpu * width + mode for cpu in range(cpus) for mode in range(STEAL_COLUMN)]
-            self._columns = operator.itemgetter(*indexes)
-            self._columns_shape = (width, cpus)
-        return self._columns
-
     def _attributes_for(self, cpus: int) -> list[dict[str, Any]]:
-        """One attribute dict per (vCPU, mode), built once and shared by every sample."""
-        while len(self._attributes) < cpus * len(CPU_MODES):
-            number = len(self._attributes) // len(CPU_MODES)
-            self._attributes.extend(
-                {"cpu.logical_number": number, "cpu.mode": SEMCONV_CPU_MODE[m]} for m in CPU_MODES
-            )
-        return self._attributes[: cpus * len(CPU_MODES)]
+        """One attribute dict per (mode, vCPU), mode-major like the shares; built once per vCPU count."""
+        if len(self._attributes) != cpus * len(CPU_MODES):
+            self._attributes = [
+                {"cpu.logical_number": cpu, "cpu.mode": SEMCONV_CPU_MODE[mode]}
+                for mode in CPU_MODES
+                for cpu in range(cpus)
+            ]
+        return self._attributes
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
