@@ -26,6 +26,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_neuron.exporters.prometheus import (
+    SERVED_BOUNDS,
     PrometheusExporter,
     explicit_histogram_point,
     parse_listen_address,
@@ -126,8 +127,10 @@ def test_exponential_histograms_become_explicit_buckets():
         max=4.0,
     )
     explicit = explicit_histogram_point(point)
-    assert explicit.explicit_bounds == [0.0, 2.0, 4.0]
-    assert explicit.bucket_counts == [1, 2, 3, 0]
+    assert explicit.explicit_bounds == SERVED_BOUNDS
+    counts = dict(zip([*SERVED_BOUNDS, "+Inf"], explicit.bucket_counts))
+    # scale 0: bucket 0 is (1, 2], bucket 1 is (2, 4]
+    assert counts == {**dict.fromkeys([*SERVED_BOUNDS, "+Inf"], 0), 0.0: 1, 2.0: 2, 4.0: 3}
     exporter = PrometheusExporter(listen=None)
     metric = Metric(
         "neuron.execution.latency", "", "s", ExponentialHistogram([point], AggregationTemporality.CUMULATIVE)
@@ -136,6 +139,33 @@ def test_exponential_histograms_become_explicit_buckets():
     found = samples(exporter)
     assert value_of(found, "neuron_execution_latency_seconds_bucket", le="4.0") == 6
     assert value_of(found, "neuron_execution_latency_seconds_count") == 6
+
+
+def test_scale_6_buckets_land_in_the_power_of_two_bucket_of_their_upper_bound():
+    # Values 0.003 (in (2^-9, 2^-8]), 0.0049 and 0.005 (both in (2^-8, 2^-7]), 20 s (above 2^4).
+    indexes = {0.003: -537, 0.0049: -492, 0.005: -490, 20.0: 276}
+    for value, index in indexes.items():
+        assert 2 ** (index / 64) < value <= 2 ** ((index + 1) / 64)
+    offset = min(indexes.values())
+    buckets = [0] * (max(indexes.values()) - offset + 1)
+    for index in indexes.values():
+        buckets[index - offset] += 1
+    point = ExponentialHistogramDataPoint(
+        attributes={},
+        start_time_unix_nano=0,
+        time_unix_nano=1,
+        count=4,
+        sum=20.0129,
+        scale=6,
+        zero_count=0,
+        positive=Buckets(offset, buckets),
+        negative=Buckets(0, []),
+        flags=0,
+        min=0.003,
+        max=20.0,
+    )
+    counts = dict(zip([*SERVED_BOUNDS, "+Inf"], explicit_histogram_point(point).bucket_counts))
+    assert {bound: count for bound, count in counts.items() if count} == {2.0**-8: 1, 2.0**-7: 2, "+Inf": 1}
 
 
 def test_neuron_monitor_names_and_labels_match_the_aws_script():

@@ -171,25 +171,37 @@ def _with_points(template: Metric, points: list[Any]) -> Metric:
     )
 
 
-def explicit_histogram_point(point: ExponentialHistogramDataPoint) -> HistogramDataPoint:
-    """The same distribution with explicit upper bounds: 0, then each positive bucket's upper bound.
+# The `le` bounds served for every latency histogram: 0, then powers of two from 2^-13 s (122 us)
+# to 2^4 s (16 s). Fixed, so a series' buckets never change between scrapes (histogram_quantile
+# needs that), and few: 20 series per histogram instead of one per exponential bucket.
+SERVED_BOUNDS = [0.0] + [2.0**power for power in range(-13, 5)]
+_LOWEST_POWER = -13
 
-    Values in the negative range are counted in the first bucket (latencies and sizes are never
-    negative in this monitor).
+
+def explicit_histogram_point(point: ExponentialHistogramDataPoint) -> HistogramDataPoint:
+    """The same distribution counted into SERVED_BOUNDS, exactly.
+
+    A base-2 exponential bucket of scale s >= 0 lies inside one power-of-two range (its index
+    shifted right by s), so each count lands in the bucket of its true upper bound; values below
+    the first bound count there, above the last in +Inf. Negative values (never produced by this
+    monitor) count in the first bucket.
     """
-    base = 2.0 ** (2.0**-point.scale)
-    counts = list(point.positive.bucket_counts)
-    bounds = [0.0] + [base ** (point.positive.offset + index + 1) for index in range(len(counts))]
-    negative = sum(point.negative.bucket_counts)
-    bucket_counts = [point.zero_count + negative] + counts + [0]
+    counts = [0] * (len(SERVED_BOUNDS) + 1)
+    counts[0] = point.zero_count + sum(point.negative.bucket_counts)
+    for index, count in enumerate(point.positive.bucket_counts, start=point.positive.offset):
+        if count:
+            power = index >> point.scale if point.scale >= 0 else index << -point.scale
+            # Values of this bucket are <= 2^(power + 1): that bound's position, clamped to the range.
+            position = min(max(power + 1 - _LOWEST_POWER + 1, 1), len(SERVED_BOUNDS))
+            counts[position] += count
     return HistogramDataPoint(
         attributes=point.attributes,
         start_time_unix_nano=point.start_time_unix_nano,
         time_unix_nano=point.time_unix_nano,
         count=point.count,
         sum=point.sum,
-        bucket_counts=bucket_counts,
-        explicit_bounds=bounds,
+        bucket_counts=counts,
+        explicit_bounds=list(SERVED_BOUNDS),
         min=point.min,
         max=point.max,
         exemplars=list(getattr(point, "exemplars", []) or []),
