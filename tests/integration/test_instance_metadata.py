@@ -8,22 +8,11 @@ from pathlib import Path
 
 import pytest
 from fake_imds import GUIDE_METADATA, TOKEN, FakeImds
+from guide_example import GUIDE_FACTS
 from monitor_cli import reports, run_monitor, write_config
 
 from otel_neuron.report_schema import report_problem
 from otel_neuron.sources.instance import InstanceFacts, discover_instance, looks_like_ec2
-
-GUIDE_FACTS = InstanceFacts(
-    instance_name="My_Instance",
-    instance_id="i-0011223344556677a",
-    instance_type="inf1.xlarge",
-    instance_availability_zone="us-west-2b",
-    instance_availability_zone_id="usw2-az2",
-    instance_region="us-west-2",
-    ami_id="ami-0011223344556677b",
-    subnet_id="subnet-112233ee",
-    error="",
-)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from guide_example import GUIDE_FACTS
 
 from otel_neuron.exporters.report_json import ReportJsonExporter, merge_report, report_from_metrics
 from otel_neuron.groups.base import GroupSample, Point
@@ -34,16 +35,7 @@ PROC = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
 KIB = 1024
 T0 = 1_700_000_000_000_000_000
 
-FACTS = InstanceFacts(
-    instance_name="My_Instance",
-    instance_id="i-0011223344556677a",
-    instance_type="inf1.xlarge",
-    instance_availability_zone="us-west-2b",
-    instance_availability_zone_id="usw2-az2",
-    instance_region="us-west-2",
-    ami_id="ami-0011223344556677b",
-    subnet_id="subnet-112233ee",
-)
+FACTS = GUIDE_FACTS
 
 # By hand from the fixture: cpu0 moved 100 ticks, cpu1 300 (40 of them steal, which is in no mode).
 CPU0 = {"user": 30.0, "nice": 10.0, "system": 20.0, "idle": 35.0, "io_wait": 2.0, "irq": 1.0, "soft_irq": 2.0}

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from guide_example import GUIDE_REPORT
 
 from otel_neuron.report_schema import report_problem
-
-GUIDE_REPORT = json.loads(
-    (Path(__file__).resolve().parents[1] / "fixtures" / "guide-report.json").read_text()
-)
 
 RUNTIME = ("neuron_runtime_data", 0, "report")
 INFERENCE = (*RUNTIME, "inference_stats")

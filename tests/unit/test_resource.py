@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from guide_example import GUIDE_FACTS
 
 from otel_neuron.resource import build_resource
 from otel_neuron.sources.instance import InstanceFacts, facts_from_resource
 
-FACTS = InstanceFacts(
-    instance_name="My_Instance",
-    instance_id="i-0011223344556677a",
-    instance_type="inf1.xlarge",
-    instance_availability_zone="us-west-2b",
-    instance_availability_zone_id="usw2-az2",
-    instance_region="us-west-2",
-    ami_id="ami-0011223344556677b",
-    subnet_id="subnet-112233ee",
-)
+FACTS = GUIDE_FACTS
 
 
 @pytest.fixture(autouse=True)
