@@ -256,12 +256,3 @@ def merge_histograms(a: HistogramDelta, b: HistogramDelta) -> HistogramDelta:
         min=min(a.min, b.min),
         max=max(a.max, b.max),
     )
-
-
-def iter_points(metrics_data: MetricsData) -> Iterable[tuple[Metric, Any]]:
-    """Every (metric, data point) of a MetricsData."""
-    for resource_metrics in metrics_data.resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                for point in metric.data.data_points:
-                    yield metric, point

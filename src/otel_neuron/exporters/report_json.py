@@ -190,7 +190,6 @@ class ReportJsonExporter(MetricExporter):
         self._transform = transform
         self.report = empty_report(runtime_count)
         self.closed = False
-        self.reports_written = 0
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -213,7 +212,6 @@ class ReportJsonExporter(MetricExporter):
         except (BrokenPipeError, ValueError):  # ValueError: the stream was closed under us
             self.closed = True
             return MetricExportResult.FAILURE
-        self.reports_written += 1
         return MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

@@ -156,7 +156,3 @@ def percent(fraction: float) -> float:
 def describe_error(error: BaseException) -> str:
     text = str(error).strip()
     return text if text else type(error).__name__
-
-
-def points_where(points: Sequence[Point], key: str, value: AttributeValue) -> list[Point]:
-    return [point for point in points if point[0].get(key) == value]
