@@ -118,6 +118,7 @@ class MonitorPipeline:
         self.meter_provider = MeterProvider(metric_readers=list(sdk_readers), resource=resource)
         meter = self.meter_provider.get_meter(SCOPE.name, SCOPE.version)
         self._observed = ObservedGroups(meter, [g.group for g in self._groups])
+        self._has_sdk_readers = bool(sdk_readers)
         self.stats = PipelineStats()
 
     def run(self, stop: threading.Event, max_reports: int | None = None) -> None:
@@ -151,6 +152,8 @@ class MonitorPipeline:
         for item in collected:
             key = item.group.report_key
             self.stats.collections[key] = self.stats.collections.get(key, 0) + 1
+            if self._has_sdk_readers:  # their counters are totals of every sample, observed or not
+                self._observed.fold(item.group, item.sample)
             if item.sample.error:
                 _logger.info("%s (runtime %s): %s", key, item.group.runtime_index, item.sample.error)
         sampled = time.monotonic()

@@ -29,7 +29,7 @@ class ObservedGroups:
         self._closed = False
         self._lock = threading.Lock()
         self._totals: dict[tuple[int, str], dict[frozenset[tuple[str, Any]], Any]] = {}
-        self._seen: dict[tuple[int, str], GroupSample] = {}
+        self._seen: dict[int, GroupSample] = {}  # the last sample folded, per group
         specs: dict[str, InstrumentSpec] = {}
         for group in self._groups:
             for spec in group.instruments:
@@ -53,6 +53,24 @@ class ObservedGroups:
                 spec.name, [callback], unit=spec.unit, description=spec.description
             )
 
+    def fold(self, group: MetricGroup, sample: GroupSample) -> None:
+        """Add a sample's counter increases to the running totals, once per sample.
+
+        The monitor calls this for every sample it takes, so totals include the periods no reader
+        collected; a callback folds the group's last sample too (in-app, sampling happens there).
+        """
+        with self._lock:
+            if self._seen.get(id(group)) is sample or sample.error:
+                return
+            self._seen[id(group)] = sample
+            for spec in group.instruments:
+                if spec.kind is not Kind.COUNTER:
+                    continue
+                totals = self._totals.setdefault((id(group), spec.name), {})
+                for attributes, value in sample.points.get(spec.name, ()):
+                    attribute_key = frozenset(attributes.items())
+                    totals[attribute_key] = totals.get(attribute_key, 0) + value
+
     def _callback_for(self, spec: InstrumentSpec) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             if self._closed:
@@ -63,22 +81,16 @@ class ObservedGroups:
                 sample = group.last_sample
                 if sample is None or sample.error:
                     continue
-                points = sample.points.get(spec.name, ())
                 if spec.kind is Kind.COUNTER:
-                    points = self._running_totals(group, spec.name, sample, points)
-                for attributes, value in points:
+                    self.fold(group, sample)
+                    yield from self._totals_of(group, spec.name)
+                    continue
+                for attributes, value in sample.points.get(spec.name, ()):
                     yield Observation(value, attributes)  # type: ignore[arg-type]
 
         return observe
 
-    def _running_totals(self, group: MetricGroup, name: str, sample: GroupSample, points: Any) -> list[Any]:
-        """Fold each new sample's increases into totals exactly once, however many readers collect."""
-        key = (id(group), name)
+    def _totals_of(self, group: MetricGroup, name: str) -> list[Observation]:
         with self._lock:
-            totals = self._totals.setdefault(key, {})
-            if self._seen.get(key) is not sample:
-                for attributes, value in points:
-                    attribute_key = frozenset(attributes.items())
-                    totals[attribute_key] = totals.get(attribute_key, 0) + value
-                self._seen[key] = sample
-            return [(dict(attribute_key), total) for attribute_key, total in totals.items()]
+            totals = self._totals.get((id(group), name), {})
+            return [Observation(total, dict(attribute_key)) for attribute_key, total in totals.items()]
