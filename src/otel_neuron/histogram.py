@@ -164,3 +164,34 @@ def exact_percentile(values: Sequence[float], q: float) -> float:
 
 def _clamp(value: float, histogram: HistogramDelta) -> float:
     return min(max(value, histogram.min), histogram.max)
+
+
+def merge_histograms(first: HistogramDelta | None, second: HistogramDelta | None) -> HistogramDelta | None:
+    """The histogram of both periods' values, at the coarser scale of the two (None: no values)."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    scale = min(first.scale, second.scale)
+    buckets: dict[int, int] = {}
+    for histogram in (first, second):
+        shift = histogram.scale - scale
+        for position, bucket_count in enumerate(histogram.bucket_counts):
+            if bucket_count:
+                index = (histogram.offset + position) >> shift
+                buckets[index] = buckets.get(index, 0) + bucket_count
+    if buckets:
+        offset = min(buckets)
+        counts = tuple(buckets.get(index, 0) for index in range(offset, max(buckets) + 1))
+    else:
+        offset, counts = 0, ()
+    return HistogramDelta(
+        scale=scale,
+        zero_count=first.zero_count + second.zero_count,
+        offset=offset,
+        bucket_counts=counts,
+        count=first.count + second.count,
+        sum=first.sum + second.sum,
+        min=min(first.min, second.min),
+        max=max(first.max, second.max),
+    )

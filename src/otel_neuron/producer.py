@@ -44,6 +44,7 @@ from otel_neuron.groups.base import (
     Point,
     PointValue,
 )
+from otel_neuron.histogram import merge_histograms
 
 SCOPE = InstrumentationScope("otel_neuron", __version__)
 
@@ -228,31 +229,7 @@ def _histogram_point(
 
 def _add(total: PointValue, delta: PointValue) -> PointValue:
     if isinstance(total, HistogramDelta) and isinstance(delta, HistogramDelta):
-        return merge_histograms(total, delta)
+        merged = merge_histograms(total, delta)
+        assert merged is not None  # both are histograms
+        return merged
     return total + delta  # type: ignore[operator]
-
-
-def merge_histograms(a: HistogramDelta, b: HistogramDelta) -> HistogramDelta:
-    """Sum two exponential histograms of the same scale (the runtime protocol fixes the scale)."""
-    if a.count == 0:
-        return b
-    if b.count == 0:
-        return a
-    if a.scale != b.scale:
-        raise ValueError(f"cannot merge histograms of scales {a.scale} and {b.scale}")
-    offset = min(a.offset, b.offset)
-    end = max(a.offset + len(a.bucket_counts), b.offset + len(b.bucket_counts))
-    counts = [0] * (end - offset)
-    for histogram in (a, b):
-        for index, count in enumerate(histogram.bucket_counts, start=histogram.offset - offset):
-            counts[index] += count
-    return HistogramDelta(
-        scale=a.scale,
-        zero_count=a.zero_count + b.zero_count,
-        offset=offset,
-        bucket_counts=tuple(counts),
-        count=a.count + b.count,
-        sum=a.sum + b.sum,
-        min=min(a.min, b.min),
-        max=max(a.max, b.max),
-    )

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_neuron.histogram import percentiles
-from otel_neuron.sources.percentile_histogram import histogram_from_percentiles, merge_histograms
+from otel_neuron.histogram import merge_histograms, percentiles
+from otel_neuron.sources.percentile_histogram import histogram_from_percentiles
 
 GIVEN = {"p0": 0.011, "p1": 0.0111, "p25": 0.012, "p50": 0.013, "p75": 0.014, "p99": 0.018, "p100": 0.02}
 

@@ -43,6 +43,7 @@ from typing import IO, Any
 from urllib.parse import parse_qs
 
 from otel_neuron.groups.base import HistogramDelta
+from otel_neuron.histogram import merge_histograms
 from otel_neuron.sources.neuron_monitor_report import (
     CoreCounters,
     ExecutionStats,
@@ -54,7 +55,7 @@ from otel_neuron.sources.neuron_monitor_report import (
     RuntimeReport,
     RuntimeVcpu,
 )
-from otel_neuron.sources.percentile_histogram import histogram_from_percentiles, merge_histograms
+from otel_neuron.sources.percentile_histogram import histogram_from_percentiles
 
 _logger = logging.getLogger(__name__)
 
