@@ -124,14 +124,14 @@ class MonitorPipeline:
 
     def run(self, stop: threading.Event, max_reports: int | None = None) -> None:
         """Collect and export until `stop` is set, the output is closed, or `max_reports` were made."""
+        # What exists now (modules, groups, exporters) lives as long as the monitor: keep it out of
+        # every future collection, which then only walks the few objects a tick leaves behind.
+        gc.collect()
+        gc.freeze()
         # Runtime baselines may wait on a slow runtime; the system groups' are taken last, right
         # before the schedule starts, so their first period is the configured one.
         for scheduled in sorted(self._groups, key=lambda g: g.group.runtime_index is None):
             scheduled.group.prime()
-        # What exists now (modules, channels, groups) lives as long as the monitor: keep it out of
-        # every future collection, which then only walks the few objects a tick leaves behind.
-        gc.collect()
-        gc.freeze()
         schedule = FixedRateSchedule({g.period for g in self._groups}, time.monotonic())
         while not stop.is_set():
             delay = schedule.next_due() - time.monotonic()
