@@ -17,7 +17,7 @@ class SnapshotRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("protocol_version", "runtime_id", "pid", "start_time_unix_nano", "time_unix_nano", "uptime_nano", "vcpu_count", "cores", "runtime_memory", "models", "cpu", "inferences", "errors", "total_latency", "device_latency", "devices", "epoch", "oldest_epoch", "latency_windows")
+    __slots__ = ("protocol_version", "runtime_id", "pid", "start_time_unix_nano", "time_unix_nano", "uptime_nano", "vcpu_count", "cores", "runtime_memory", "models", "cpu", "inferences", "errors", "total_latency", "device_latency", "devices", "epoch", "oldest_epoch", "latency_windows", "snapshot_socket")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class Snapshot(_message.Message):
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     OLDEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
     LATENCY_WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_SOCKET_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     runtime_id: str
     pid: int
@@ -56,7 +57,8 @@ class Snapshot(_message.Message):
     epoch: int
     oldest_epoch: int
     latency_windows: _containers.RepeatedCompositeFieldContainer[LatencyWindow]
-    def __init__(self, protocol_version: _Optional[int] = ..., runtime_id: _Optional[str] = ..., pid: _Optional[int] = ..., start_time_unix_nano: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., uptime_nano: _Optional[int] = ..., vcpu_count: _Optional[int] = ..., cores: _Optional[_Iterable[_Union[NeuronCore, _Mapping]]] = ..., runtime_memory: _Optional[_Union[MemoryUsage, _Mapping]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., cpu: _Optional[_Union[CpuTime, _Mapping]] = ..., inferences: _Optional[_Union[InferenceTotals, _Mapping]] = ..., errors: _Optional[_Union[ErrorTotals, _Mapping]] = ..., total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceEcc, _Mapping]]] = ..., epoch: _Optional[int] = ..., oldest_epoch: _Optional[int] = ..., latency_windows: _Optional[_Iterable[_Union[LatencyWindow, _Mapping]]] = ...) -> None: ...
+    snapshot_socket: str
+    def __init__(self, protocol_version: _Optional[int] = ..., runtime_id: _Optional[str] = ..., pid: _Optional[int] = ..., start_time_unix_nano: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., uptime_nano: _Optional[int] = ..., vcpu_count: _Optional[int] = ..., cores: _Optional[_Iterable[_Union[NeuronCore, _Mapping]]] = ..., runtime_memory: _Optional[_Union[MemoryUsage, _Mapping]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., cpu: _Optional[_Union[CpuTime, _Mapping]] = ..., inferences: _Optional[_Union[InferenceTotals, _Mapping]] = ..., errors: _Optional[_Union[ErrorTotals, _Mapping]] = ..., total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceEcc, _Mapping]]] = ..., epoch: _Optional[int] = ..., oldest_epoch: _Optional[int] = ..., latency_windows: _Optional[_Iterable[_Union[LatencyWindow, _Mapping]]] = ..., snapshot_socket: _Optional[str] = ...) -> None: ...
 
 class NeuronCore(_message.Message):
     __slots__ = ("index", "device_index", "busy_seconds")

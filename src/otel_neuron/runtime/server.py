@@ -8,6 +8,9 @@ Addresses: ``unix:/path``, ``unix:///abs/path`` (unix domain socket) or ``host:p
 A unix socket is made mode 0600 (``socket_mode``) right after it is bound; a stale socket file
 left by a crashed runtime is removed first, while a socket some live process still listens on is
 an error; `stop()` removes the file. The server keeps no state per client.
+
+A runtime at a unix address also serves the same snapshots on its snapshot socket
+(``/run/neuron.sock.snapshot``, see `snapshot_socket`), which a monitor on the same host prefers.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Protocol
 import grpc
 
 from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc
+from otel_neuron.runtime.snapshot_socket import SnapshotSocketServer, snapshot_socket_path
 
 _logger = logging.getLogger(__name__)
 
@@ -51,9 +55,13 @@ def unix_socket_path(address: str) -> str | None:
 class _RuntimeMetrics(runtime_pb2_grpc.RuntimeMetricsServicer):
     def __init__(self, source: SnapshotSource) -> None:
         self._source = source
+        self.snapshot_socket = ""  # advertised in every answer once it listens
 
     def GetSnapshot(self, request: runtime_pb2.SnapshotRequest, context: Any) -> runtime_pb2.Snapshot:  # noqa: N802
-        return self._source.snapshot()
+        snapshot = self._source.snapshot()
+        if self.snapshot_socket:
+            snapshot.snapshot_socket = self.snapshot_socket
+        return snapshot
 
 
 class _SimulatorControl(runtime_pb2_grpc.SimulatorControlServicer):
@@ -82,8 +90,12 @@ class RuntimeEndpointServer:
     port: int
     _server: Any
     _socket_path: str | None
+    snapshot_socket: SnapshotSocketServer | None = None
 
     def stop(self, grace: float | None = 0.5) -> None:
+        if self.snapshot_socket is not None:
+            self.snapshot_socket.stop()
+            self.snapshot_socket = None
         self._server.stop(grace).wait()
         path = self._socket_path
         if path is not None:
@@ -105,8 +117,12 @@ def serve_runtime_endpoint(
     socket_mode: int = 0o600,
     simulator: GroundTruthSource | None = None,
     max_workers: int = 4,
+    snapshot_socket: bool = True,
 ) -> RuntimeEndpointServer:
-    """Start serving `recorder` at `address`; raises ValueError/OSError when that is impossible."""
+    """Start serving `recorder` at `address`; raises ValueError/OSError when that is impossible.
+
+    With `snapshot_socket` (and a unix address whose path leaves room for the suffix) the snapshot
+    socket is served too."""
     path = unix_socket_path(address)
     if path is not None:
         if not path:
@@ -121,7 +137,8 @@ def serve_runtime_endpoint(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="neuron-runtime-endpoint"),
         options=[("grpc.so_reuseport", 0)],
     )
-    runtime_pb2_grpc.add_RuntimeMetricsServicer_to_server(_RuntimeMetrics(recorder), server)
+    servicer = _RuntimeMetrics(recorder)
+    runtime_pb2_grpc.add_RuntimeMetricsServicer_to_server(servicer, server)
     if simulator is not None:
         runtime_pb2_grpc.add_SimulatorControlServicer_to_server(_SimulatorControl(simulator), server)
     try:
@@ -137,8 +154,29 @@ def serve_runtime_endpoint(
         except OSError as error:
             server.stop(None)
             raise OSError(f"cannot set the mode of {path}: {error.strerror}") from None
+    handle = RuntimeEndpointServer(address, port, server, path)
+    if path is not None and snapshot_socket:
+        handle.snapshot_socket = _serve_snapshot_socket(recorder, address, path, socket_mode)
+        if handle.snapshot_socket is not None:
+            servicer.snapshot_socket = handle.snapshot_socket.path
     _logger.debug("serving the runtime endpoint at %s", address)
-    return RuntimeEndpointServer(address, port, server, path)
+    return handle
+
+
+def _serve_snapshot_socket(
+    recorder: SnapshotSource, address: str, path: str, socket_mode: int
+) -> SnapshotSocketServer | None:
+    """The snapshot socket next to the gRPC one; None (gRPC only) when it cannot be had."""
+    snapshot_path = snapshot_socket_path(path)
+    if snapshot_path is None:
+        _logger.info("%s: no snapshot socket (its path would be too long); serving gRPC only", address)
+        return None
+    try:
+        _clear_stale_socket(address, snapshot_path)
+        return SnapshotSocketServer(recorder, snapshot_path, socket_mode)
+    except OSError as error:
+        _logger.warning("%s: no snapshot socket at %s (%s); serving gRPC only", address, snapshot_path, error)
+        return None
 
 
 def _clear_stale_socket(address: str, path: str) -> None:

@@ -10,10 +10,17 @@ One `RuntimeEndpoint` serves all metric groups of one runtime: `fetch()` answers
 younger than `max_age_s`, so the groups due at the same collection tick share one snapshot (and
 one failure: a hung runtime costs one deadline per tick, not one per group). Every failure is a
 `RuntimeEndpointError` whose message names the address and says what went wrong.
+
+A runtime at a `unix:` address that advertises a snapshot socket (runtime/snapshot_socket.py) is
+read there from its second fetch on, with gRPC's channel closed; whenever that socket fails the
+same fetch falls back to gRPC, whose answer (or error) is the one reported.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import logging
 import os
 import threading
 import time
@@ -26,7 +33,10 @@ import grpc.aio
 
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import PROTOCOL_VERSION
+from otel_neuron.runtime.snapshot_socket import SnapshotSocketClient, SnapshotSocketError, frame
 from otel_neuron.sources.fetch_loop import FETCH_LOOP
+
+_logger = logging.getLogger(__name__)
 
 _METHOD = "/otel_neuron.runtime.v1.RuntimeMetrics/GetSnapshot"
 _CHANNEL_OPTIONS = [
@@ -52,6 +62,7 @@ _SIM_OPTIONS = {
 
 
 _REQUEST = runtime_pb2.SnapshotRequest(protocol_version=PROTOCOL_VERSION)
+_REQUEST_FRAME = frame(_REQUEST.SerializeToString())
 
 
 class RuntimeEndpointError(Exception):
@@ -121,10 +132,13 @@ class RuntimeEndpoint:
         self._cached: runtime_pb2.Snapshot | RuntimeEndpointError | None = None
         self._cached_at = 0.0
         self._handed_over = False  # the cache holds the collector's result for the current tick
-        self._channel: grpc.Channel | None = None
-        self._call: Any = None
         self._async_channel: grpc.aio.Channel | None = None
         self._async_call: Any = None
+        self._snapshot_socket: SnapshotSocketClient | None = None
+        # (path, runtime_id) of a snapshot socket that failed: not tried again until the runtime
+        # restarts, so a socket this host cannot reach (another mount namespace) costs nothing.
+        self._failed_snapshot_socket: tuple[str, str] | None = None
+        self._runtime_id = ""
         self.simulator: Any = None
         if self.address.kind == "sim":
             from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
@@ -177,11 +191,58 @@ class RuntimeEndpoint:
         self._cached, self._cached_at = result, time.monotonic()
         self._handed_over = False
 
+    @property
+    def transport(self) -> str:
+        """How the next fetch will go: "snapshot socket", "grpc" or "simulator"."""
+        if self.simulator is not None:
+            return "simulator"
+        return "snapshot socket" if self._snapshot_socket is not None else "grpc"
+
     async def _fetch_async(self) -> runtime_pb2.Snapshot:
         path = self.address.socket_path
         if path and not os.path.exists(path):
             await self._drop_async_channel()
+            self._drop_snapshot_socket()
             raise RuntimeEndpointError(f"cannot connect to {self.address.text}: no such file")
+        if self._snapshot_socket is not None:
+            snapshot = await self._fetch_from_snapshot_socket(self._snapshot_socket)
+            if snapshot is not None:
+                return snapshot
+        snapshot = await self._fetch_grpc()
+        await self._adopt_snapshot_socket(snapshot)
+        return snapshot
+
+    async def _fetch_from_snapshot_socket(self, client: SnapshotSocketClient) -> runtime_pb2.Snapshot | None:
+        """The snapshot, or None when the socket failed (then gRPC is asked in the same fetch)."""
+        try:
+            snapshot = await client.fetch(_REQUEST_FRAME)
+        except (OSError, asyncio.IncompleteReadError, SnapshotSocketError) as error:
+            _logger.debug(
+                "%s: snapshot socket %s failed (%s); back to gRPC", self.address.text, client.path, error
+            )
+            self._failed_snapshot_socket = (client.path, self._runtime_id)
+            self._drop_snapshot_socket()
+            return None
+        self._runtime_id = snapshot.runtime_id
+        return snapshot
+
+    async def _adopt_snapshot_socket(self, snapshot: runtime_pb2.Snapshot) -> None:
+        """Read the runtime on the snapshot socket it advertises from now on (a local runtime only)."""
+        self._runtime_id = snapshot.runtime_id
+        path = snapshot.snapshot_socket
+        if self.address.kind != "unix" or not path or not os.path.isabs(path):
+            return
+        if self._failed_snapshot_socket == (path, snapshot.runtime_id):
+            return
+        self._snapshot_socket = SnapshotSocketClient(path)
+        await self._drop_async_channel()  # idle until the socket fails: no gRPC threads at work
+
+    def _drop_snapshot_socket(self) -> None:
+        client, self._snapshot_socket = self._snapshot_socket, None
+        if client is not None:
+            client.close()
+
+    async def _fetch_grpc(self) -> runtime_pb2.Snapshot:
         if self._async_call is None:
             self._async_channel = grpc.aio.insecure_channel(self.address.target, options=_CHANNEL_OPTIONS)
             self._async_call = self._async_channel.unary_unary(
@@ -206,42 +267,37 @@ class RuntimeEndpoint:
         if channel is not None:
             await channel.close()
 
+    async def _drop_async_connections(self) -> None:
+        self._drop_snapshot_socket()
+        await self._drop_async_channel()
+
     def close(self) -> None:
         with self._lock:
             if self.simulator is not None:
                 self.simulator.stop()
-            self._drop_channel()
-            if self._async_channel is not None:
-                try:
-                    FETCH_LOOP.submit(self._drop_async_channel()).result(timeout=1.0)
+            if self._async_channel is not None or self._snapshot_socket is not None:
+                try:  # both belong to the fetch loop: close them there
+                    FETCH_LOOP.submit(self._drop_async_connections()).result(timeout=1.0)
                 except Exception:  # noqa: BLE001 - closing is best effort at shutdown
                     pass
 
     def _fetch(self) -> runtime_pb2.Snapshot:
+        """One snapshot now, for a caller outside the collector's tick (the start-up baseline): on the
+        fetch loop too, so it shares the runtime's connections."""
         if self.simulator is not None:
             self.simulator.start()  # lazily: a configured but never collected runtime costs nothing
             return _checked(self.simulator.snapshot(), self.address.text)
-        path = self.address.socket_path
-        if path and not os.path.exists(path):
-            self._drop_channel()
-            raise RuntimeEndpointError(f"cannot connect to {self.address.text}: no such file")
-        if self._call is None:
-            self._channel = grpc.insecure_channel(self.address.target, options=_CHANNEL_OPTIONS)
-            self._call = self._channel.unary_unary(
-                _METHOD,
-                request_serializer=runtime_pb2.SnapshotRequest.SerializeToString,
-                response_deserializer=runtime_pb2.Snapshot.FromString,
-            )
+        future = FETCH_LOOP.submit(self.fetch_result())
         try:
-            snapshot = self._call(
-                runtime_pb2.SnapshotRequest(protocol_version=PROTOCOL_VERSION),
-                timeout=self.deadline_s,
-                wait_for_ready=False,
-            )
-        except grpc.RpcError as error:
-            self._drop_channel()  # reconnect afresh next time instead of waiting out gRPC's backoff
-            raise RuntimeEndpointError(self._describe(error)) from None
-        return _checked(snapshot, self.address.text)
+            result = future.result(timeout=self.deadline_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise RuntimeEndpointError(
+                f"no answer from {self.address.text} within {self.deadline_s:g} s"
+            ) from None
+        if isinstance(result, RuntimeEndpointError):
+            raise result
+        return result
 
     def _describe(self, error: grpc.RpcError) -> str:
         code = error.code() if hasattr(error, "code") else None
@@ -272,12 +328,6 @@ class RuntimeEndpoint:
             )
         name = code.name.lower() if code is not None else "error"
         return f"{where}: {name}: {_first_line(details)}"
-
-    def _drop_channel(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-        self._channel = None
-        self._call = None
 
 
 def _checked(snapshot: runtime_pb2.Snapshot, where: str) -> runtime_pb2.Snapshot:

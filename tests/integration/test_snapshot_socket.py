@@ -1,0 +1,191 @@
+"""The snapshot socket: a local runtime is read without gRPC, and any failure of it falls back to gRPC."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from otel_neuron.runtime import runtime_pb2
+from otel_neuron.runtime.recorder import InferenceRecorder
+from otel_neuron.runtime.server import serve_runtime_endpoint
+from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError
+
+
+@pytest.fixture
+def socket_dir(tmp_path: Path) -> Iterator[Path]:
+    short = Path(f"/tmp/ss-{os.getpid()}-{time.monotonic_ns()}")
+    short.mkdir()
+    yield short
+    for entry in short.iterdir():
+        entry.unlink()
+    short.rmdir()
+
+
+def recorded(completed: int) -> InferenceRecorder:
+    recorder = InferenceRecorder(cores=2)
+    for _ in range(completed):
+        recorder.record("resnet", "completed", 0.010, 0.008)
+    return recorder
+
+
+def test_a_local_runtime_is_read_on_its_snapshot_socket_after_the_first_grpc_answer(socket_dir: Path) -> None:
+    recorder = recorded(3)
+    server = serve_runtime_endpoint(recorder, f"unix:{socket_dir}/rt.sock")
+    endpoint = RuntimeEndpoint(f"unix:{socket_dir}/rt.sock", deadline_s=2.0, max_age_s=0.0)
+    try:
+        snapshot_path = f"{socket_dir}/rt.sock.snapshot"
+        assert stat.S_IMODE(os.stat(snapshot_path).st_mode) == 0o600
+        first = endpoint.fetch()
+        assert first.snapshot_socket == snapshot_path
+        assert endpoint.transport == "snapshot socket"
+        recorder.record("resnet", "completed", 0.020, 0.015)
+        second = endpoint.fetch()
+        # Same runtime, same cumulative state, and each answer closed one epoch, as over gRPC.
+        assert second.runtime_id == first.runtime_id
+        assert second.inferences.completed == 4
+        assert second.epoch == first.epoch + 1
+        assert endpoint.transport == "snapshot socket"
+    finally:
+        endpoint.close()
+        server.stop()
+    assert not os.path.exists(snapshot_path)
+
+
+def test_a_stopped_runtime_is_the_grpc_error_and_a_restarted_one_is_read_again(socket_dir: Path) -> None:
+    address = f"unix:{socket_dir}/rt.sock"
+    server = serve_runtime_endpoint(recorded(1), address)
+    endpoint = RuntimeEndpoint(address, deadline_s=1.0, max_age_s=0.0)
+    try:
+        endpoint.fetch()
+        endpoint.fetch()
+        assert endpoint.transport == "snapshot socket"
+        server.stop()
+        with pytest.raises(RuntimeEndpointError, match=f"cannot connect to {address}: no such file"):
+            endpoint.fetch()
+        server = serve_runtime_endpoint(recorded(7), address)
+        restarted = endpoint.fetch()
+        assert restarted.inferences.completed == 7
+        endpoint.fetch()
+        assert endpoint.transport == "snapshot socket"
+    finally:
+        endpoint.close()
+        server.stop()
+
+
+class FakeSnapshotSocket:
+    """A unix socket that answers each connection with `answer` (or never, when None)."""
+
+    def __init__(self, path: str, answer: bytes | None) -> None:
+        self.path = path
+        self.connections = 0
+        self._answer = answer
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(path)
+        self._listener.listen()
+        self._accepted: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._accepted.append(connection)
+            connection.recv(64)
+            if self._answer is not None:
+                connection.sendall(self._answer)
+                connection.close()
+
+    def close(self) -> None:
+        self._listener.close()
+        for connection in self._accepted:
+            connection.close()
+
+
+class Advertising:
+    """A recorder whose snapshots advertise someone else's snapshot socket."""
+
+    def __init__(self, recorder: InferenceRecorder, path: str) -> None:
+        self._recorder = recorder
+        self._path = path
+
+    def snapshot(self) -> runtime_pb2.Snapshot:
+        snapshot = self._recorder.snapshot()
+        snapshot.snapshot_socket = self._path
+        return snapshot
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"\x00\x00\x00\x05garbage", struct.pack(">I", 1 << 30), b"\x00\x00"],
+    ids=["not a snapshot", "absurd length", "hangs up mid-frame"],
+)
+def test_a_snapshot_socket_answering_garbage_falls_back_to_grpc_for_good(
+    socket_dir: Path, answer: bytes
+) -> None:
+    fake = FakeSnapshotSocket(f"{socket_dir}/fake.snapshot", answer)
+    address = f"unix:{socket_dir}/rt.sock"
+    server = serve_runtime_endpoint(Advertising(recorded(2), fake.path), address, snapshot_socket=False)
+    endpoint = RuntimeEndpoint(address, deadline_s=2.0, max_age_s=0.0)
+    try:
+        endpoint.fetch()
+        assert endpoint.transport == "snapshot socket"
+        # The fake fails; the same fetch is answered over gRPC, and the fake is not tried again.
+        assert endpoint.fetch().inferences.completed == 2
+        assert endpoint.transport == "grpc"
+        assert endpoint.fetch().inferences.completed == 2
+        assert fake.connections == 1
+    finally:
+        endpoint.close()
+        server.stop()
+        fake.close()
+
+
+def test_a_hung_snapshot_socket_is_a_deadline_error_not_a_hang(socket_dir: Path) -> None:
+    fake = FakeSnapshotSocket(f"{socket_dir}/fake.snapshot", None)
+    address = f"unix:{socket_dir}/rt.sock"
+    server = serve_runtime_endpoint(Advertising(recorded(2), fake.path), address, snapshot_socket=False)
+    endpoint = RuntimeEndpoint(address, deadline_s=0.3, max_age_s=0.0)
+    try:
+        endpoint.fetch()
+        started = time.monotonic()
+        with pytest.raises(RuntimeEndpointError, match=f"no answer from {address} within 0.3 s"):
+            endpoint.fetch()
+        assert time.monotonic() - started < 1.0
+    finally:
+        endpoint.close()
+        server.stop()
+        fake.close()
+
+
+def test_the_server_hangs_up_on_a_request_that_is_not_its_protocol(socket_dir: Path) -> None:
+    server = serve_runtime_endpoint(recorded(1), f"unix:{socket_dir}/rt.sock")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(2.0)
+            client.connect(f"{socket_dir}/rt.sock.snapshot")
+            client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            assert client.recv(64) == b""
+    finally:
+        server.stop()
+
+
+def test_a_tcp_runtime_advertises_no_snapshot_socket() -> None:
+    server = serve_runtime_endpoint(recorded(1), "127.0.0.1:0")
+    endpoint = RuntimeEndpoint(f"127.0.0.1:{server.port}", deadline_s=2.0, max_age_s=0.0)
+    try:
+        assert endpoint.fetch().snapshot_socket == ""
+        assert endpoint.transport == "grpc"
+    finally:
+        endpoint.close()
+        server.stop()
