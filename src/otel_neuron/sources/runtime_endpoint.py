@@ -18,7 +18,6 @@ same fetch falls back to gRPC, whose answer (or error) is the one reported.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
 import os
@@ -216,7 +215,7 @@ class RuntimeEndpoint:
         """The snapshot, or None when the socket failed (then gRPC is asked in the same fetch)."""
         try:
             snapshot = await client.fetch(_REQUEST_FRAME)
-        except (OSError, asyncio.IncompleteReadError, SnapshotSocketError) as error:
+        except (OSError, SnapshotSocketError) as error:
             _logger.debug(
                 "%s: snapshot socket %s failed (%s); back to gRPC", self.address.text, client.path, error
             )
