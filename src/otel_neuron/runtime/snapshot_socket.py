@@ -10,7 +10,6 @@ monitor about a sixth of a gRPC call's CPU, which at 16 runtimes a second is mos
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -39,8 +38,8 @@ class SnapshotSource(Protocol):
     def snapshot(self) -> runtime_pb2.Snapshot: ...
 
 
-class SnapshotSocketError(Exception):
-    """The snapshot socket did not answer with a well-formed frame."""
+class SnapshotSocketError(ConnectionError):
+    """The snapshot socket's connection is unusable: it carried something that is not an answer."""
 
 
 def frame(payload: bytes) -> bytes:
@@ -126,102 +125,71 @@ class SnapshotSocketServer:
                 os.unlink(self.path)
 
 
-class SnapshotSocketClient:
-    """The monitor's connection to one snapshot socket, used from one asyncio event loop."""
+class SnapshotConnection:
+    """The monitor's connection to one snapshot socket: non-blocking, so one thread can wait on many.
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._transport: asyncio.BaseTransport | None = None
-        self._frames: _AnswerFrames | None = None
-        self._turn = asyncio.Lock()  # one request in flight: answers carry no request id
-
-    async def fetch(self, request: bytes) -> runtime_pb2.Snapshot:
-        """One snapshot; OSError or SnapshotSocketError when the socket fails. Cancelled mid-answer,
-        the connection is dropped: its next bytes would be that answer."""
-        async with self._turn:
-            try:
-                body = await self._exchange(request)
-            except BaseException:
-                self.close()
-                raise
-        try:
-            return runtime_pb2.Snapshot.FromString(body)
-        except DecodeError:
-            self.close()
-            raise SnapshotSocketError(f"{self.path}: the answer is not a snapshot") from None
-
-    async def _exchange(self, request: bytes) -> bytes:
-        loop = asyncio.get_running_loop()
-        if self._transport is None or self._frames is None:
-            self._transport, self._frames = await loop.create_unix_connection(
-                lambda: _AnswerFrames(self.path), self.path
-            )
-        answer = self._frames.expect(loop)
-        self._transport.write(request)  # type: ignore[attr-defined]
-        return await answer
-
-    def close(self) -> None:
-        transport, self._transport, self._frames = self._transport, None, None
-        if transport is not None:
-            transport.close()
-
-
-class _AnswerFrames(asyncio.BufferedProtocol):
-    """Receives length-prefixed answers straight into one reusable buffer.
-
-    asyncio's StreamReader costs about twice as much per fetch: two awaits per frame and a fresh
-    256 KiB receive buffer per read; here a fetch is one future and usually one recv_into.
+    `send_request()` sends (connecting first if need be) and returns the socket to wait on;
+    `receive()` reads what has arrived into one reusable buffer and returns the Snapshot once its
+    frame is whole. An asyncio event loop costs about twice as much per fetch (bench_monitor).
     """
 
     def __init__(self, path: str) -> None:
-        self._path = path
+        self.path = path
+        self._socket: socket.socket | None = None
         self._buffer = bytearray(64 << 10)
         self._filled = 0
-        self._answer: asyncio.Future[bytes] | None = None
-        self._transport: asyncio.BaseTransport | None = None
-        self._broken: Exception | None = None
+        self._awaiting = False  # a request whose answer has not been read whole
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
+    def send_request(self, request: bytes) -> socket.socket:
+        """OSError when the socket cannot be reached."""
+        if self._awaiting:  # its answer may still come: this connection's next bytes are unknowable
+            self.close()
+        if self._socket is None:
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.setblocking(False)
+            try:
+                connection.connect(self.path)
+            except OSError:
+                connection.close()
+                raise
+            self._socket = connection
+        self._filled = 0
+        if self._socket.send(request) != len(request):
+            raise SnapshotSocketError(f"{self.path} does not read its requests")
+        self._awaiting = True
+        return self._socket
 
-    def expect(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bytes]:
-        """The future of the next answer (failed already if the connection is broken)."""
-        self._answer = loop.create_future()
-        if self._broken is not None:
-            self._answer.set_exception(self._broken)
-        return self._answer
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self._broken is not None:  # draining a connection given up on
-            return memoryview(bytearray(4096))
-        return memoryview(self._buffer)[self._filled :]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self._broken is not None:
-            return
-        self._filled += nbytes
+    def receive(self) -> runtime_pb2.Snapshot | None:
+        """The snapshot once its frame is whole, None while more is due; OSError (SnapshotSocketError
+        included) when the connection failed or carried something that is not an answer."""
+        if self._socket is None:
+            raise SnapshotSocketError(f"{self.path}: no request was sent")
+        try:
+            received = self._socket.recv_into(memoryview(self._buffer)[self._filled :])
+        except BlockingIOError:
+            return None
+        if received == 0:
+            raise ConnectionResetError(f"{self.path} hung up")
+        self._filled += received
         if self._filled < _HEADER.size:
-            return
+            return None
         (length,) = _HEADER.unpack_from(self._buffer)
         end = _HEADER.size + length
         if length > MAX_SNAPSHOT_BYTES:
-            self._fail(SnapshotSocketError(f"{self._path}: a frame of {length} bytes is not a snapshot"))
-        elif self._filled > end or self._answer is None or self._answer.done():
-            self._fail(SnapshotSocketError(f"{self._path}: sent bytes nobody asked for"))
-        elif end > len(self._buffer):
-            # A bigger snapshot than any before: a new buffer (the one being filled is still exported).
+            raise SnapshotSocketError(f"{self.path}: a frame of {length} bytes is not a snapshot")
+        if end > len(self._buffer):  # a bigger snapshot than any before
             self._buffer = self._buffer[: self._filled] + bytes(end - self._filled)
-        elif self._filled == end:
-            self._filled = 0
-            self._answer.set_result(bytes(memoryview(self._buffer)[_HEADER.size : end]))
+        if self._filled < end:
+            return None
+        if self._filled > end:
+            raise SnapshotSocketError(f"{self.path} sent bytes nobody asked for")
+        self._awaiting = False
+        try:
+            return runtime_pb2.Snapshot.FromString(bytes(memoryview(self._buffer)[_HEADER.size : end]))
+        except DecodeError:
+            raise SnapshotSocketError(f"{self.path}: the answer is not a snapshot") from None
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(exc or ConnectionResetError(f"{self._path} hung up"))
-
-    def _fail(self, error: Exception) -> None:
-        if self._broken is None:
-            self._broken = error
-            if self._transport is not None:
-                self._transport.close()
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_exception(error)
+    def close(self) -> None:
+        connection, self._socket, self._awaiting = self._socket, None, False
+        if connection is not None:
+            connection.close()

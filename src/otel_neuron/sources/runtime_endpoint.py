@@ -18,9 +18,9 @@ same fetch falls back to gRPC, whose answer (or error) is the one reported.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ import grpc.aio
 
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import PROTOCOL_VERSION
-from otel_neuron.runtime.snapshot_socket import SnapshotSocketClient, SnapshotSocketError, frame
+from otel_neuron.runtime.snapshot_socket import SnapshotConnection, frame
 from otel_neuron.sources.fetch_loop import FETCH_LOOP
 
 _logger = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class RuntimeEndpoint:
         self._handed_over = False  # the cache holds the collector's result for the current tick
         self._async_channel: grpc.aio.Channel | None = None
         self._async_call: Any = None
-        self._snapshot_socket: SnapshotSocketClient | None = None
+        self._snapshot_socket: SnapshotConnection | None = None
         # (path, runtime_id) of a snapshot socket that failed: not tried again until the runtime
         # restarts, so a socket this host cannot reach (another mount namespace) costs nothing.
         self._failed_snapshot_socket: tuple[str, str] | None = None
@@ -197,32 +197,51 @@ class RuntimeEndpoint:
             return "simulator"
         return "snapshot socket" if self._snapshot_socket is not None else "grpc"
 
+    def begin_direct(self) -> socket.socket | None:
+        """Send this tick's request on the runtime's snapshot socket (None: fetch over gRPC)."""
+        connection = self._snapshot_socket
+        if connection is None:
+            return None
+        try:
+            return connection.send_request(_REQUEST_FRAME)
+        except OSError as error:
+            self._give_up_snapshot_socket(error)
+            return None
+
+    def receive_direct(self) -> runtime_pb2.Snapshot | RuntimeEndpointError | None:
+        """The checked snapshot once whole, None while more is due; OSError when the socket failed."""
+        connection = self._snapshot_socket
+        if connection is None:
+            raise ConnectionResetError(f"{self.address.text}: no snapshot socket")
+        try:
+            snapshot = connection.receive()
+        except OSError as error:
+            self._give_up_snapshot_socket(error)
+            raise
+        if snapshot is None:
+            return None
+        self._runtime_id = snapshot.runtime_id
+        try:
+            return _checked(snapshot, self.address.text)
+        except RuntimeEndpointError as error:
+            return error
+
+    def _give_up_snapshot_socket(self, error: OSError) -> None:
+        """Back to gRPC, for this fetch and until the runtime restarts (a new runtime_id)."""
+        connection, self._snapshot_socket = self._snapshot_socket, None
+        if connection is not None:
+            _logger.debug("%s: snapshot socket failed (%s); back to gRPC", self.address.text, error)
+            self._failed_snapshot_socket = (connection.path, self._runtime_id)
+            connection.close()
+
     async def _fetch_async(self) -> runtime_pb2.Snapshot:
         path = self.address.socket_path
         if path and not os.path.exists(path):
             await self._drop_async_channel()
             self._drop_snapshot_socket()
             raise RuntimeEndpointError(f"cannot connect to {self.address.text}: no such file")
-        if self._snapshot_socket is not None:
-            snapshot = await self._fetch_from_snapshot_socket(self._snapshot_socket)
-            if snapshot is not None:
-                return snapshot
         snapshot = await self._fetch_grpc()
         await self._adopt_snapshot_socket(snapshot)
-        return snapshot
-
-    async def _fetch_from_snapshot_socket(self, client: SnapshotSocketClient) -> runtime_pb2.Snapshot | None:
-        """The snapshot, or None when the socket failed (then gRPC is asked in the same fetch)."""
-        try:
-            snapshot = await client.fetch(_REQUEST_FRAME)
-        except (OSError, SnapshotSocketError) as error:
-            _logger.debug(
-                "%s: snapshot socket %s failed (%s); back to gRPC", self.address.text, client.path, error
-            )
-            self._failed_snapshot_socket = (client.path, self._runtime_id)
-            self._drop_snapshot_socket()
-            return None
-        self._runtime_id = snapshot.runtime_id
         return snapshot
 
     async def _adopt_snapshot_socket(self, snapshot: runtime_pb2.Snapshot) -> None:
@@ -231,15 +250,15 @@ class RuntimeEndpoint:
         path = snapshot.snapshot_socket
         if self.address.kind != "unix" or not path or not os.path.isabs(path):
             return
-        if self._failed_snapshot_socket == (path, snapshot.runtime_id):
+        if self._failed_snapshot_socket == (path, snapshot.runtime_id) or self._snapshot_socket is not None:
             return
-        self._snapshot_socket = SnapshotSocketClient(path)
+        self._snapshot_socket = SnapshotConnection(path)
         await self._drop_async_channel()  # idle until the socket fails: no gRPC threads at work
 
     def _drop_snapshot_socket(self) -> None:
-        client, self._snapshot_socket = self._snapshot_socket, None
-        if client is not None:
-            client.close()
+        connection, self._snapshot_socket = self._snapshot_socket, None
+        if connection is not None:
+            connection.close()
 
     async def _fetch_grpc(self) -> runtime_pb2.Snapshot:
         if self._async_call is None:
@@ -266,37 +285,29 @@ class RuntimeEndpoint:
         if channel is not None:
             await channel.close()
 
-    async def _drop_async_connections(self) -> None:
-        self._drop_snapshot_socket()
-        await self._drop_async_channel()
-
     def close(self) -> None:
         with self._lock:
             if self.simulator is not None:
                 self.simulator.stop()
-            if self._async_channel is not None or self._snapshot_socket is not None:
-                try:  # both belong to the fetch loop: close them there
-                    FETCH_LOOP.submit(self._drop_async_connections()).result(timeout=1.0)
+            self._drop_snapshot_socket()
+            if self._async_channel is not None:
+                try:  # the channel belongs to the fetch loop: close it there
+                    FETCH_LOOP.submit(self._drop_async_channel()).result(timeout=1.0)
                 except Exception:  # noqa: BLE001 - closing is best effort at shutdown
                     pass
 
     def _fetch(self) -> runtime_pb2.Snapshot:
-        """One snapshot now, for a caller outside the collector's tick (the start-up baseline): on the
-        fetch loop too, so it shares the runtime's connections."""
+        """One snapshot now, for a caller outside the collector's tick (the start-up baseline), the
+        way the collector fetches it (same connections)."""
         if self.simulator is not None:
             self.simulator.start()  # lazily: a configured but never collected runtime costs nothing
             return _checked(self.simulator.snapshot(), self.address.text)
-        future = FETCH_LOOP.submit(self.fetch_result())
-        try:
-            result = future.result(timeout=self.deadline_s)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise RuntimeEndpointError(
-                f"no answer from {self.address.text} within {self.deadline_s:g} s"
-            ) from None
+        (result,) = FETCH_LOOP.start([self]).results(time.monotonic() + self.deadline_s)
+        if isinstance(result, runtime_pb2.Snapshot):
+            return result
         if isinstance(result, RuntimeEndpointError):
             raise result
-        return result
+        raise RuntimeEndpointError(f"no answer from {self.address.text} within {self.deadline_s:g} s")
 
     def _describe(self, error: grpc.RpcError) -> str:
         code = error.code() if hasattr(error, "code") else None
