@@ -151,8 +151,8 @@ def thread_cpu_ns(since: dict[str, int] | None = None) -> dict[str, int]:
             kind = "gRPC core threads"
         else:
             kind = {
-                "MainThread": "main thread (sample, produce, report)",
-                "otel-neuron-fetch": "fetch loop (grpc.aio)",
+                "MainThread": "main thread (read sockets, sample, report)",
+                "otel-neuron-fetch": "fetch loop (asyncio: gRPC, sim:)",
             }.get(python_name, "other Python threads (aio poller...)")
         totals[kind] = totals.get(kind, 0) + nanoseconds
     if since is not None:
