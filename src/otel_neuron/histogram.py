@@ -15,7 +15,7 @@ import math
 import operator
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from itertools import accumulate
+from itertools import accumulate, compress, count
 
 from otel_neuron.groups.base import HistogramDelta
 
@@ -45,8 +45,8 @@ def dense_buckets(counts: Mapping[int, int]) -> tuple[int, list[int]]:
         return 0, []
     low, high = min(counts), max(counts)
     dense = [0] * (high - low + 1)
-    for index, count in counts.items():
-        dense[index - low] += count
+    for index, bucket_count in counts.items():
+        dense[index - low] += bucket_count
     return low, dense
 
 
@@ -61,17 +61,16 @@ def subtract_buckets(
     now = _padded(counts, offset - low, width)
     before = _padded(previous_counts, previous_offset - low, width)
     # Whole-list passes rather than a Python loop per bucket: a warm histogram has hundreds of
-    # buckets, few of which changed in a period. Comparing makes no new objects; only the span
-    # between the first and the last changed bucket is subtracted, and it is the trimmed result.
-    changed = list(map(operator.ne, now, before))
-    if True not in changed:
+    # buckets, few of which changed in a period. The first and the last changed bucket are found
+    # by compress(), which stops at the first nonzero difference from either end.
+    if now == before:
         return 0, ()
-    first = changed.index(True)
-    last = width - 1 - changed[::-1].index(True)
-    result = tuple(map(operator.sub, now[first : last + 1], before[first : last + 1]))
-    if min(result) < 0:
+    differences = list(map(operator.sub, now, before))
+    if min(differences) < 0:
         return None
-    return low + first, result
+    first = next(compress(count(), differences))
+    last = width - 1 - next(compress(count(), reversed(differences)))
+    return low + first, tuple(differences[first : last + 1])
 
 
 def _padded(counts: Sequence[int], lead: int, width: int) -> list[int]:

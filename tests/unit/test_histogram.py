@@ -96,3 +96,35 @@ def test_subtracting_cumulative_buckets_with_different_offsets() -> None:
 def test_a_bucket_going_down_is_a_reset() -> None:
     assert subtract_buckets(5, [1, 0], 5, [1, 1]) is None
     assert subtract_buckets(6, [1], 5, [1]) is None
+
+
+def naive_subtraction(
+    offset: int, counts: list[int], previous_offset: int, previous: list[int]
+) -> tuple[int, tuple[int, ...]] | None:
+    """Bucket by bucket over the union of both ranges, trimmed of zero ends."""
+    if not previous:
+        previous_offset = offset
+    indexes = range(min(offset, previous_offset), max(offset + len(counts), previous_offset + len(previous)))
+    now = {offset + i: c for i, c in enumerate(counts)}
+    before = {previous_offset + i: c for i, c in enumerate(previous)}
+    differences = [now.get(index, 0) - before.get(index, 0) for index in indexes]
+    if any(difference < 0 for difference in differences):
+        return None
+    changed = [i for i, difference in enumerate(differences) if difference]
+    if not changed:
+        return 0, ()
+    return indexes[changed[0]], tuple(differences[changed[0] : changed[-1] + 1])
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(-5, 5),
+    st.lists(st.integers(0, 3), max_size=12),
+    st.integers(-5, 5),
+    st.lists(st.integers(0, 3), max_size=12),
+)
+def test_subtraction_agrees_with_a_bucket_by_bucket_reference(
+    offset: int, counts: list[int], previous_offset: int, previous: list[int]
+) -> None:
+    expected = naive_subtraction(offset, counts, previous_offset, previous)
+    assert subtract_buckets(offset, counts, previous_offset, previous) == expected

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from pathlib import Path
 
 import psutil
@@ -14,7 +15,7 @@ import pytest
 from guide_example import GUIDE_FACTS
 
 from otel_neuron.exporters.report_json import ReportJsonExporter, merge_report, report_from_metrics
-from otel_neuron.groups.base import GroupSample, Point
+from otel_neuron.groups.base import GroupSample, Point, PointColumns
 from otel_neuron.groups.system import (
     CONTEXT_SWITCHES,
     CPU_COUNT,
@@ -22,6 +23,7 @@ from otel_neuron.groups.system import (
     MEMORY_LIMIT,
     MEMORY_USAGE,
     PAGING_USAGE,
+    SEMCONV_CPU_MODE,
     MemoryInfoGroup,
     VcpuUsageGroup,
 )
@@ -29,7 +31,7 @@ from otel_neuron.producer import Collected, MetricsDataProducer
 from otel_neuron.report_schema import report_problem
 from otel_neuron.resource import build_resource
 from otel_neuron.sources.instance import InstanceFacts
-from otel_neuron.sources.procfs import read_cpu_times, read_memory
+from otel_neuron.sources.procfs import CPU_MODES, read_cpu_times, read_memory
 
 PROC = Path(__file__).resolve().parents[1] / "fixtures" / "proc"
 KIB = 1024
@@ -102,6 +104,23 @@ def test_first_sample_after_the_baseline_gives_the_hand_computed_percentages(
     assert body["average_usage"] == AVERAGE
     assert body["context_switch_count"] == 12345
     assert body["error"] == ""
+
+
+def test_the_sampled_points_are_pairs_and_become_sdk_points_for_otlp(monkeypatch: pytest.MonkeyPatch) -> None:
+    group = VcpuUsageGroup(read=stepping_reader(monkeypatch))
+    group.prime()
+    sample = group.sample()
+    pairs = list(sample.points[CPU_UTILIZATION.name])
+    assert len(pairs) == 14 and pairs[0] == ({"cpu.logical_number": 0, "cpu.mode": "user"}, 0.3)
+    assert sample.points[CPU_UTILIZATION.name][1] == pairs[1] and sample.points[CPU_UTILIZATION.name] == pairs
+
+    data = MetricsDataProducer(build_resource(FACTS)).produce([Collected(group, sample)])
+    metrics = {metric.name: metric for metric in data.resource_metrics[0].scope_metrics[0].metrics}
+    points = list(metrics[CPU_UTILIZATION.name].data.data_points)
+    assert [(dict(point.attributes), point.value) for point in points] == pairs
+    assert {point.time_unix_nano - point.start_time_unix_nano for point in points} == {
+        int(sample.period * 1e9)
+    }
 
 
 def test_a_vcpu_without_steal_sums_to_100_and_steal_is_in_no_mode(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,6 +256,41 @@ def test_usage_data_keys_are_in_numeric_order_past_ten_vcpus() -> None:
     usage = render([Collected(VcpuUsageGroup(), vcpu_sample(1.0, fractions, 0))])["system_data"]["vcpu_usage"]
     assert list(usage["usage_data"]) == [str(n) for n in range(12)]
     assert usage["average_usage"]["idle"] == 100.0
+
+
+def mode_major(cpus: int, fractions: list[float]) -> PointColumns:
+    """Utilization points laid out as VcpuUsageGroup samples them: every vCPU's user share, then nice..."""
+    attributes = [
+        {"cpu.logical_number": cpu, "cpu.mode": SEMCONV_CPU_MODE[mode]}
+        for mode in CPU_MODES
+        for cpu in range(cpus)
+    ]
+    return PointColumns(attributes, fractions)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vcpu_rows_by_columns_are_the_point_by_point_rows(seed: int) -> None:
+    rng = random.Random(seed)
+    choices = [0.0, -0.0, 1.0, 0.125, 1 / 3, 2 / 97, 0.004999999999999999, 0.005]
+    fractions = [rng.choice([*choices, rng.random()]) for _ in range(7 * 12)]
+    columns = mode_major(12, fractions)
+    for _ in range(2):  # the second time every fraction is one seen before
+        by_columns = VcpuUsageGroup.render({CPU_UTILIZATION.name: columns})
+        point_by_point = VcpuUsageGroup.render({CPU_UTILIZATION.name: list(columns)})
+        assert json.dumps(by_columns) == json.dumps(point_by_point)  # as text: -0.0 is not 0.0
+
+
+def test_vcpu_points_in_another_layout_are_rendered_point_by_point() -> None:
+    columns = mode_major(3, [0.5] * 21)
+    cpu_major = PointColumns(sorted(columns.attributes, key=lambda a: a["cpu.logical_number"]), [0.5] * 21)
+    floats = PointColumns(
+        [{**a, "cpu.logical_number": float(a["cpu.logical_number"])} for a in columns.attributes], [0.5] * 21
+    )
+    for points in (cpu_major, floats):
+        assert VcpuUsageGroup.render({CPU_UTILIZATION.name: points}) == VcpuUsageGroup.render(
+            {CPU_UTILIZATION.name: list(points)}
+        )
+    assert list(VcpuUsageGroup.render({CPU_UTILIZATION.name: floats})["usage_data"]) == ["0.0", "1.0", "2.0"]
 
 
 def test_instance_error_travels_through_the_resource_into_instance_data() -> None:

@@ -13,6 +13,7 @@ from otel_neuron.groups.runtime import (
     MemoryUsedGroup,
     NeuronCoreCountersGroup,
     RuntimeVcpuUsageGroup,
+    _window_min_max,
     create_runtime_groups,
 )
 from otel_neuron.histogram import exact_percentile
@@ -227,3 +228,14 @@ def test_addresses(address: str, kind: str, path: str) -> None:
 def test_bad_addresses(address: str) -> None:
     with pytest.raises(ValueError):
         parse_address(address)
+
+
+def test_the_period_min_max_comes_from_every_window_after_the_previous_epoch_in_any_order() -> None:
+    snapshot = runtime_pb2.Snapshot(epoch=7, oldest_epoch=2)
+    for epoch, low, high in ((6, 0.2, 0.9), (3, 0.01, 5.0), (7, 0.1, 0.5), (4, 0.3, 0.4)):
+        snapshot.latency_windows.add(
+            epoch=epoch, total_min=low, total_max=high, device_min=low / 2, device_max=high / 2
+        )
+    assert _window_min_max(snapshot, 5) == (0.1, 0.9, 0.05, 0.45)
+    assert _window_min_max(snapshot, 7) is None  # nothing recorded since
+    assert _window_min_max(snapshot, 0) is None  # epoch 1 is no longer retained: bound by the buckets

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import operator
 import sys
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
 
@@ -25,7 +24,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 
 from otel_neuron.exporters.temporality import DELTA_PREFERRED
-from otel_neuron.groups.base import GROUP, RUNTIME_INDEX, HistogramDelta, Point
+from otel_neuron.groups.base import GROUP, RUNTIME_INDEX, HistogramDelta, Point, PointColumns, values_of
 from otel_neuron.groups.registry import group_classes, metric_names_by_key
 from otel_neuron.histogram import SCALE
 from otel_neuron.producer import ERROR_MESSAGE, GROUP_ERROR, GROUP_PERIOD, RUNTIME_ERROR, PointBlocks
@@ -37,7 +36,7 @@ _Section = tuple[str, Any]  # (report key, runtime index or None for system grou
 
 def report_from_metrics(metrics_data: MetricsData) -> Report:
     """The report sections present in `metrics_data`, in the guide's format."""
-    points: dict[_Section, list[Point]] = defaultdict(list)
+    points = _SectionPoints()
     periods: dict[_Section, float] = {}
     errors: dict[_Section, str] = {}
     runtime_errors: dict[int, str] = {}
@@ -60,7 +59,7 @@ def report_from_metrics(metrics_data: MetricsData) -> Report:
                         runtime_errors[int(index)] = str(attributes.get(ERROR_MESSAGE, ""))  # type: ignore[arg-type]
                 else:
                     for block in _blocks(metric.data.data_points):
-                        _route(points, name, block)
+                        points.file(name, block)
 
     report: Report = {"neuron_runtime_data": [], "system_data": {}, "instance_data": instance}
     runtimes: dict[int, Report] = {}
@@ -70,20 +69,19 @@ def report_from_metrics(metrics_data: MetricsData) -> Report:
         if index is None:
             report["system_data"][key] = body
         else:
-            entry = runtimes.setdefault(index, _runtime_entry(index, runtime_errors.get(index, "")))
+            entry = runtimes.get(index)
+            if entry is None:
+                entry = runtimes[index] = _runtime_entry(index, runtime_errors.get(index, ""))
             entry["report"][key] = body
     report["neuron_runtime_data"] = [runtimes[index] for index in sorted(runtimes)]
     return report
 
 
-def _render_section(
-    key: str, index: int | None, period: float, error: str, points: dict[_Section, list[Point]]
-) -> dict[str, Any]:
+def _render_section(key: str, index: int | None, period: float, error: str, points: _SectionPoints) -> Report:
     section: dict[str, Any] = {"period": round(period, 9)}
     group_class = group_classes().get(key)
     if not error and group_class is not None:
-        own = {name: points.get((name, index), []) for name in metric_names_by_key()[key]}
-        section.update(group_class.render(own))
+        section.update(group_class.render(points.of(metric_names_by_key()[key], index)))
     section["error"] = error if group_class is not None else error or f"no renderer for group {key!r}"
     return section
 
@@ -92,30 +90,64 @@ def _runtime_entry(index: int, error: str) -> Report:
     return {"neuron_runtime_index": index, "error": error, "report": {}}
 
 
-_runtime_index_of = operator.methodcaller("get", RUNTIME_INDEX)
 _attributes_of = operator.itemgetter(0)
 
 
-def _route(points: dict[_Section, list[Point]], name: str, block: Sequence[Point]) -> None:
-    """File a block of points under (metric, runtime index); a block from one group is filed whole."""
-    indexes = set(map(_runtime_index_of, map(_attributes_of, block)))
-    if len(indexes) == 1:
-        points[(name, indexes.pop())].extend(block)
-        return
-    for attributes, value in block:
-        points[(name, attributes.get(RUNTIME_INDEX))].append((attributes, value))
+class _SectionPoints:
+    """The points of each (metric, runtime index), kept as the blocks they came in.
+
+    Our producer adds one block per group and instrument, so a section's metric usually is one
+    block, handed to the renderer as it is: no copy, and its columns stay readable in C passes.
+    """
+
+    def __init__(self) -> None:
+        self._blocks: dict[tuple[str, Any], list[Sequence[Point]]] = {}
+
+    def file(self, name: str, block: Sequence[Point]) -> None:
+        """File a block under (metric, runtime index); a block from one group is filed whole."""
+        # type() rather than isinstance(): these are Sequence ABCs, whose isinstance check costs more.
+        columns = block.attributes if type(block) is PointColumns else list(map(_attributes_of, block))
+        indexes = set(values_of(RUNTIME_INDEX, columns))
+        if len(indexes) == 1:
+            self._add(name, indexes.pop(), block)
+            return
+        by_index: dict[Any, list[Point]] = {}
+        for attributes, value in block:
+            by_index.setdefault(attributes.get(RUNTIME_INDEX), []).append((attributes, value))
+        for index, points in by_index.items():
+            self._add(name, index, points)
+
+    def _add(self, name: str, index: Any, block: Sequence[Point]) -> None:
+        blocks = self._blocks.get((name, index))
+        if blocks is None:
+            self._blocks[(name, index)] = [block]
+        else:
+            blocks.append(block)
+
+    def of(self, names: Iterable[str], index: Any) -> dict[str, Sequence[Point]]:
+        """The points of `names` in the section of runtime `index` (None: the system groups)."""
+        own: dict[str, Sequence[Point]] = {}
+        for name in names:
+            blocks = self._blocks.get((name, index))
+            if blocks is None:
+                own[name] = []
+            elif len(blocks) == 1:
+                own[name] = blocks[0]
+            else:
+                own[name] = [point for block in blocks for point in block]
+        return own
 
 
 def _blocks(data_points: Any) -> Iterable[Sequence[Point]]:
     """The points in blocks (one per group and instrument from our producer; one in all otherwise)."""
-    if isinstance(data_points, PointBlocks):
+    if type(data_points) is PointBlocks:
         return data_points.blocks()
     return [list(_pairs(data_points))]
 
 
 def _pairs(data_points: Any) -> Iterable[Point]:
     """(attributes, value) of each point; the producer's blocks hand them over without building objects."""
-    if isinstance(data_points, PointBlocks):
+    if type(data_points) is PointBlocks:
         return data_points.pairs()
     return (((point.attributes or {}), _value_of(point)) for point in data_points)
 

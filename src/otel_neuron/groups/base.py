@@ -13,9 +13,10 @@ from __future__ import annotations
 import enum
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
     from otel_neuron.sources.fetch_loop import Refreshable
@@ -62,6 +63,50 @@ class HistogramDelta:
 PointValue = int | float | HistogramDelta
 Point = tuple[Attributes, PointValue]
 PointsByMetric = Mapping[str, Sequence[Point]]
+
+
+class PointColumns(Sequence[Point]):
+    """The points of one instrument as two parallel lists: attributes[i] goes with values[i].
+
+    A sequence of (attributes, value) like any other, but a group with many points (192 vCPUs x
+    7 modes) hands them over without a tuple per point, and readers that know this type (the
+    report's routing and renderers) take whole columns in C-level passes.
+    """
+
+    __slots__ = ("attributes", "values")
+
+    def __init__(self, attributes: Sequence[Attributes], values: Sequence[PointValue]) -> None:
+        if len(attributes) != len(values):
+            raise ValueError(f"{len(attributes)} attribute sets for {len(values)} values")
+        self.attributes = attributes
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[Point]:
+        return zip(self.attributes, self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> Point: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> PointColumns: ...
+
+    def __getitem__(self, index: int | slice) -> Point | PointColumns:
+        if isinstance(index, slice):
+            return PointColumns(self.attributes[index], self.values[index])
+        return self.attributes[index], self.values[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PointColumns):
+            return self.attributes == other.attributes and self.values == other.values
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable columns: equal by value, like a list
+
+    def __repr__(self) -> str:
+        return f"PointColumns({list(self)!r})"
 
 
 @dataclass(frozen=True)
@@ -146,6 +191,15 @@ class MetricGroup(ABC):
 
     def base_attributes(self) -> dict[str, AttributeValue]:
         return {} if self.runtime_index is None else {RUNTIME_INDEX: self.runtime_index}
+
+
+def values_of(key: str, attributes: Sequence[Attributes]) -> list[Any]:
+    """`attributes[i].get(key)` for every i in one C-level pass (30 ns a point rather than 110 ns
+    through operator.methodcaller: the report reads 2,700 points a tick at trn2 scale)."""
+    try:
+        return list(map(dict.get, attributes, repeat(key)))  # type: ignore[arg-type]
+    except TypeError:  # not all plain dicts (an SDK reader's BoundedAttributes): Mapping.get
+        return [mapping.get(key) for mapping in attributes]
 
 
 def percent(fraction: float) -> float:
