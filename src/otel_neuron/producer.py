@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -36,6 +37,7 @@ from otel_neuron import __version__
 from otel_neuron.groups.base import (
     GROUP,
     RUNTIME_INDEX,
+    AttributeValue,
     GroupSample,
     HistogramDelta,
     InstrumentSpec,
@@ -101,15 +103,12 @@ class MetricsDataProducer:
         start = end - int(sample.period * 1e9)
         if self._start_time_unix_nano is None:
             self._start_time_unix_nano = start
-        health = {GROUP: group.report_key, **group.base_attributes()}
-        builder.add(GROUP_PERIOD, health, sample.period, start, end)
-        builder.add(
-            GROUP_ERROR, {**health, ERROR_MESSAGE: sample.error}, 1 if sample.error else 0, start, end
-        )
+        health = _health_points(group.report_key, group.runtime_index, sample.error)
+        builder.extend(GROUP_PERIOD, ((health.group, sample.period),), start, end)
+        builder.extend(GROUP_ERROR, health.error, start, end)
         if group.runtime_index is not None:
-            runtime_error = group.runtime_error()
-            attributes = {RUNTIME_INDEX: group.runtime_index, ERROR_MESSAGE: runtime_error}
-            builder.add(RUNTIME_ERROR, attributes, 1 if runtime_error else 0, start, end)
+            runtime_error = _runtime_error_points(group.runtime_index, group.runtime_error())
+            builder.extend(RUNTIME_ERROR, runtime_error, start, end)
         cumulative = self._temporality is AggregationTemporality.CUMULATIVE
         for spec in group.instruments:
             pairs = sample.points.get(spec.name, ())
@@ -127,6 +126,26 @@ class MetricsDataProducer:
         return total
 
 
+class _HealthPoints(NamedTuple):
+    group: dict[str, AttributeValue]  # the attributes of the group's period point
+    error: tuple[Point]  # the group's error point, whole: its value follows from its attributes
+
+
+@lru_cache(maxsize=4096)
+def _health_points(report_key: str, runtime_index: int | None, error: str) -> _HealthPoints:
+    """Built once per distinct (group, error) rather than three dicts per group and tick; the key is
+    every value the points are made of, so a new error message makes new points."""
+    attributes: dict[str, AttributeValue] = {GROUP: report_key}
+    if runtime_index is not None:
+        attributes[RUNTIME_INDEX] = runtime_index
+    return _HealthPoints(attributes, (({**attributes, ERROR_MESSAGE: error}, 1 if error else 0),))
+
+
+@lru_cache(maxsize=4096)
+def _runtime_error_points(runtime_index: int, error: str) -> tuple[Point]:
+    return (({RUNTIME_INDEX: runtime_index, ERROR_MESSAGE: error}, 1 if error else 0),)
+
+
 class _MetricsBuilder:
     """Collects data points per instrument; one Metric per name however many groups feed it."""
 
@@ -134,9 +153,6 @@ class _MetricsBuilder:
         self._specs: dict[str, InstrumentSpec] = {}
         self._points: dict[str, PointBlocks] = {}
         self._temporality = temporality
-
-    def add(self, spec: InstrumentSpec, attributes: Any, value: PointValue, start: int, end: int) -> None:
-        self.extend(spec, [(attributes, value)], start, end)
 
     def extend(self, spec: InstrumentSpec, pairs: Sequence[Point], start: int, end: int) -> None:
         points = self._points.get(spec.name)
@@ -170,30 +186,37 @@ class PointBlocks(Sequence[Any]):
     """
 
     def __init__(self) -> None:
-        self._blocks: list[tuple[Sequence[Point], int, int]] = []
+        # One entry per block in each list: no tuple per block (a tick adds 400 blocks).
+        self._blocks: list[Sequence[Point]] = []
+        self._starts: list[int] = []
+        self._ends: list[int] = []
         self._points: list[Any] | None = None
 
     def add(self, pairs: Sequence[Point], start: int, end: int) -> None:
-        self._blocks.append((pairs, start, end))
+        self._blocks.append(pairs)
+        self._starts.append(start)
+        self._ends.append(end)
         self._points = None
 
     def pairs(self) -> Iterable[Point]:
-        for pairs, _, _ in self._blocks:
+        for pairs in self._blocks:
             yield from pairs
 
     def blocks(self) -> list[Sequence[Point]]:
         """The pairs as added: one sequence per group and instrument."""
-        return [pairs for pairs, _, _ in self._blocks]
+        return self._blocks
 
     def _materialized(self) -> list[Any]:
         if self._points is None:
             self._points = [
-                _data_point(a, v, start, end) for pairs, start, end in self._blocks for a, v in pairs
+                _data_point(a, v, start, end)
+                for pairs, start, end in zip(self._blocks, self._starts, self._ends)
+                for a, v in pairs
             ]
         return self._points
 
     def __len__(self) -> int:
-        return sum(len(pairs) for pairs, _, _ in self._blocks)
+        return sum(map(len, self._blocks))
 
     def __getitem__(self, index: Any) -> Any:
         return self._materialized()[index]

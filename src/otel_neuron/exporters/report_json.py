@@ -9,7 +9,6 @@ were not due keep their last values) and writes one complete JSON document per l
 from __future__ import annotations
 
 import json
-import operator
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
@@ -58,14 +57,22 @@ def report_from_metrics(metrics_data: MetricsData) -> Report:
                         index = attributes.get(RUNTIME_INDEX)
                         runtime_errors[int(index)] = str(attributes.get(ERROR_MESSAGE, ""))  # type: ignore[arg-type]
                 else:
-                    for block in _blocks(metric.data.data_points):
-                        points.file(name, block)
+                    points.file(name, _blocks(metric.data.data_points))
 
     report: Report = {"neuron_runtime_data": [], "system_data": {}, "instance_data": instance}
     runtimes: dict[int, Report] = {}
+    classes, names = group_classes(), metric_names_by_key()
     for section, period in periods.items():
         key, index = section
-        body = _render_section(key, index, period, errors.get(section, ""), points)
+        error = errors.get(section, "")
+        group_class = classes.get(key)
+        if group_class is None:
+            body = {"period": round(period, 9), "error": error or f"no renderer for group {key!r}"}
+        elif error:
+            body = {"period": round(period, 9), "error": error}
+        else:
+            rendered = group_class.render(points.of(names[key], index))
+            body = {"period": round(period, 9), **rendered, "error": error}
         if index is None:
             report["system_data"][key] = body
         else:
@@ -77,58 +84,54 @@ def report_from_metrics(metrics_data: MetricsData) -> Report:
     return report
 
 
-def _render_section(key: str, index: int | None, period: float, error: str, points: _SectionPoints) -> Report:
-    section: dict[str, Any] = {"period": round(period, 9)}
-    group_class = group_classes().get(key)
-    if not error and group_class is not None:
-        section.update(group_class.render(points.of(metric_names_by_key()[key], index)))
-    section["error"] = error if group_class is not None else error or f"no renderer for group {key!r}"
-    return section
-
-
 def _runtime_entry(index: int, error: str) -> Report:
     return {"neuron_runtime_index": index, "error": error, "report": {}}
 
 
-_attributes_of = operator.itemgetter(0)
-
-
 class _SectionPoints:
-    """The points of each (metric, runtime index), kept as the blocks they came in.
+    """The points of each runtime index (None: the system groups) and metric, kept as the blocks
+    they came in.
 
     Our producer adds one block per group and instrument, so a section's metric usually is one
     block, handed to the renderer as it is: no copy, and its columns stay readable in C passes.
     """
 
     def __init__(self) -> None:
-        self._blocks: dict[tuple[str, Any], list[Sequence[Point]]] = {}
+        self._blocks: dict[Any, dict[str, list[Sequence[Point]]]] = {}
 
-    def file(self, name: str, block: Sequence[Point]) -> None:
-        """File a block under (metric, runtime index); a block from one group is filed whole."""
-        # type() rather than isinstance(): these are Sequence ABCs, whose isinstance check costs more.
-        columns = block.attributes if type(block) is PointColumns else list(map(_attributes_of, block))
-        indexes = set(values_of(RUNTIME_INDEX, columns))
-        if len(indexes) == 1:
-            self._add(name, indexes.pop(), block)
-            return
+    def file(self, name: str, blocks: Iterable[Sequence[Point]]) -> None:
+        """File each block of metric `name` under its runtime index; a block from one group is filed whole."""
+        for block in blocks:
+            # type() rather than isinstance(): these are Sequence ABCs, whose isinstance check costs more.
+            columns = block.attributes if type(block) is PointColumns else [point[0] for point in block]
+            indexes = set(values_of(RUNTIME_INDEX, columns))
+            if len(indexes) == 1:
+                self._add(indexes.pop(), name, block)
+            elif indexes:
+                self._file_by_point(name, block)
+
+    def _file_by_point(self, name: str, block: Sequence[Point]) -> None:
         by_index: dict[Any, list[Point]] = {}
         for attributes, value in block:
             by_index.setdefault(attributes.get(RUNTIME_INDEX), []).append((attributes, value))
         for index, points in by_index.items():
-            self._add(name, index, points)
+            self._add(index, name, points)
 
-    def _add(self, name: str, index: Any, block: Sequence[Point]) -> None:
-        blocks = self._blocks.get((name, index))
-        if blocks is None:
-            self._blocks[(name, index)] = [block]
+    def _add(self, index: Any, name: str, block: Sequence[Point]) -> None:
+        by_name = self._blocks.get(index)
+        if by_name is None:
+            self._blocks[index] = {name: [block]}
+        elif name in by_name:
+            by_name[name].append(block)
         else:
-            blocks.append(block)
+            by_name[name] = [block]
 
     def of(self, names: Iterable[str], index: Any) -> dict[str, Sequence[Point]]:
         """The points of `names` in the section of runtime `index` (None: the system groups)."""
+        by_name = self._blocks.get(index, {})
         own: dict[str, Sequence[Point]] = {}
         for name in names:
-            blocks = self._blocks.get((name, index))
+            blocks = by_name.get(name)
             if blocks is None:
                 own[name] = []
             elif len(blocks) == 1:

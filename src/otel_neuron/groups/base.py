@@ -46,7 +46,7 @@ class InstrumentSpec:
     kind: Kind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one object rather than two, 32 a tick at trn2 scale
 class HistogramDelta:
     """An exponential histogram of the values recorded during one period (OTLP's layout)."""
 
@@ -109,7 +109,7 @@ class PointColumns(Sequence[Point]):
         return f"PointColumns({list(self)!r})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one object rather than two, 82 a tick at trn2 scale
 class GroupSample:
     """One collection of a group: `period` seconds since the previous one, or the error."""
 

@@ -35,6 +35,7 @@ from otel_neuron.groups.base import (
     Kind,
     MetricGroup,
     Point,
+    PointColumns,
     PointsByMetric,
     percent,
 )
@@ -236,7 +237,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
             shares = [min(max(part / elapsed, 0.0), 1.0) for part in map(operator.sub, busy, before)]
         else:
             shares = [0.0] * len(busy)
-        utilization: list[Point] = list(zip(self._attributes_of_cores(indexes), shares, strict=True))
+        utilization = PointColumns(self._attributes_of_cores(indexes), shares)
         if self._models_seen is None or self._models_seen != current.models:  # compared in C
             self._models_seen = current.models
             self._subgraph_points = self._subgraph_points_of(current)
@@ -299,15 +300,11 @@ class InferenceStatsGroup(RuntimeGroup):
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         outcomes_before = _OUTCOME_TOTALS(previous.inferences) if previous is not None else None
         errors_before = _ERROR_TOTALS(previous.errors) if previous is not None else None
-        counts: list[Point] = list(
-            zip(
-                self._outcome_attributes,
-                _increases(_OUTCOME_TOTALS(current.inferences), outcomes_before),
-                strict=True,
-            )
+        counts = PointColumns(
+            self._outcome_attributes, _increases(_OUTCOME_TOTALS(current.inferences), outcomes_before)
         )
-        errors: list[Point] = list(
-            zip(self._error_attributes, _increases(_ERROR_TOTALS(current.errors), errors_before), strict=True)
+        errors = PointColumns(
+            self._error_attributes, _increases(_ERROR_TOTALS(current.errors), errors_before)
         )
         windows = _PeriodWindows(current, previous.epoch if previous is not None else 0)
         total = _histogram_delta(current, previous, "total_latency", windows, self._buckets)
@@ -472,12 +469,11 @@ class MemoryUsedGroup(RuntimeGroup):
         super().__init__(runtime_index, endpoint)
         self._models_seen: Any = None
         self._model_points: tuple[list[Point], list[Point], list[Point]] = ([], [], [])
-        self._host = self._attrs(**{MEMORY_LOCATION: "host"})
-        self._device = self._attrs(**{MEMORY_LOCATION: "neuron_device"})
+        self._locations = [self._attrs(**{MEMORY_LOCATION: location}) for location in _LOCATIONS]
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         memory = current.runtime_memory
-        runtime: list[Point] = [(self._host, memory.host_bytes), (self._device, memory.device_bytes)]
+        runtime = PointColumns(self._locations, [memory.host_bytes, memory.device_bytes])
         if self._models_seen is None or self._models_seen != current.models:  # compared in C
             self._models_seen = current.models
             self._model_points = self._model_points_of(current)
@@ -573,18 +569,14 @@ class RuntimeVcpuUsageGroup(RuntimeGroup):
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
-        self._user = self._attrs(**{CPU_MODE: "user"})
-        self._system = self._attrs(**{CPU_MODE: "system"})
+        self._modes = [self._attrs(**{CPU_MODE: "user"}), self._attrs(**{CPU_MODE: "system"})]
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         capacity = _elapsed_s(current, previous) * max(current.vcpu_count, 1)
         user = current.cpu.user_seconds - (previous.cpu.user_seconds if previous is not None else 0.0)
         system = current.cpu.system_seconds - (previous.cpu.system_seconds if previous is not None else 0.0)
         return {
-            RUNTIME_CPU.name: [
-                (self._user, _share(user, capacity)),
-                (self._system, _share(system, capacity)),
-            ]
+            RUNTIME_CPU.name: PointColumns(self._modes, [_share(user, capacity), _share(system, capacity)])
         }
 
     @staticmethod
@@ -609,28 +601,37 @@ class HwCountersGroup(RuntimeGroup):
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
-        self._device_attributes: dict[int, list[dict[str, AttributeValue]]] = {}
+        # The ECC totals of the last snapshot by device index, reused as the next period's baseline.
+        self._totals_of: tuple[runtime_pb2.Snapshot | None, dict[int, tuple[int, ...]]] = (None, {})
+        self._device_attributes: tuple[tuple[int, ...], list[dict[str, AttributeValue]]] = ((), [])
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
-        before = (
-            {device.device_index: _ECC_TOTALS(device) for device in previous.devices}
-            if previous is not None
-            else {}
-        )
-        points: list[Point] = []
-        for device in current.devices:
-            index = device.device_index
-            increases = _increases(_ECC_TOTALS(device), before.get(index))
-            points.extend(zip(self._attributes_of_device(index), increases, strict=True))
-        return {ECC_ERRORS.name: points}
+        devices = current.devices
+        indexes = tuple([device.device_index for device in devices])
+        totals = list(map(_ECC_TOTALS, devices))
+        seen, seen_totals = self._totals_of
+        if previous is None:
+            before: dict[int, tuple[int, ...]] = {}
+        elif seen is previous:
+            before = seen_totals
+        else:
+            before = {device.device_index: _ECC_TOTALS(device) for device in previous.devices}
+        self._totals_of = (current, dict(zip(indexes, totals)))
+        increases: list[int] = []
+        for index, now in zip(indexes, totals):
+            increases += _increases(now, before.get(index))
+        return {ECC_ERRORS.name: PointColumns(self._attributes_of_devices(indexes), increases)}
 
-    def _attributes_of_device(self, index: int) -> list[dict[str, AttributeValue]]:
-        found = self._device_attributes.get(index)
-        if found is None:
-            found = self._device_attributes[index] = [
-                self._attrs(**{DEVICE_INDEX: index}, **{HW_ERROR_TYPE: kind}) for kind in ECC_KINDS
+    def _attributes_of_devices(self, indexes: tuple[int, ...]) -> list[dict[str, AttributeValue]]:
+        """Each device's three ECC kinds, in the order of the increases; built once per set of devices."""
+        if self._device_attributes[0] != indexes:
+            attributes = [
+                self._attrs(**{DEVICE_INDEX: index}, **{HW_ERROR_TYPE: kind})
+                for index in indexes
+                for kind in ECC_KINDS
             ]
-        return found
+            self._device_attributes = (indexes, attributes)
+        return self._device_attributes[1]
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
