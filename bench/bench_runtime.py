@@ -1,9 +1,10 @@
 """CPU cost of collecting runtime groups over the runtime protocol, against a stock-SDK baseline.
 
-  one runtime   8 NeuronCores, 16 models: fetch one snapshot over a unix socket, sample the five
-                groups, build the MetricsData and the JSON report (what one tick costs per runtime)
-  16 runtimes   the same through the pipeline's Collector (one worker per runtime, concurrently),
-                one MetricsData and one JSON report line written per tick
+  one runtime   8 NeuronCores, 16 models: fetch one snapshot on the runtime's snapshot socket (and,
+                for comparison, over gRPC), sample the five groups, build the MetricsData and the
+                JSON report (what one tick costs per runtime)
+  16 runtimes   the same through the pipeline's Collector (all requests sent, then every answer
+                read with one selector), one MetricsData and one JSON report line written per tick
   stock         an OpenTelemetry SDK MeterProvider + InMemoryMetricReader collecting observable
                 gauges with as many data points as our tick, measured in the same run
 
@@ -25,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import grpc
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -35,6 +37,7 @@ from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.groups.base import MetricGroup
 from otel_neuron.groups.runtime import GROUP_TYPES, create_runtime_groups
 from otel_neuron.producer import Collected, MetricsDataProducer
+from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc
 
 
 def serve(directory: str, runtimes: int, cores: int, models: int) -> None:
@@ -148,6 +151,12 @@ def run(directory: str, runtimes: int, cores: int, models: int) -> None:
         endpoint._cached = None
         return endpoint.fetch()
 
+    channel = grpc.insecure_channel(f"unix:{directory}/rt0.sock", options=[("grpc.http2.bdp_probe", 0)])
+    stub = runtime_pb2_grpc.RuntimeMetricsStub(channel)
+
+    def fetch_grpc() -> object:
+        return stub.GetSnapshot(runtime_pb2.SnapshotRequest(protocol_version=1), timeout=0.8)
+
     def sample() -> object:
         fresh_tick(groups)
         return [Collected(group, group.sample()) for group in groups]
@@ -163,11 +172,13 @@ def run(directory: str, runtimes: int, cores: int, models: int) -> None:
 
     points_one = point_count(data)
     fetch_us = cpu_us(fetch, 9, 20)
+    grpc_us = cpu_us(fetch_grpc, 9, 20)
+    channel.close()
     sample_us = cpu_us(sample, 9, 20)
     whole_us = cpu_us(whole, 9, 20)
     stock_us = stock_cost_per_point(points_one * runtimes)
     print(f"\none runtime ({cores} cores, {models} models): {points_one} data points per tick")
-    print(f"  fetch snapshot (gRPC + parse)          {fetch_us:8.1f} us")
+    print(f"  fetch snapshot (snapshot socket)       {fetch_us:8.1f} us   (over gRPC: {grpc_us:.1f} us)")
     print(f"  + sample the five groups               {sample_us:8.1f} us")
     print(
         f"  + MetricsData + JSON report line       {whole_us:8.1f} us  = {whole_us / points_one:.2f} us/point"
