@@ -66,11 +66,12 @@ def subtract_buckets(
     if now == before:
         return 0, ()
     differences = list(map(operator.sub, now, before))
-    if min(differences) < 0:
-        return None
     first = next(compress(count(), differences))
     last = width - 1 - next(compress(count(), reversed(differences)))
-    return low + first, tuple(differences[first : last + 1])
+    changed = differences[first : last + 1]  # outside it every difference is 0
+    if min(changed) < 0:
+        return None
+    return low + first, tuple(changed)
 
 
 def _padded(counts: Sequence[int], lead: int, width: int) -> list[int]:
@@ -116,10 +117,10 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
 
     The same arithmetic as `percentile`, inlined: a monitor renders two of these per runtime and period.
     """
-    total = histogram.zero_count + sum(histogram.bucket_counts)
+    cumulative = list(accumulate(histogram.bucket_counts, initial=histogram.zero_count))
+    total = cumulative[-1]  # zero_count + sum(bucket_counts), without a second pass
     if total <= 0 or histogram.count <= 0:
         raise ValueError("percentile of an empty histogram")
-    cumulative = list(accumulate(histogram.bucket_counts, initial=histogram.zero_count))
     low, high, zero_count, size = histogram.min, histogram.max, histogram.zero_count, len(cumulative)
     factor = _LN2 / (1 << histogram.scale)  # as in bucket_bounds
     exp, sqrt = math.exp, math.sqrt

@@ -180,8 +180,9 @@ def _percents(fractions: Sequence[Any]) -> list[float]:
     The memo is keyed by value, where 0.0 and -0.0 are one key: copysign restores the sign that
     round() keeps.
     """
-    found: list[Any] = list(map(_PERCENT_OF.get, fractions))
-    if None in found:  # fractions not seen yet (the first ticks, a new period length)
+    try:
+        found = list(map(_PERCENT_OF.__getitem__, fractions))
+    except KeyError:  # fractions not seen yet (the first ticks, a new period length)
         if len(_PERCENT_OF) > _PERCENT_MEMO_SIZE:
             _PERCENT_OF.clear()
         distinct = set(fractions)
