@@ -5,6 +5,7 @@ The CPU percentages below are worked out by hand from tests/fixtures/proc/{a,b}/
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import random
@@ -15,7 +16,7 @@ import pytest
 from guide_example import GUIDE_FACTS
 
 from otel_neuron.exporters.report_json import ReportJsonExporter, merge_report, report_from_metrics
-from otel_neuron.groups.base import GroupSample, Point, PointColumns
+from otel_neuron.groups.base import AttributeColumn, GroupSample, Point, PointColumns
 from otel_neuron.groups.system import (
     CONTEXT_SWITCHES,
     CPU_COUNT,
@@ -258,39 +259,72 @@ def test_usage_data_keys_are_in_numeric_order_past_ten_vcpus() -> None:
     assert usage["average_usage"]["idle"] == 100.0
 
 
-def mode_major(cpus: int, fractions: list[float]) -> PointColumns:
+def mode_major(cpus: int, fractions: list[float], column: type = list) -> PointColumns:
     """Utilization points laid out as VcpuUsageGroup samples them: every vCPU's user share, then nice..."""
     attributes = [
         {"cpu.logical_number": cpu, "cpu.mode": SEMCONV_CPU_MODE[mode]}
         for mode in CPU_MODES
         for cpu in range(cpus)
     ]
-    return PointColumns(attributes, fractions)
+    return PointColumns(column(attributes), fractions)
 
 
+@pytest.mark.parametrize("column", [list, AttributeColumn])
 @pytest.mark.parametrize("seed", range(5))
-def test_vcpu_rows_by_columns_are_the_point_by_point_rows(seed: int) -> None:
+def test_vcpu_rows_by_columns_are_the_point_by_point_rows(seed: int, column: type) -> None:
     rng = random.Random(seed)
     choices = [0.0, -0.0, 1.0, 0.125, 1 / 3, 2 / 97, 0.004999999999999999, 0.005]
     fractions = [rng.choice([*choices, rng.random()]) for _ in range(7 * 12)]
-    columns = mode_major(12, fractions)
+    columns = mode_major(12, fractions, column)
     for _ in range(2):  # the second time every fraction is one seen before
         by_columns = VcpuUsageGroup.render({CPU_UTILIZATION.name: columns})
         point_by_point = VcpuUsageGroup.render({CPU_UTILIZATION.name: list(columns)})
         assert json.dumps(by_columns) == json.dumps(point_by_point)  # as text: -0.0 is not 0.0
 
 
-def test_vcpu_points_in_another_layout_are_rendered_point_by_point() -> None:
+@pytest.mark.parametrize("column", [list, AttributeColumn])
+def test_vcpu_points_in_another_layout_are_rendered_point_by_point(column: type) -> None:
     columns = mode_major(3, [0.5] * 21)
-    cpu_major = PointColumns(sorted(columns.attributes, key=lambda a: a["cpu.logical_number"]), [0.5] * 21)
+    by_cpu = column(sorted(columns.attributes, key=lambda a: a["cpu.logical_number"]))
+    cpu_major = PointColumns(by_cpu, [0.5] * 21)
     floats = PointColumns(
-        [{**a, "cpu.logical_number": float(a["cpu.logical_number"])} for a in columns.attributes], [0.5] * 21
+        column([{**a, "cpu.logical_number": float(a["cpu.logical_number"])} for a in columns.attributes]),
+        [0.5] * 21,
     )
     for points in (cpu_major, floats):
         assert VcpuUsageGroup.render({CPU_UTILIZATION.name: points}) == VcpuUsageGroup.render(
             {CPU_UTILIZATION.name: list(points)}
         )
     assert list(VcpuUsageGroup.render({CPU_UTILIZATION.name: floats})["usage_data"]) == ["0.0", "1.0", "2.0"]
+
+
+def test_a_groups_attribute_column_cannot_change_so_what_is_derived_from_it_is_kept() -> None:
+    column = AttributeColumn(
+        [{"neuron.runtime.index": 1, "neuron.core.index": 0}, {"neuron.runtime.index": 1}]
+    )
+    with pytest.raises(TypeError):
+        column[0]["neuron.runtime.index"] = 2  # type: ignore[index]
+    with pytest.raises(TypeError):
+        column[1].update({"neuron.runtime.index": 2})
+    assert column[0] == {"neuron.runtime.index": 1, "neuron.core.index": 0}
+    assert copy.deepcopy(column[0]) == column[0] and dict(column[1]) == {"neuron.runtime.index": 1}
+    calls: list[int] = []
+
+    def count(attributes: AttributeColumn) -> int:
+        calls.append(1)
+        return len(attributes)
+
+    assert column.view(count) == 2 and column.view(count) == 2 and len(calls) == 1
+
+
+def test_a_block_spanning_runtimes_is_split_by_each_points_runtime_index() -> None:
+    from otel_neuron.exporters.report_json import _SectionPoints
+
+    attributes = AttributeColumn([{"neuron.runtime.index": i % 2, "neuron.core.index": i} for i in range(4)])
+    sections = _SectionPoints()
+    sections.file("neuron.core.utilization", [PointColumns(attributes, [0.1, 0.2, 0.3, 0.4])])
+    odd = sections.of(["neuron.core.utilization"], 1)["neuron.core.utilization"]
+    assert [(a["neuron.core.index"], v) for a, v in odd] == [(1, 0.2), (3, 0.4)]
 
 
 def test_instance_error_travels_through_the_resource_into_instance_data() -> None:

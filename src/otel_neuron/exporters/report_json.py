@@ -23,7 +23,16 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 
 from otel_neuron.exporters.temporality import DELTA_PREFERRED
-from otel_neuron.groups.base import GROUP, RUNTIME_INDEX, HistogramDelta, Point, PointColumns, values_of
+from otel_neuron.groups.base import (
+    GROUP,
+    RUNTIME_INDEX,
+    AttributeColumn,
+    Attributes,
+    HistogramDelta,
+    Point,
+    PointColumns,
+    values_of,
+)
 from otel_neuron.groups.registry import group_classes, metric_names_by_key
 from otel_neuron.histogram import SCALE
 from otel_neuron.producer import ERROR_MESSAGE, GROUP_ERROR, GROUP_PERIOD, RUNTIME_ERROR, PointBlocks
@@ -102,11 +111,10 @@ class _SectionPoints:
     def file(self, name: str, blocks: Iterable[Sequence[Point]]) -> None:
         """File each block of metric `name` under its runtime index; a block from one group is filed whole."""
         for block in blocks:
-            # type() rather than isinstance(): these are Sequence ABCs, whose isinstance check costs more.
-            columns = block.attributes if type(block) is PointColumns else [point[0] for point in block]
-            indexes = set(values_of(RUNTIME_INDEX, columns))
+            indexes = _runtime_indexes_of(block)
             if len(indexes) == 1:
-                self._add(indexes.pop(), name, block)
+                (index,) = indexes
+                self._add(index, name, block)
             elif indexes:
                 self._file_by_point(name, block)
 
@@ -139,6 +147,20 @@ class _SectionPoints:
             else:
                 own[name] = [point for block in blocks for point in block]
         return own
+
+
+def _runtime_indexes_of(block: Sequence[Point]) -> frozenset[Any]:
+    # type() rather than isinstance(): these are Sequence ABCs, whose isinstance check costs more.
+    if type(block) is PointColumns:
+        columns = block.attributes
+        if type(columns) is AttributeColumn:  # a group's own, unchanging attributes: read them once
+            return columns.view(_runtime_indexes)
+        return _runtime_indexes(columns)
+    return _runtime_indexes([point[0] for point in block])
+
+
+def _runtime_indexes(attributes: Sequence[Attributes]) -> frozenset[Any]:
+    return frozenset(values_of(RUNTIME_INDEX, attributes))
 
 
 def _blocks(data_points: Any) -> Iterable[Sequence[Point]]:

@@ -28,8 +28,10 @@ from itertools import repeat
 from typing import Any
 
 from otel_neuron.groups.base import (
+    AttributeColumn,
     Attributes,
     AttributeValue,
+    FrozenAttributes,
     HistogramDelta,
     InstrumentSpec,
     Kind,
@@ -104,18 +106,18 @@ _ECC_TOTALS = operator.attrgetter(*ECC_KINDS)
 
 
 class _AttributeCache:
-    """Attribute dicts built once per distinct key and shared by every sample."""
+    """Attribute sets built once per distinct key and shared by every sample (so they are frozen)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[Any, ...], dict[str, AttributeValue]] = {}
+        self._cache: dict[tuple[Any, ...], FrozenAttributes] = {}
 
-    def get(self, base: dict[str, AttributeValue], **attributes: AttributeValue) -> dict[str, AttributeValue]:
+    def get(self, base: dict[str, AttributeValue], **attributes: AttributeValue) -> FrozenAttributes:
         key = tuple(attributes.items())
         found = self._cache.get(key)
         if found is None:
             if len(self._cache) > 10_000:  # models come and go; do not grow forever
                 self._cache.clear()
-            found = self._cache[key] = {**base, **attributes}
+            found = self._cache[key] = FrozenAttributes({**base, **attributes})
         return found
 
 
@@ -163,7 +165,7 @@ class RuntimeGroup(MetricGroup):
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         raise NotImplementedError
 
-    def _attrs(self, **attributes: AttributeValue) -> dict[str, AttributeValue]:
+    def _attrs(self, **attributes: AttributeValue) -> FrozenAttributes:
         return self._attributes.get(self._base, **attributes)
 
 
@@ -217,7 +219,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
         self._subgraph_points: list[Point] = []
         # The busy times of the last snapshot, by position, and the core indexes they belong to.
         self._busy_of: tuple[runtime_pb2.Snapshot | None, tuple[int, ...], list[float]] = (None, (), [])
-        self._core_attributes: tuple[tuple[int, ...], list[dict[str, AttributeValue]]] = ((), [])
+        self._core_attributes: tuple[tuple[int, ...], AttributeColumn] = ((), AttributeColumn(()))
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         elapsed = _elapsed_s(current, previous)
@@ -243,9 +245,12 @@ class NeuronCoreCountersGroup(RuntimeGroup):
             self._subgraph_points = self._subgraph_points_of(current)
         return {CORE_UTILIZATION.name: utilization, CORE_SUBGRAPHS.name: self._subgraph_points}
 
-    def _attributes_of_cores(self, indexes: tuple[int, ...]) -> list[dict[str, AttributeValue]]:
+    def _attributes_of_cores(self, indexes: tuple[int, ...]) -> AttributeColumn:
         if self._core_attributes[0] != indexes:
-            self._core_attributes = (indexes, [self._attrs(**{CORE_INDEX: index}) for index in indexes])
+            self._core_attributes = (
+                indexes,
+                AttributeColumn(self._attrs(**{CORE_INDEX: i}) for i in indexes),
+            )
         return self._core_attributes[1]
 
     def _subgraph_points_of(self, current: runtime_pb2.Snapshot) -> list[Point]:
@@ -293,8 +298,8 @@ class InferenceStatsGroup(RuntimeGroup):
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
-        self._outcome_attributes = [self._attrs(**{OUTCOME: name}) for name in OUTCOMES]
-        self._error_attributes = [self._attrs(**{ERROR_TYPE: name}) for name in ERROR_TYPES]
+        self._outcome_attributes = AttributeColumn(self._attrs(**{OUTCOME: name}) for name in OUTCOMES)
+        self._error_attributes = AttributeColumn(self._attrs(**{ERROR_TYPE: name}) for name in ERROR_TYPES)
         self._buckets = _BucketLists()
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
@@ -470,7 +475,9 @@ class MemoryUsedGroup(RuntimeGroup):
         super().__init__(runtime_index, endpoint)
         self._models_seen: Any = None
         self._model_points: tuple[list[Point], list[Point], list[Point]] = ([], [], [])
-        self._locations = [self._attrs(**{MEMORY_LOCATION: location}) for location in _LOCATIONS]
+        self._locations = AttributeColumn(
+            self._attrs(**{MEMORY_LOCATION: location}) for location in _LOCATIONS
+        )
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         memory = current.runtime_memory
@@ -570,7 +577,7 @@ class RuntimeVcpuUsageGroup(RuntimeGroup):
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
-        self._modes = [self._attrs(**{CPU_MODE: "user"}), self._attrs(**{CPU_MODE: "system"})]
+        self._modes = AttributeColumn(self._attrs(**{CPU_MODE: mode}) for mode in ("user", "system"))
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         capacity = _elapsed_s(current, previous) * max(current.vcpu_count, 1)
@@ -604,7 +611,7 @@ class HwCountersGroup(RuntimeGroup):
         super().__init__(runtime_index, endpoint)
         # The ECC totals of the last snapshot by device index, reused as the next period's baseline.
         self._totals_of: tuple[runtime_pb2.Snapshot | None, dict[int, tuple[int, ...]]] = (None, {})
-        self._device_attributes: tuple[tuple[int, ...], list[dict[str, AttributeValue]]] = ((), [])
+        self._device_attributes: tuple[tuple[int, ...], AttributeColumn] = ((), AttributeColumn(()))
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         devices = current.devices
@@ -623,14 +630,14 @@ class HwCountersGroup(RuntimeGroup):
             increases += _increases(now, before.get(index))
         return {ECC_ERRORS.name: PointColumns(self._attributes_of_devices(indexes), increases)}
 
-    def _attributes_of_devices(self, indexes: tuple[int, ...]) -> list[dict[str, AttributeValue]]:
+    def _attributes_of_devices(self, indexes: tuple[int, ...]) -> AttributeColumn:
         """Each device's three ECC kinds, in the order of the increases; built once per set of devices."""
         if self._device_attributes[0] != indexes:
-            attributes = [
+            attributes = AttributeColumn(
                 self._attrs(**{DEVICE_INDEX: index}, **{HW_ERROR_TYPE: kind})
                 for index in indexes
                 for kind in ECC_KINDS
-            ]
+            )
             self._device_attributes = (indexes, attributes)
         return self._device_attributes[1]
 

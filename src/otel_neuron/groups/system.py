@@ -10,6 +10,8 @@ from itertools import chain, repeat
 from typing import Any
 
 from otel_neuron.groups.base import (
+    AttributeColumn,
+    Attributes,
     InstrumentSpec,
     Kind,
     MetricGroup,
@@ -65,7 +67,7 @@ class VcpuUsageGroup(MetricGroup):
         super().__init__()
         self._read = read
         self._previous: CpuTimes | None = None
-        self._attributes: list[dict[str, Any]] = []
+        self._attributes = AttributeColumn(())
 
     def _take_baseline(self) -> None:
         self._previous = self._read()
@@ -93,14 +95,14 @@ class VcpuUsageGroup(MetricGroup):
             CPU_COUNT.name: [({}, cpus)],
         }
 
-    def _attributes_for(self, cpus: int) -> list[dict[str, Any]]:
-        """One attribute dict per (mode, vCPU), mode-major like the shares; built once per vCPU count."""
+    def _attributes_for(self, cpus: int) -> AttributeColumn:
+        """One attribute set per (mode, vCPU), mode-major like the shares; built once per vCPU count."""
         if len(self._attributes) != cpus * len(CPU_MODES):
-            self._attributes = [
+            self._attributes = AttributeColumn(
                 {"cpu.logical_number": cpu, "cpu.mode": SEMCONV_CPU_MODE[mode]}
                 for mode in CPU_MODES
                 for cpu in range(cpus)
-            ]
+            )
         return self._attributes
 
     @staticmethod
@@ -141,8 +143,25 @@ def _usage_by_columns(points: Sequence[Point]) -> _Usage | None:
     if type(points) is not PointColumns:
         return None
     attributes, values = points.attributes, points.values
-    cpus, modes = len(values) // len(CPU_MODES), len(CPU_MODES)
-    if cpus == 0 or cpus * modes != len(values):
+    # The group's own attributes never change: their layout is checked once, not every period.
+    labels = attributes.view(_row_labels) if type(attributes) is AttributeColumn else _row_labels(attributes)
+    cpus, modes = len(labels or ()), len(CPU_MODES)
+    if labels is None or len(values) != cpus * modes:
+        return None
+    shares = [values[mode * cpus : (mode + 1) * cpus] for mode in range(modes)]
+    sums = {mode: reduce(operator.add, column, 0.0) for mode, column in zip(CPU_MODES, shares)}  # as += does
+    percents = _percents(values)
+    rows = map(_usage_row, *(percents[mode * cpus : (mode + 1) * cpus] for mode in range(modes)))
+    return dict(zip(labels, rows)), sums, cpus
+
+
+def _row_labels(attributes: Sequence[Attributes]) -> tuple[str, ...] | None:
+    """The "usage_data" key of each vCPU when the attributes are laid out mode-major, else None.
+
+    A key is str() of the number first seen for its vCPU, as in the point-by-point path.
+    """
+    cpus = len(attributes) // len(CPU_MODES)
+    if cpus == 0 or cpus * len(CPU_MODES) != len(attributes):
         return None
     expected_modes, expected_cpus = _mode_major_layout(cpus)
     if values_of("cpu.mode", attributes) != expected_modes:
@@ -150,12 +169,7 @@ def _usage_by_columns(points: Sequence[Point]) -> _Usage | None:
     cpu_numbers = values_of("cpu.logical_number", attributes)
     if cpu_numbers != expected_cpus:  # numbers equal as dict keys are: the rows are the same
         return None
-    shares = [values[mode * cpus : (mode + 1) * cpus] for mode in range(modes)]
-    sums = {mode: reduce(operator.add, column, 0.0) for mode, column in zip(CPU_MODES, shares)}  # as += does
-    percents = _percents(values)
-    rows = map(_usage_row, *(percents[mode * cpus : (mode + 1) * cpus] for mode in range(modes)))
-    # A row's key is str() of the number first seen for its vCPU, as in the point-by-point path.
-    return dict(zip(map(str, cpu_numbers[:cpus]), rows)), sums, cpus
+    return tuple(map(str, cpu_numbers[:cpus]))
 
 
 def _usage_row(
