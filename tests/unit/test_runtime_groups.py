@@ -237,5 +237,10 @@ def test_the_period_min_max_comes_from_every_window_after_the_previous_epoch_in_
             epoch=epoch, total_min=low, total_max=high, device_min=low / 2, device_max=high / 2
         )
     assert _window_min_max(snapshot, 5) == (0.1, 0.9, 0.05, 0.45)
+    assert _window_min_max(snapshot, 6) == (0.1, 0.5, 0.05, 0.25)  # epoch 7's window is not the last
     assert _window_min_max(snapshot, 7) is None  # nothing recorded since
     assert _window_min_max(snapshot, 0) is None  # epoch 1 is no longer retained: bound by the buckets
+    snapshot.latency_windows.add(epoch=8, total_min=0.3, total_max=0.6, device_min=0.2, device_max=0.4)
+    snapshot.epoch = 8
+    assert _window_min_max(snapshot, 7) == (0.3, 0.6, 0.2, 0.4)  # the newest window, read alone
+    assert _window_min_max(snapshot, 6) == (0.1, 0.6, 0.05, 0.4)

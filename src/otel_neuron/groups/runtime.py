@@ -441,8 +441,16 @@ def _window_min_max(
     if since_epoch + 1 < snapshot.oldest_epoch:
         return None
     newest = snapshot.epoch
+    windows = snapshot.latency_windows
+    if since_epoch + 1 == newest and windows:
+        # The usual period: one epoch closed since the previous snapshot. The protocol keeps one
+        # window per epoch, so when the last window is that epoch's it is the only one to take, and
+        # the other (up to 255) need not be read.
+        last = windows[-1]
+        if last.epoch == newest:
+            return last.total_min, last.total_max, last.device_min, last.device_max
     bounds: list[float] | None = None
-    for window in snapshot.latency_windows:
+    for window in windows:
         if since_epoch < window.epoch <= newest:
             if bounds is None:
                 bounds = [window.total_min, window.total_max, window.device_min, window.device_max]
