@@ -38,6 +38,7 @@ from otel_neuron.groups.base import (
     GROUP,
     RUNTIME_INDEX,
     AttributeValue,
+    FrozenAttributes,
     GroupSample,
     HistogramDelta,
     InstrumentSpec,
@@ -127,7 +128,7 @@ class MetricsDataProducer:
 
 
 class _HealthPoints(NamedTuple):
-    group: dict[str, AttributeValue]  # the attributes of the group's period point
+    group: FrozenAttributes  # the attributes of the group's period point
     error: tuple[Point]  # the group's error point, whole: its value follows from its attributes
 
 
@@ -138,12 +139,13 @@ def _health_points(report_key: str, runtime_index: int | None, error: str) -> _H
     attributes: dict[str, AttributeValue] = {GROUP: report_key}
     if runtime_index is not None:
         attributes[RUNTIME_INDEX] = runtime_index
-    return _HealthPoints(attributes, (({**attributes, ERROR_MESSAGE: error}, 1 if error else 0),))
+    error_attributes = FrozenAttributes({**attributes, ERROR_MESSAGE: error})
+    return _HealthPoints(FrozenAttributes(attributes), ((error_attributes, 1 if error else 0),))
 
 
 @lru_cache(maxsize=4096)
 def _runtime_error_points(runtime_index: int, error: str) -> tuple[Point]:
-    return (({RUNTIME_INDEX: runtime_index, ERROR_MESSAGE: error}, 1 if error else 0),)
+    return ((FrozenAttributes({RUNTIME_INDEX: runtime_index, ERROR_MESSAGE: error}), 1 if error else 0),)
 
 
 class _MetricsBuilder:
@@ -202,9 +204,9 @@ class PointBlocks(Sequence[Any]):
         for pairs in self._blocks:
             yield from pairs
 
-    def blocks(self) -> list[Sequence[Point]]:
+    def blocks(self) -> tuple[Sequence[Point], ...]:
         """The pairs as added: one sequence per group and instrument."""
-        return self._blocks
+        return tuple(self._blocks)
 
     def _materialized(self) -> list[Any]:
         if self._points is None:

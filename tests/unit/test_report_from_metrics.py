@@ -282,6 +282,15 @@ def test_vcpu_rows_by_columns_are_the_point_by_point_rows(seed: int, column: typ
         assert json.dumps(by_columns) == json.dumps(point_by_point)  # as text: -0.0 is not 0.0
 
 
+def test_vcpu_rows_stay_exact_when_the_percent_memo_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("otel_neuron.groups.system._PERCENT_MEMO_SIZE", 10)
+    rng = random.Random(7)
+    for _ in range(5):
+        columns = mode_major(4, [rng.random() for _ in range(28)], AttributeColumn)
+        by_columns = VcpuUsageGroup.render({CPU_UTILIZATION.name: columns})
+        assert by_columns == VcpuUsageGroup.render({CPU_UTILIZATION.name: list(columns)})
+
+
 @pytest.mark.parametrize("column", [list, AttributeColumn])
 def test_vcpu_points_in_another_layout_are_rendered_point_by_point(column: type) -> None:
     columns = mode_major(3, [0.5] * 21)

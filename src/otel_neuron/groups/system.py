@@ -197,11 +197,12 @@ def _percents(fractions: Sequence[Any]) -> list[float]:
     try:
         found = list(map(_PERCENT_OF.__getitem__, fractions))
     except KeyError:  # fractions not seen yet (the first ticks, a new period length)
+        distinct = set(fractions)
+        computed = dict(zip(distinct, map(round, map(operator.mul, distinct, repeat(100.0)), repeat(2))))
+        found = list(map(computed.__getitem__, fractions))  # complete even if another thread clears
         if len(_PERCENT_OF) > _PERCENT_MEMO_SIZE:
             _PERCENT_OF.clear()
-        distinct = set(fractions)
-        _PERCENT_OF.update(zip(distinct, map(round, map(operator.mul, distinct, repeat(100.0)), repeat(2))))
-        found = list(map(_PERCENT_OF.__getitem__, fractions))
+        _PERCENT_OF.update(computed)
     return list(map(math.copysign, found, fractions))
 
 
