@@ -44,7 +44,12 @@ from bench_runtime import point_count, stock_cost_per_point  # noqa: E402
 from fake_procfs import write_fake_procfs  # noqa: E402
 
 from otel_neuron.config import parse_config  # noqa: E402
-from otel_neuron.exporters.report_json import ReportJsonExporter, merge_report, report_from_metrics  # noqa: E402
+from otel_neuron.exporters.report_json import (
+    ReportJsonExporter,
+    encode_line,
+    merge_report,
+    report_from_metrics,
+)  # noqa: E402
 from otel_neuron.pipeline import MonitorPipeline, build_groups  # noqa: E402
 from otel_neuron.producer import Collected, MetricsDataProducer  # noqa: E402
 from otel_neuron.resource import build_resource  # noqa: E402
@@ -193,7 +198,6 @@ def stages_us(pipeline: MonitorPipeline, ticks: int) -> dict[str, float]:
     runtime_sources = list({id(r): r for g in groups if (r := g.refreshable()) is not None}.values())
     producer = MetricsDataProducer(build_resource(InstanceFacts(error="bench")))
     exporter = ReportJsonExporter(runtime_count=RUNTIMES, out=io.StringIO())
-    encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False)
     names = (
         "fetch 16 runtimes",
         "sample system groups",
@@ -216,7 +220,7 @@ def stages_us(pipeline: MonitorPipeline, ticks: int) -> dict[str, float]:
         update = report_from_metrics(data)
         marks.append(time.process_time())
         merge_report(exporter.report, update)
-        encoder.encode(exporter.report)
+        encode_line(exporter.report)
         marks.append(time.process_time())
         for name, start, end in zip(names, marks, marks[1:], strict=False):
             samples[name].append((end - start) * 1e6)
