@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -162,6 +165,10 @@ def test_a_hung_snapshot_socket_is_a_deadline_error_not_a_hang(socket_dir: Path)
         with pytest.raises(RuntimeEndpointError, match=f"no answer from {address} within 0.3 s"):
             endpoint.fetch()
         assert time.monotonic() - started < 1.0
+        # Still hung: the same request is waited for again, on the same connection.
+        with pytest.raises(RuntimeEndpointError, match=f"no answer from {address} within 0.3 s"):
+            endpoint.fetch()
+        assert fake.connections == 1
     finally:
         endpoint.close()
         server.stop()
@@ -189,3 +196,35 @@ def test_a_tcp_runtime_advertises_no_snapshot_socket() -> None:
     finally:
         endpoint.close()
         server.stop()
+
+
+def test_a_runtime_stopped_then_continued_answers_again_on_its_snapshot_socket(socket_dir: Path) -> None:
+    address = f"unix:{socket_dir}/rt.sock"
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "otel_neuron.runtime.simulator_cli", "--address", address, "--seed", "3"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    endpoint = RuntimeEndpoint(address, deadline_s=0.3, max_age_s=0.0)
+    try:
+        assert simulator.stderr is not None and "serving" in simulator.stderr.readline()
+        first = endpoint.fetch()
+        endpoint.fetch()
+        assert endpoint.transport == "snapshot socket"
+        simulator.send_signal(signal.SIGSTOP)
+        # Hung for more periods than the socket's backlog holds connections: each fetch ends at its
+        # deadline, and the snapshot socket is kept for when it answers again.
+        for _ in range(7):
+            started = time.monotonic()
+            with pytest.raises(RuntimeEndpointError, match=f"no answer from {address} within 0.3 s"):
+                endpoint.fetch()
+            assert time.monotonic() - started < 1.0
+        simulator.send_signal(signal.SIGCONT)
+        resumed = endpoint.fetch()
+        assert resumed.runtime_id == first.runtime_id and resumed.epoch > first.epoch
+        assert endpoint.transport == "snapshot socket"
+    finally:
+        endpoint.close()
+        simulator.send_signal(signal.SIGCONT)
+        simulator.terminate()
+        simulator.wait(timeout=10)

@@ -26,13 +26,9 @@ from typing import Any, Protocol
 import grpc
 
 from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc
-from otel_neuron.runtime.snapshot_socket import SnapshotSocketServer, snapshot_socket_path
+from otel_neuron.runtime.snapshot_socket import SnapshotSocketServer, SnapshotSource, snapshot_socket_path
 
 _logger = logging.getLogger(__name__)
-
-
-class SnapshotSource(Protocol):
-    def snapshot(self) -> runtime_pb2.Snapshot: ...
 
 
 class GroundTruthSource(Protocol):

@@ -141,9 +141,13 @@ class SnapshotConnection:
         self._awaiting = False  # a request whose answer has not been read whole
 
     def send_request(self, request: bytes) -> socket.socket:
-        """OSError when the socket cannot be reached."""
-        if self._awaiting:  # its answer may still come: this connection's next bytes are unknowable
-            self.close()
+        """OSError when the socket cannot be reached.
+
+        While the answer to an earlier request is still due (a runtime that hung past a deadline),
+        nothing more is sent: the runtime takes a snapshot when it reads a request, so that answer
+        is current whenever it comes, and a hung runtime is not flooded with connections."""
+        if self._awaiting and self._socket is not None:
+            return self._socket
         if self._socket is None:
             connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             connection.setblocking(False)
