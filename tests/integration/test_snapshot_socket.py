@@ -19,6 +19,8 @@ import pytest
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import InferenceRecorder
 from otel_neuron.runtime.server import serve_runtime_endpoint
+from otel_neuron.runtime.snapshot_socket import frame
+from otel_neuron.sources.fetch_loop import FETCH_LOOP
 from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError
 
 
@@ -30,6 +32,14 @@ def socket_dir(tmp_path: Path) -> Iterator[Path]:
     for entry in short.iterdir():
         entry.unlink()
     short.rmdir()
+
+
+def wait_until_stopped(pid: int) -> None:
+    """SIGSTOP is asynchronous: wait until the process is in state T."""
+    deadline = time.monotonic() + 5.0
+    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        assert time.monotonic() < deadline, "the process did not stop"
+        time.sleep(0.01)
 
 
 def recorded(completed: int) -> InferenceRecorder:
@@ -116,7 +126,7 @@ class FakeSnapshotSocket:
 
 
 class Advertising:
-    """A recorder whose snapshots advertise someone else's snapshot socket."""
+    """A recorder whose snapshots say a snapshot socket is served (by a fake, or at another path)."""
 
     def __init__(self, recorder: InferenceRecorder, path: str) -> None:
         self._recorder = recorder
@@ -136,7 +146,7 @@ class Advertising:
 def test_a_snapshot_socket_answering_garbage_falls_back_to_grpc_for_good(
     socket_dir: Path, answer: bytes
 ) -> None:
-    fake = FakeSnapshotSocket(f"{socket_dir}/fake.snapshot", answer)
+    fake = FakeSnapshotSocket(f"{socket_dir}/rt.sock.snapshot", answer)
     address = f"unix:{socket_dir}/rt.sock"
     server = serve_runtime_endpoint(Advertising(recorded(2), fake.path), address, snapshot_socket=False)
     endpoint = RuntimeEndpoint(address, deadline_s=2.0, max_age_s=0.0)
@@ -155,7 +165,7 @@ def test_a_snapshot_socket_answering_garbage_falls_back_to_grpc_for_good(
 
 
 def test_a_hung_snapshot_socket_is_a_deadline_error_not_a_hang(socket_dir: Path) -> None:
-    fake = FakeSnapshotSocket(f"{socket_dir}/fake.snapshot", None)
+    fake = FakeSnapshotSocket(f"{socket_dir}/rt.sock.snapshot", None)
     address = f"unix:{socket_dir}/rt.sock"
     server = serve_runtime_endpoint(Advertising(recorded(2), fake.path), address, snapshot_socket=False)
     endpoint = RuntimeEndpoint(address, deadline_s=0.3, max_age_s=0.0)
@@ -212,6 +222,7 @@ def test_a_runtime_stopped_then_continued_answers_again_on_its_snapshot_socket(s
         endpoint.fetch()
         assert endpoint.transport == "snapshot socket"
         simulator.send_signal(signal.SIGSTOP)
+        wait_until_stopped(simulator.pid)
         # Hung for more periods than the socket's backlog holds connections: each fetch ends at its
         # deadline, and the snapshot socket is kept for when it answers again.
         for _ in range(7):
@@ -228,3 +239,73 @@ def test_a_runtime_stopped_then_continued_answers_again_on_its_snapshot_socket(s
         simulator.send_signal(signal.SIGCONT)
         simulator.terminate()
         simulator.wait(timeout=10)
+
+
+def test_the_socket_is_the_configured_one_whatever_path_the_runtime_names(socket_dir: Path) -> None:
+    other = serve_runtime_endpoint(recorded(9), f"unix:{socket_dir}/other.sock")
+    address = f"unix:{socket_dir}/rt.sock"
+    # This runtime serves gRPC only but names the other runtime's snapshot socket (as a runtime in a
+    # container may name a path that leads elsewhere here): it must never be read as this one.
+    mine = recorded(2)
+    server = serve_runtime_endpoint(
+        Advertising(mine, f"{socket_dir}/other.sock.snapshot"), address, snapshot_socket=False
+    )
+    endpoint = RuntimeEndpoint(address, deadline_s=2.0, max_age_s=0.0)
+    try:
+        for _ in range(3):
+            snapshot = endpoint.fetch()
+            assert (snapshot.runtime_id, snapshot.inferences.completed) == (mine.runtime_id, 2)
+        assert endpoint.transport == "grpc"
+    finally:
+        endpoint.close()
+        server.stop()
+        other.stop()
+
+
+def test_a_snapshot_socket_answering_for_another_runtime_is_given_up(socket_dir: Path) -> None:
+    stranger = recorded(9).snapshot()
+    fake = FakeSnapshotSocket(f"{socket_dir}/rt.sock.snapshot", frame(stranger.SerializeToString()))
+    address = f"unix:{socket_dir}/rt.sock"
+    mine = recorded(2)
+    server = serve_runtime_endpoint(Advertising(mine, fake.path), address, snapshot_socket=False)
+    endpoint = RuntimeEndpoint(address, deadline_s=2.0, max_age_s=0.0)
+    try:
+        endpoint.fetch()
+        assert endpoint.fetch().runtime_id == mine.runtime_id  # gRPC's answer, in the same fetch
+        assert endpoint.transport == "grpc"
+    finally:
+        endpoint.close()
+        server.stop()
+        fake.close()
+
+
+def test_in_one_tick_a_failing_socket_gets_grpcs_answer_while_another_runtime_hangs(socket_dir: Path) -> None:
+    hung = FakeSnapshotSocket(f"{socket_dir}/hung.sock.snapshot", None)
+    broken = FakeSnapshotSocket(f"{socket_dir}/broken.sock.snapshot", b"\x00\x00\x00\x05garbage")
+    servers = [
+        serve_runtime_endpoint(
+            Advertising(recorded(1), hung.path), f"unix:{socket_dir}/hung.sock", snapshot_socket=False
+        ),
+        serve_runtime_endpoint(
+            Advertising(recorded(4), broken.path), f"unix:{socket_dir}/broken.sock", snapshot_socket=False
+        ),
+    ]
+    endpoints = [
+        RuntimeEndpoint(f"unix:{socket_dir}/{name}.sock", deadline_s=0.5, max_age_s=0.0)
+        for name in ("hung", "broken")
+    ]
+    try:
+        FETCH_LOOP.refresh_all(endpoints, 2.0)  # over gRPC: both adopt their snapshot sockets
+        assert [endpoint.transport for endpoint in endpoints] == ["snapshot socket"] * 2
+        started = time.monotonic()
+        hung_result, broken_result = FETCH_LOOP.start(endpoints).results(time.monotonic() + 0.5)
+        assert time.monotonic() - started < 0.9
+        assert hung_result is None  # no answer by the deadline
+        assert isinstance(broken_result, runtime_pb2.Snapshot) and broken_result.inferences.completed == 4
+    finally:
+        for endpoint in endpoints:
+            endpoint.close()
+        for server in servers:
+            server.stop()
+        hung.close()
+        broken.close()

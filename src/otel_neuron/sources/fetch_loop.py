@@ -30,10 +30,10 @@ class Refreshable(Protocol):
     def hand_over(self, result: object | None) -> None:
         """Keep `result` as this tick's sample for every group of the source; None: no answer in time."""
 
-    def begin_direct(self) -> socket.socket | None:
+    def send_socket_request(self) -> socket.socket | None:
         """Send this tick's request on a local non-blocking socket and return it (None: use the loop)."""
 
-    def receive_direct(self) -> object | None:
+    def read_socket_answer(self) -> object | None:
         """Read from that socket: the result once whole, None while more is due. OSError when the
         socket failed; the source has then given it up and `fetch_result` is asked instead."""
 
@@ -50,14 +50,14 @@ class TickFetch:
         self._lock = threading.Lock()
         self._results: dict[int, object] = {}
         self._closed = False
-        self._direct: dict[socket.socket, _Numbered] = {}
+        self._awaiting_sockets: dict[socket.socket, _Numbered] = {}
         on_loop: list[_Numbered] = []
         for number, source in enumerate(sources):
-            sent = source.begin_direct()
+            sent = source.send_socket_request()
             if sent is None:
                 on_loop.append((number, source))
             else:
-                self._direct[sent] = (number, source)
+                self._awaiting_sockets[sent] = (number, source)
         self._futures = [self._loop.submit(_fetch_together(on_loop, self))] if on_loop else []
 
     def _deliver(self, number: int, result: object) -> None:
@@ -67,7 +67,7 @@ class TickFetch:
 
     def results(self, deadline: float) -> list[object | None]:
         """Wait until the monotonic `deadline` at most; each source's result, None if it had none."""
-        self._receive_direct(deadline)
+        self._read_socket_answers(deadline)
         for future in self._futures:
             try:
                 future.result(timeout=max(deadline - time.monotonic(), 0.0))
@@ -82,27 +82,24 @@ class TickFetch:
         for source, result in zip(self._sources, self.results(deadline), strict=True):
             source.hand_over(result)
 
-    def _receive_direct(self, deadline: float) -> None:
-        if not self._direct:
+    def _read_socket_answers(self, deadline: float) -> None:
+        if not self._awaiting_sockets:
             return
-        failed: list[_Numbered] = []
         with selectors.DefaultSelector() as selector:
-            for sent in self._direct:
+            for sent in self._awaiting_sockets:
                 selector.register(sent, selectors.EVENT_READ)
             while selector.get_map() and (left := deadline - time.monotonic()) > 0:
                 for key, _ in selector.select(left):
-                    number, source = self._direct[key.fileobj]  # type: ignore[index]
+                    number, source = self._awaiting_sockets[key.fileobj]  # type: ignore[index]
                     try:
-                        result = source.receive_direct()
-                    except OSError:
+                        result = source.read_socket_answer()
+                    except OSError:  # the source gave its socket up: the loop asks it now, over gRPC
                         selector.unregister(key.fileobj)
-                        failed.append((number, source))
+                        self._futures.append(self._loop.submit(_fetch_together([(number, source)], self)))
                         continue
                     if result is not None:
                         selector.unregister(key.fileobj)
                         self._deliver(number, result)
-        if failed:  # the loop asks those again (over gRPC) within what is left of the deadline
-            self._futures.append(self._loop.submit(_fetch_together(failed, self)))
 
 
 class FetchLoop:

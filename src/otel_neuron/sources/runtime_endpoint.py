@@ -11,14 +11,13 @@ younger than `max_age_s`, so the groups due at the same collection tick share on
 one failure: a hung runtime costs one deadline per tick, not one per group). Every failure is a
 `RuntimeEndpointError` whose message names the address and says what went wrong.
 
-A runtime at a `unix:` address that advertises a snapshot socket (runtime/snapshot_socket.py) is
-read there from its second fetch on, with gRPC's channel closed; whenever that socket fails the
-same fetch falls back to gRPC, whose answer (or error) is the one reported.
+A runtime at a `unix:` address that serves a snapshot socket (runtime/snapshot_socket.py) is read
+there from its second fetch on, with gRPC's channel closed (sources/snapshot_socket_route.py);
+whenever that socket fails the same fetch falls back to gRPC, whose answer (or error) is reported.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -32,10 +31,9 @@ import grpc.aio
 
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import PROTOCOL_VERSION
-from otel_neuron.runtime.snapshot_socket import SnapshotConnection, frame
+from otel_neuron.runtime.snapshot_socket import frame
 from otel_neuron.sources.fetch_loop import FETCH_LOOP
-
-_logger = logging.getLogger(__name__)
+from otel_neuron.sources.snapshot_socket_route import SnapshotSocketRoute
 
 _METHOD = "/otel_neuron.runtime.v1.RuntimeMetrics/GetSnapshot"
 _CHANNEL_OPTIONS = [
@@ -133,11 +131,11 @@ class RuntimeEndpoint:
         self._handed_over = False  # the cache holds the collector's result for the current tick
         self._async_channel: grpc.aio.Channel | None = None
         self._async_call: Any = None
-        self._snapshot_socket: SnapshotConnection | None = None
-        # (path, runtime_id) of a snapshot socket that failed: not tried again until the runtime
-        # restarts, so a socket this host cannot reach (another mount namespace) costs nothing.
-        self._failed_snapshot_socket: tuple[str, str] | None = None
-        self._runtime_id = ""
+        self._socket_route = (
+            SnapshotSocketRoute(self.address.socket_path, self.address.text)
+            if self.address.kind == "unix"
+            else None
+        )
         self.simulator: Any = None
         if self.address.kind == "sim":
             from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
@@ -195,70 +193,35 @@ class RuntimeEndpoint:
         """How the next fetch will go: "snapshot socket", "grpc" or "simulator"."""
         if self.simulator is not None:
             return "simulator"
-        return "snapshot socket" if self._snapshot_socket is not None else "grpc"
+        return "snapshot socket" if self._socket_route is not None and self._socket_route.active else "grpc"
 
-    def begin_direct(self) -> socket.socket | None:
+    def send_socket_request(self) -> socket.socket | None:
         """Send this tick's request on the runtime's snapshot socket (None: fetch over gRPC)."""
-        connection = self._snapshot_socket
-        if connection is None:
-            return None
-        try:
-            return connection.send_request(_REQUEST_FRAME)
-        except OSError as error:
-            self._give_up_snapshot_socket(error)
-            return None
+        return self._socket_route.send(_REQUEST_FRAME) if self._socket_route is not None else None
 
-    def receive_direct(self) -> runtime_pb2.Snapshot | RuntimeEndpointError | None:
+    def read_socket_answer(self) -> runtime_pb2.Snapshot | RuntimeEndpointError | None:
         """The checked snapshot once whole, None while more is due; OSError when the socket failed."""
-        connection = self._snapshot_socket
-        if connection is None:
+        if self._socket_route is None:
             raise ConnectionResetError(f"{self.address.text}: no snapshot socket")
-        try:
-            snapshot = connection.receive()
-        except OSError as error:
-            self._give_up_snapshot_socket(error)
-            raise
+        snapshot = self._socket_route.read()
         if snapshot is None:
             return None
-        self._runtime_id = snapshot.runtime_id
         try:
             return _checked(snapshot, self.address.text)
         except RuntimeEndpointError as error:
             return error
 
-    def _give_up_snapshot_socket(self, error: OSError) -> None:
-        """Back to gRPC, for this fetch and until the runtime restarts (a new runtime_id)."""
-        connection, self._snapshot_socket = self._snapshot_socket, None
-        if connection is not None:
-            _logger.debug("%s: snapshot socket failed (%s); back to gRPC", self.address.text, error)
-            self._failed_snapshot_socket = (connection.path, self._runtime_id)
-            connection.close()
-
     async def _fetch_async(self) -> runtime_pb2.Snapshot:
         path = self.address.socket_path
         if path and not os.path.exists(path):
             await self._drop_async_channel()
-            self._drop_snapshot_socket()
+            if self._socket_route is not None:
+                self._socket_route.close()
             raise RuntimeEndpointError(f"cannot connect to {self.address.text}: no such file")
         snapshot = await self._fetch_grpc()
-        await self._adopt_snapshot_socket(snapshot)
+        if self._socket_route is not None and self._socket_route.adopt(snapshot):
+            await self._drop_async_channel()  # idle until the socket fails: no gRPC threads at work
         return snapshot
-
-    async def _adopt_snapshot_socket(self, snapshot: runtime_pb2.Snapshot) -> None:
-        """Read the runtime on the snapshot socket it advertises from now on (a local runtime only)."""
-        self._runtime_id = snapshot.runtime_id
-        path = snapshot.snapshot_socket
-        if self.address.kind != "unix" or not path or not os.path.isabs(path):
-            return
-        if self._failed_snapshot_socket == (path, snapshot.runtime_id) or self._snapshot_socket is not None:
-            return
-        self._snapshot_socket = SnapshotConnection(path)
-        await self._drop_async_channel()  # idle until the socket fails: no gRPC threads at work
-
-    def _drop_snapshot_socket(self) -> None:
-        connection, self._snapshot_socket = self._snapshot_socket, None
-        if connection is not None:
-            connection.close()
 
     async def _fetch_grpc(self) -> runtime_pb2.Snapshot:
         if self._async_call is None:
@@ -289,7 +252,8 @@ class RuntimeEndpoint:
         with self._lock:
             if self.simulator is not None:
                 self.simulator.stop()
-            self._drop_snapshot_socket()
+            if self._socket_route is not None:
+                self._socket_route.close()
             if self._async_channel is not None:
                 try:  # the channel belongs to the fetch loop: close it there
                     FETCH_LOOP.submit(self._drop_async_channel()).result(timeout=1.0)
