@@ -26,3 +26,11 @@ def test_a_value_orjson_refuses_still_makes_a_line() -> None:
     report = copy.deepcopy(GUIDE_REPORT)
     report["system_data"]["vcpu_usage"]["context_switch_count"] = 2**70  # over 64 bits
     assert json.loads(encode_line(report)) == report
+
+
+def test_a_report_with_other_than_ascii_is_escaped_as_the_standard_library_does() -> None:
+    report = copy.deepcopy(GUIDE_REPORT)
+    report["neuron_runtime_data"][0]["error"] = "cannot connect to unix:/tmp/café/rt.sock: no such file"
+    line = encode_line(report)
+    assert line.isascii() and "caf\\u00e9" in line
+    assert json.loads(line) == report
