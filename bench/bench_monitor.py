@@ -51,7 +51,7 @@ from otel_neuron.exporters.report_json import (
     merge_report,
     report_from_metrics,
 )  # noqa: E402
-from otel_neuron.pipeline import MonitorPipeline, build_groups  # noqa: E402
+from otel_neuron.pipeline import MonitorPipeline, build_groups, settle_garbage_collector  # noqa: E402
 from otel_neuron.producer import Collected, MetricsDataProducer  # noqa: E402
 from otel_neuron.resource import build_resource  # noqa: E402
 from otel_neuron.sources.fetch_loop import FETCH_LOOP  # noqa: E402
@@ -294,6 +294,7 @@ def main() -> None:
 def run(directory: str, seconds: float) -> None:
     with open(os.devnull, "w") as devnull:
         pipeline = build_pipeline(directory, devnull)  # type: ignore[arg-type]
+        settle_garbage_collector()  # as the CLI does before it runs the pipeline
         try:
             percent, ticks, shares, startup_ms = at_one_second(pipeline, seconds)
             tick_us = per_tick_us(pipeline, 30)

@@ -32,7 +32,7 @@ from otel_neuron.exporters.options import (
 )
 from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.exporters.report_v2 import report_to_v2
-from otel_neuron.pipeline import MonitorPipeline, build_groups, close_groups
+from otel_neuron.pipeline import MonitorPipeline, build_groups, close_groups, settle_garbage_collector
 from otel_neuron.report_schema import report_problem
 from otel_neuron.resource import build_resource
 from otel_neuron.sources.instance import discover_instance
@@ -208,6 +208,7 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     stop = threading.Event()
     _install_signal_handlers(stop)
     try:
+        settle_garbage_collector()
         pipeline.run(stop, max_reports=args.max_reports)
     finally:
         pipeline.shutdown()

@@ -123,16 +123,7 @@ class MonitorPipeline:
         self.stats = PipelineStats()
 
     def run(self, stop: threading.Event, max_reports: int | None = None) -> None:
-        """Collect and export until `stop` is set, the output is closed, or `max_reports` were made.
-
-        This is a monitor process's main loop: it also tunes the process's garbage collector."""
-        # What exists now (modules, groups, exporters) lives as long as the monitor: keep it out of
-        # every future collection, which then only walks the few objects a tick leaves behind.
-        gc.collect()
-        gc.freeze()
-        # A report leaves ~1,200 container objects behind, nearly all freed by reference counting: at
-        # the default threshold (700) the young generation is swept about twice a tick for nothing.
-        gc.set_threshold(20_000, *gc.get_threshold()[1:])
+        """Collect and export until `stop` is set, the output is closed, or `max_reports` were made."""
         # Runtime baselines may wait on a slow runtime; the system groups' are taken last, right
         # before the schedule starts, so their first period is the configured one.
         for scheduled in sorted(self._groups, key=lambda g: g.group.runtime_index is None):
@@ -202,6 +193,18 @@ class MonitorPipeline:
                 _logger.exception("exporter %s failed to shut down", type(sink.exporter).__name__)
         self.meter_provider.shutdown(timeout_millis=1_000)
         close_groups(self._groups)
+
+
+def settle_garbage_collector() -> None:
+    """For a monitor process, once its pipeline is built and before it runs (it tunes the whole
+    process, so the CLI calls it, not the pipeline)."""
+    # What exists now (modules, groups, exporters) lives as long as the monitor: keep it out of
+    # every future collection, which then only walks the few objects a tick leaves behind.
+    gc.collect()
+    gc.freeze()
+    # A report leaves ~1,200 container objects behind, nearly all freed by reference counting: at
+    # the default threshold (700) the young generation is swept about twice a tick for nothing.
+    gc.set_threshold(20_000, *gc.get_threshold()[1:])
 
 
 def _counter_temporality(exporter: MetricExporter) -> AggregationTemporality:
