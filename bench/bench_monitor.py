@@ -14,7 +14,8 @@ fetch loop, gRPC's own threads, garbage collection). Three measurements:
   at 1 s       the pipeline's own run loop on the real clock for --seconds: what the monitor costs,
                idle time between ticks included
   per tick     pipeline.tick() back to back (no idle time), the median; the difference to the first
-               is what the cadence itself costs (gRPC's threads waking, caches gone cold)
+               is what the cadence itself costs: caches gone cold, and a whole second's changes
+               (histograms, /proc) to work through instead of a few milliseconds'
   stages       one tick taken apart: fetch, sample, MetricsData, report_from_metrics, JSON
 
 Goal (issue 3): the whole monitor <= 0.5 % of one core at a 1 s period at this scale.
@@ -319,7 +320,7 @@ def run(directory: str, seconds: float) -> None:
         f"   ({tick_us / points:.2f} us/point)"
     )
     cadence = percent - tick_us / 1e4
-    print(f"  the 1 s cadence itself (diff.)    {cadence:8.3f} % of one core (wake-ups, cold caches)")
+    print(f"  the 1 s cadence itself (diff.)    {cadence:8.3f} % of one core (cold caches, 1 s of changes)")
     print("  stages of one tick (median):")
     for name, cost in stages.items():
         print(f"    {name:<30} {cost:8.0f} us")
