@@ -101,7 +101,9 @@ class AttributeColumn(tuple[FrozenAttributes, ...]):
     _views: dict[Callable[[AttributeColumn], Any], Any]
 
     def view(self, derive: Callable[[AttributeColumn], _View]) -> _View:
-        """`derive(self)`, computed on first use; `derive` must return something immutable."""
+        """`derive(self)`, computed on first use. Keeping it is safe because the column cannot change
+        (a tuple of FrozenAttributes); `derive` must be a pure function of it returning something
+        immutable, since every caller gets the same object."""
         try:
             return self._views[derive]  # type: ignore[no-any-return]
         except KeyError:
