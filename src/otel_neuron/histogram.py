@@ -89,34 +89,13 @@ def percentile(histogram: HistogramDelta, q: float) -> float:
     p0 and p100 are the exact minimum and maximum; other percentiles are the geometric midpoint of
     the bucket holding the rank, clamped to [min, max]. Raises ValueError for an empty histogram.
     """
-    total = histogram.zero_count + sum(histogram.bucket_counts)
-    if total <= 0 or histogram.count <= 0:
-        raise ValueError("percentile of an empty histogram")
-    if q <= 0:
-        return histogram.min
-    if q >= 100:
-        return histogram.max
-    rank = max(1, math.ceil(q / 100.0 * total - 1e-9))
-    if rank <= histogram.zero_count:
-        return _clamp(0.0, histogram)
-    cumulative = list(accumulate(histogram.bucket_counts, initial=histogram.zero_count))
-    return _value_at_rank(histogram, cumulative, rank)
-
-
-def _value_at_rank(histogram: HistogramDelta, cumulative: list[int], rank: int) -> float:
-    """The geometric midpoint of the bucket holding `rank`; cumulative[i + 1] counts through bucket i."""
-    position = bisect_left(cumulative, rank, lo=1)
-    if position >= len(cumulative):
-        return histogram.max
-    lower, upper = bucket_bounds(histogram.offset + position - 1, histogram.scale)
-    return _clamp(math.sqrt(lower * upper), histogram)
+    (value,) = percentiles(histogram, (q,)).values()
+    return value
 
 
 def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES) -> dict[str, float]:
-    """{"p0": ..., "p1": ..., ...} as the guide's latency objects hold them (one cumulative pass).
-
-    The same arithmetic as `percentile`, inlined: a monitor renders two of these per runtime and period.
-    """
+    """{"p0": ..., "p1": ..., ...} as the guide's latency objects hold them (one cumulative pass;
+    see `percentile`). Inlined arithmetic: a monitor renders two of these per runtime and period."""
     cumulative = list(accumulate(histogram.bucket_counts, initial=histogram.zero_count))
     total = cumulative[-1]  # zero_count + sum(bucket_counts), without a second pass
     if total <= 0 or histogram.count <= 0:
@@ -160,10 +139,6 @@ def exact_percentile(values: Sequence[float], q: float) -> float:
         return ordered[0]
     rank = max(1, math.ceil(q / 100.0 * len(ordered) - 1e-9))
     return ordered[min(rank, len(ordered)) - 1]
-
-
-def _clamp(value: float, histogram: HistogramDelta) -> float:
-    return min(max(value, histogram.min), histogram.max)
 
 
 def merge_histograms(first: HistogramDelta | None, second: HistogramDelta | None) -> HistogramDelta | None:
