@@ -93,12 +93,15 @@ class MetricsDataProducer:
 
     def produce(self, collected: Sequence[Collected]) -> MetricsData:
         builder = _MetricsBuilder(self._temporality)
+        runtimes_seen: set[int] = set()
         for item in collected:
-            self._add_group(builder, item)
+            self._add_group(builder, item, runtimes_seen)
         scope_metrics = ScopeMetrics(scope=SCOPE, metrics=builder.metrics(), schema_url="")
         return MetricsData([ResourceMetrics(self._resource, [scope_metrics], schema_url="")])
 
-    def _add_group(self, builder: _MetricsBuilder, item: Collected) -> None:
+    def _add_group(self, builder: _MetricsBuilder, item: Collected, runtimes_seen: set[int]) -> None:
+        """The group's points and health; its runtime's connection error too, once per MetricsData
+        (every group of a runtime reports the same one: five points would be five equal series)."""
         group, sample = item.group, item.sample
         end = sample.time_unix_nano
         start = end - int(sample.period * 1e9)
@@ -107,7 +110,8 @@ class MetricsDataProducer:
         health = _health_points(group.report_key, group.runtime_index, sample.error)
         builder.extend(GROUP_PERIOD, ((health.group, sample.period),), start, end)
         builder.extend(GROUP_ERROR, health.error, start, end)
-        if group.runtime_index is not None:
+        if group.runtime_index is not None and group.runtime_index not in runtimes_seen:
+            runtimes_seen.add(group.runtime_index)
             runtime_error = _runtime_error_points(group.runtime_index, group.runtime_error())
             builder.extend(RUNTIME_ERROR, runtime_error, start, end)
         cumulative = self._temporality is AggregationTemporality.CUMULATIVE

@@ -244,3 +244,25 @@ def test_the_period_min_max_comes_from_every_window_after_the_previous_epoch_in_
     snapshot.epoch = 8
     assert _window_min_max(snapshot, 7) == (0.3, 0.6, 0.2, 0.4)  # the newest window, read alone
     assert _window_min_max(snapshot, 6) == (0.1, 0.6, 0.05, 0.4)
+
+
+def test_a_down_runtime_is_one_error_series_in_the_metrics_and_the_reports_entry() -> None:
+    from otel_neuron.exporters.report_json import report_from_metrics
+    from otel_neuron.producer import RUNTIME_ERROR, Collected, MetricsDataProducer
+    from otel_neuron.resource import build_resource
+    from otel_neuron.sources.instance import InstanceFacts
+
+    endpoint = FakeEndpoint(InferenceRecorder())
+    groups = [kind(3, endpoint) for kind in GROUP_TYPES.values()]  # type: ignore[arg-type]
+    for group in groups:
+        group.prime()
+    endpoint.down = True
+    collected = [Collected(group, group.sample()) for group in groups]
+    data = MetricsDataProducer(build_resource(InstanceFacts(error="test"))).produce(collected)
+
+    (metric,) = [m for m in data.resource_metrics[0].scope_metrics[0].metrics if m.name == RUNTIME_ERROR.name]
+    (point,) = metric.data.data_points  # five groups of one runtime: still one series
+    assert point.value == 1 and point.attributes["error.message"] == endpoint.last_error
+    (entry,) = report_from_metrics(data)["neuron_runtime_data"]
+    assert entry["neuron_runtime_index"] == 3 and entry["error"] == endpoint.last_error
+    assert set(entry["report"]) == set(GROUP_TYPES)
