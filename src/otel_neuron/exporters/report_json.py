@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
 import orjson
@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 
+from otel_neuron.exporters.section_memo import SectionMemo
 from otel_neuron.exporters.temporality import DELTA_PREFERRED
 from otel_neuron.groups.base import (
     GROUP,
@@ -43,15 +44,16 @@ Report = dict[str, Any]
 _Section = tuple[str, Any]  # (report key, runtime index or None for system groups)
 
 
-def report_from_metrics(metrics_data: MetricsData) -> Report:
-    """The report sections present in `metrics_data`, in the guide's format."""
+def report_from_metrics(metrics_data: MetricsData, memo: SectionMemo | None = None) -> Report:
+    """The report sections present in `metrics_data`, in the guide's format. With a `memo`, a section
+    whose points are those of its last rendering gets that rendering again (see section_memo)."""
     points = _SectionPoints()
     periods: dict[_Section, float] = {}
     errors: dict[_Section, str] = {}
     runtime_errors: dict[int, str] = {}
     instance: dict[str, str] = {}
     for resource_metrics in metrics_data.resource_metrics:
-        instance = facts_from_resource(resource_metrics.resource.attributes).as_report()
+        instance = _instance_data(resource_metrics.resource.attributes, memo)
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 name = metric.name
@@ -81,7 +83,10 @@ def report_from_metrics(metrics_data: MetricsData) -> Report:
         elif error:
             body = {"period": round(period, 9), "error": error}
         else:
-            rendered = group_class.render(points.of(names[key], index))
+            own = points.of(names[key], index)
+            rendered = (
+                group_class.render(own) if memo is None else memo.render(section, group_class.render, own)
+            )
             body = {"period": round(period, 9), **rendered, "error": error}
         if index is None:
             report["system_data"][key] = body
@@ -92,6 +97,12 @@ def report_from_metrics(metrics_data: MetricsData) -> Report:
             entry["report"][key] = body
     report["neuron_runtime_data"] = [runtimes[index] for index in sorted(runtimes)]
     return report
+
+
+def _instance_data(attributes: Mapping[str, object], memo: SectionMemo | None) -> dict[str, str]:
+    if memo is None:
+        return facts_from_resource(attributes).as_report()
+    return memo.derived("instance_data", attributes, lambda: facts_from_resource(attributes).as_report())
 
 
 def _runtime_entry(index: int, error: str) -> Report:
@@ -112,11 +123,10 @@ class _SectionPoints:
     def file(self, name: str, blocks: Iterable[Sequence[Point]]) -> None:
         """File each block of metric `name` under its runtime index; a block from one group is filed whole."""
         for block in blocks:
-            indexes = _runtime_indexes_of(block)
-            if len(indexes) == 1:
-                (index,) = indexes
+            index = _runtime_index_of(block)
+            if index is not _SEVERAL:
                 self._add(index, name, block)
-            elif indexes:
+            elif block:
                 self._file_by_point(name, block)
 
     def _file_by_point(self, name: str, block: Sequence[Point]) -> None:
@@ -150,14 +160,26 @@ class _SectionPoints:
         return own
 
 
-def _runtime_indexes_of(block: Sequence[Point]) -> frozenset[Any]:
+_SEVERAL = object()  # a block whose points belong to several runtimes (or none: an empty block)
+
+
+def _runtime_index_of(block: Sequence[Point]) -> Any:
+    """The runtime index every point of `block` has (None: a system group's), or _SEVERAL."""
     # type() rather than isinstance(): these are Sequence ABCs, whose isinstance check costs more.
     if type(block) is PointColumns:
         columns = block.attributes
         if type(columns) is AttributeColumn:  # a group's own, unchanging attributes: read them once
-            return columns.view(_runtime_indexes)
-        return _runtime_indexes(columns)
-    return _runtime_indexes([point[0] for point in block])
+            indexes = columns.view(_runtime_indexes)
+        else:
+            indexes = _runtime_indexes(columns)
+    elif len(block) == 1:  # most blocks: a group's period, error, latency... one point each
+        return block[0][0].get(RUNTIME_INDEX)
+    else:
+        indexes = _runtime_indexes([point[0] for point in block])
+    if len(indexes) == 1:
+        (index,) = indexes
+        return index
+    return _SEVERAL
 
 
 def _runtime_indexes(attributes: Sequence[Attributes]) -> frozenset[Any]:
@@ -247,6 +269,7 @@ class ReportJsonExporter(MetricExporter):
         self._problems = problems
         self._transform = transform
         self.report = empty_report(runtime_count)
+        self._sections = SectionMemo()
         self.closed = False
 
     def export(
@@ -254,7 +277,7 @@ class ReportJsonExporter(MetricExporter):
     ) -> MetricExportResult:
         if self.closed:
             return MetricExportResult.FAILURE
-        merge_report(self.report, report_from_metrics(metrics_data))
+        merge_report(self.report, report_from_metrics(metrics_data, self._sections))
         document = self._transform(self.report) if self._transform else self.report  # transforms are pure
         if self._validate is not None:  # the schema describes the 1.x report, before any transform
             problem = self._validate(self.report)
