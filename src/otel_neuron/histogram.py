@@ -12,10 +12,12 @@ Percentiles follow the nearest-rank definition: ``p(q)`` is the value of rank ``
 from __future__ import annotations
 
 import math
-import operator
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from itertools import accumulate, compress, count
+from itertools import accumulate
+from typing import Any
+
+import numpy
 
 from otel_neuron.groups.base import HistogramDelta
 
@@ -50,37 +52,43 @@ def dense_buckets(counts: Mapping[int, int]) -> tuple[int, list[int]]:
     return low, dense
 
 
+Buckets = numpy.ndarray[Any, numpy.dtype[numpy.int64]]
+BucketCounts = Sequence[int] | Buckets
+
+
+def as_buckets(counts: BucketCounts) -> Buckets:
+    """Bucket counts as an int64 array (a protobuf repeated field converts in C)."""
+    try:
+        return numpy.asarray(counts, dtype=numpy.int64)
+    except OverflowError:  # a count past 2**63: no runtime counts that many values
+        raise ValueError("a histogram bucket count is out of range") from None
+
+
 def subtract_buckets(
-    offset: int, counts: Sequence[int], previous_offset: int, previous_counts: Sequence[int]
+    offset: int, counts: BucketCounts, previous_offset: int, previous_counts: BucketCounts
 ) -> tuple[int, tuple[int, ...]] | None:
-    """Bucket-wise ``counts - previous_counts``, trimmed of zero ends; None if any bucket went down."""
-    if not previous_counts:
+    """Bucket-wise ``counts - previous_counts``, trimmed of zero ends; None if any bucket went down.
+
+    numpy: a warm histogram has hundreds of buckets, and two of them per runtime and period would
+    cost a Python loop per bucket (or several whole-list passes) otherwise.
+    """
+    now, before = as_buckets(counts), as_buckets(previous_counts)
+    if before.size == 0:
         previous_offset = offset
-    low = min(offset, previous_offset)
-    width = max(offset + len(counts), previous_offset + len(previous_counts)) - low
-    now = _padded(counts, offset - low, width)
-    before = _padded(previous_counts, previous_offset - low, width)
-    # Whole-list passes rather than a Python loop per bucket: a warm histogram has hundreds of
-    # buckets, few of which changed in a period. The first and the last changed bucket are found
-    # by compress(), which stops at the first nonzero difference from either end.
-    if now == before:
+    if offset == previous_offset and now.size == before.size:  # the usual period: nothing to align
+        low, differences = offset, now - before
+    else:
+        low = min(offset, previous_offset)
+        differences = numpy.zeros(max(offset + now.size, previous_offset + before.size) - low, numpy.int64)
+        differences[offset - low : offset - low + now.size] = now
+        differences[previous_offset - low : previous_offset - low + before.size] -= before
+    changed = numpy.flatnonzero(differences)
+    if changed.size == 0:
         return 0, ()
-    differences = list(map(operator.sub, now, before))
-    first = next(compress(count(), differences))
-    last = width - 1 - next(compress(count(), reversed(differences)))
-    changed = differences[first : last + 1]  # outside it every difference is 0
-    if min(changed) < 0:
+    window = differences[changed[0] : changed[-1] + 1]
+    if window.min() < 0:
         return None
-    return low + first, tuple(changed)
-
-
-def _padded(counts: Sequence[int], lead: int, width: int) -> list[int]:
-    if lead == 0 and len(counts) == width and isinstance(counts, list):
-        return counts
-    padded = [0] * lead
-    padded.extend(counts)
-    padded.extend([0] * (width - len(padded)))
-    return padded
+    return low + int(changed[0]), tuple(window.tolist())
 
 
 def percentile(histogram: HistogramDelta, q: float) -> float:

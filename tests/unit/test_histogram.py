@@ -98,6 +98,13 @@ def test_a_bucket_going_down_is_a_reset() -> None:
     assert subtract_buckets(6, [1], 5, [1]) is None
 
 
+def test_differences_are_plain_ints_and_impossible_counts_are_a_clear_error() -> None:
+    _, counts = subtract_buckets(0, [3, 2**62], 0, [1, 0])  # type: ignore[misc]
+    assert counts == (2, 2**62) and all(type(count) is int for count in counts)
+    with pytest.raises(ValueError, match="a histogram bucket count is out of range"):
+        subtract_buckets(0, [2**64 - 1], 0, [])
+
+
 def naive_subtraction(
     offset: int, counts: list[int], previous_offset: int, previous: list[int]
 ) -> tuple[int, tuple[int, ...]] | None:

@@ -41,7 +41,7 @@ from otel_neuron.groups.base import (
     PointsByMetric,
     percent,
 )
-from otel_neuron.histogram import bucket_bounds, percentiles, subtract_buckets
+from otel_neuron.histogram import Buckets, as_buckets, bucket_bounds, percentiles, subtract_buckets
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import ECC_KINDS, ERROR_TYPES, OUTCOMES
 from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError
@@ -300,7 +300,7 @@ class InferenceStatsGroup(RuntimeGroup):
         super().__init__(runtime_index, endpoint)
         self._outcome_attributes = AttributeColumn(self._attrs(**{OUTCOME: name}) for name in OUTCOMES)
         self._error_attributes = AttributeColumn(self._attrs(**{ERROR_TYPE: name}) for name in ERROR_TYPES)
-        self._buckets = _BucketLists()
+        self._buckets = _BucketArrays()
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         outcomes_before = _OUTCOME_TOTALS(previous.inferences) if previous is not None else None
@@ -351,23 +351,20 @@ def _latency_object(points: Sequence[Point]) -> dict[str, float] | None:
     return None
 
 
-class _BucketLists:
-    """The bucket counts of the latest snapshot's histograms as lists, reused as next period's baseline.
-
-    Reading a repeated field into Python costs about 20 ns a bucket; a warm histogram has hundreds.
-    """
+class _BucketArrays:
+    """The bucket counts of the latest snapshot's histograms as arrays, reused as next period's baseline
+    (read from the message once rather than twice)."""
 
     def __init__(self) -> None:
-        self._latest: dict[str, tuple[runtime_pb2.Snapshot, list[int]]] = {}
+        self._latest: dict[str, tuple[runtime_pb2.Snapshot, Buckets]] = {}
 
-    def of(self, snapshot: runtime_pb2.Snapshot, field: str) -> list[int]:
+    def of(self, snapshot: runtime_pb2.Snapshot, field: str) -> Buckets:
         latest = self._latest.get(field)
         if latest is not None and latest[0] is snapshot:
             return latest[1]
-        # A slice of a repeated field is a list built in C: 35 % faster than list().
-        return getattr(snapshot, field).bucket_counts[:]
+        return as_buckets(getattr(snapshot, field).bucket_counts)
 
-    def keep(self, snapshot: runtime_pb2.Snapshot, field: str, counts: list[int]) -> None:
+    def keep(self, snapshot: runtime_pb2.Snapshot, field: str, counts: Buckets) -> None:
         self._latest[field] = (snapshot, counts)
 
 
@@ -376,7 +373,7 @@ def _histogram_delta(
     previous: runtime_pb2.Snapshot | None,
     field: str,
     windows: _PeriodWindows,
-    lists: _BucketLists,
+    lists: _BucketArrays,
 ) -> HistogramDelta | None:
     now: runtime_pb2.LatencyHistogram = getattr(current, field)
     count = now.count
@@ -400,7 +397,7 @@ def _histogram_delta(
             return None
         now_counts = lists.of(current, field)
         lists.keep(current, field, now_counts)
-        offset, buckets = now.offset, tuple(now_counts)
+        offset, buckets = now.offset, tuple(now_counts.tolist())
         zero_count, total = now.zero_count, now.sum
     bounds = windows.min_max(field)
     if bounds is None:  # windows lost (hundreds of pollers): bound by the buckets

@@ -6,8 +6,10 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache, reduce
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any
+
+import numpy
 
 from otel_neuron.groups.base import (
     AttributeColumn,
@@ -75,24 +77,20 @@ class VcpuUsageGroup(MetricGroup):
     def _sample_points(self, period: float) -> PointsByMetric:
         current = self._read()
         previous, self._previous = self._previous, current
-        if previous is None or previous.width != current.width or len(previous.ticks) != len(current.ticks):
+        if previous is None or previous.ticks.shape != current.ticks.shape:
             previous = current  # no usable baseline: report zeros rather than % since boot
-        width, cpus = current.width, current.cpu_count
-        # Flat, C-level passes: at 192 vCPUs a Python loop per number would cost more than the read.
-        deltas = list(map(operator.sub, current.ticks, previous.ticks))
-        if deltas and min(deltas) < 0:  # iowait is known to step backwards on some kernels
-            deltas = [max(delta, 0) for delta in deltas]
+        # Whole-array arithmetic: 192 vCPUs x 8 columns would be a Python loop per number otherwise.
+        deltas = numpy.maximum(current.ticks - previous.ticks, 0)  # iowait steps backwards on some kernels
         # A vCPU's elapsed ticks: its seven modes and steal (guest is already inside user and nice).
-        elapsed = [total or 1 for total in map(sum, zip(*(deltas[column::width] for column in range(width))))]
-        # Column by column (mode-major): seven C-level divisions of one list each.
-        shares = chain.from_iterable(
-            map(operator.truediv, deltas[mode::width], elapsed) for mode in range(STEAL_COLUMN)
-        )
+        elapsed = deltas.sum(axis=1)
+        elapsed[elapsed == 0] = 1
+        # Mode-major (every vCPU's user share, then nice...), as the attributes are laid out.
+        shares = (deltas[:, :STEAL_COLUMN] / elapsed[:, None]).T.ravel().tolist()
         switches = max(current.context_switches - previous.context_switches, 0)
         return {
-            CPU_UTILIZATION.name: PointColumns(self._attributes_for(cpus), list(shares)),
+            CPU_UTILIZATION.name: PointColumns(self._attributes_for(current.cpu_count), shares),
             CONTEXT_SWITCHES.name: [({}, switches)],
-            CPU_COUNT.name: [({}, cpus)],
+            CPU_COUNT.name: [({}, current.cpu_count)],
         }
 
     def _attributes_for(self, cpus: int) -> AttributeColumn:
