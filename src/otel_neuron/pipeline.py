@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -129,10 +130,12 @@ class MonitorPipeline:
         for scheduled in sorted(self._groups, key=lambda g: g.group.runtime_index is None):
             scheduled.group.prime()
         schedule = FixedRateSchedule({g.period for g in self._groups}, time.monotonic())
+        # A piped stream that ended is noticed within half a second; with no such source the loop
+        # sleeps until the next tick (each wake-up of an idle process costs CPU of its own).
+        longest_wait = _FINISHED_POLL_S if self._sources_can_finish() else math.inf
         while not stop.is_set():
             delay = schedule.next_due() - time.monotonic()
-            # Wake at least every half second to notice a piped stream that ended.
-            if delay > 0 and stop.wait(min(delay, _FINISHED_POLL_S)):
+            if delay > 0 and stop.wait(min(delay, longest_wait)):
                 break
             if self._sources_finished():
                 # Report what the stream still held, every group at once, then stop.
@@ -175,6 +178,9 @@ class MonitorPipeline:
             (sampled - started) * 1e3,
             (time.monotonic() - sampled) * 1e3,
         )
+
+    def _sources_can_finish(self) -> bool:
+        return any(g.group.source_can_finish for g in self._groups if g.group.runtime_index is not None)
 
     def _sources_finished(self) -> bool:
         runtime_groups = [g.group for g in self._groups if g.group.runtime_index is not None]

@@ -8,12 +8,15 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import random
 from pathlib import Path
 
 import psutil
 import pytest
 from guide_example import GUIDE_FACTS
+from hypothesis import given
+from hypothesis import strategies as st
 
 from otel_neuron.exporters.report_json import ReportJsonExporter, merge_report, report_from_metrics
 from otel_neuron.groups.base import AttributeColumn, GroupSample, Point, PointColumns
@@ -27,6 +30,7 @@ from otel_neuron.groups.system import (
     SEMCONV_CPU_MODE,
     MemoryInfoGroup,
     VcpuUsageGroup,
+    _percents,
 )
 from otel_neuron.producer import Collected, MetricsDataProducer
 from otel_neuron.report_schema import report_problem
@@ -282,13 +286,26 @@ def test_vcpu_rows_by_columns_are_the_point_by_point_rows(seed: int, column: typ
         assert json.dumps(by_columns) == json.dumps(point_by_point)  # as text: -0.0 is not 0.0
 
 
-def test_vcpu_rows_stay_exact_when_the_percent_memo_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("otel_neuron.groups.system._PERCENT_MEMO_SIZE", 10)
-    rng = random.Random(7)
-    for _ in range(5):
-        columns = mode_major(4, [rng.random() for _ in range(28)], AttributeColumn)
-        by_columns = VcpuUsageGroup.render({CPU_UTILIZATION.name: columns})
-        assert by_columns == VcpuUsageGroup.render({CPU_UTILIZATION.name: list(columns)})
+@given(
+    st.one_of(
+        st.floats(0.0, 1.0),
+        # Near ties of the two-decimal percent: (k + 1/2) / 10_000 and its neighbouring doubles.
+        st.builds(
+            lambda k, ulps: _nudged((k + 0.5) / 10_000, ulps), st.integers(0, 9_999), st.integers(-3, 3)
+        ),
+    )
+)
+def test_vcpu_percents_are_the_doubles_round_gives(fraction: float) -> None:
+    (by_columns,) = _percents([fraction])
+    assert by_columns == round(fraction * 100.0, 2) and math.copysign(1, by_columns) == math.copysign(
+        1, fraction
+    )
+
+
+def _nudged(value: float, ulps: int) -> float:
+    for _ in range(abs(ulps)):
+        value = math.nextafter(value, math.inf if ulps > 0 else -math.inf)
+    return value
 
 
 @pytest.mark.parametrize("column", [list, AttributeColumn])

@@ -231,6 +231,8 @@ class MetricGroup(ABC):
         """A source the collector brings up to date first, concurrently with other runtimes' (or None)."""
         return None
 
+    source_can_finish = False  # True for sources that can end for good (a piped stream)
+
     def source_finished(self) -> bool:
         """True when the source has ended for good (a piped stream at its end): nothing more will come."""
         return False

@@ -102,6 +102,8 @@ class BridgeGroup(MetricGroup):
         status = self.bridge.status
         return status if status and self.bridge.last_report_time is not None else ""
 
+    source_can_finish = True
+
     def source_finished(self) -> bool:
         return self.bridge.finished.is_set()
 

@@ -216,7 +216,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
         self._models_seen: Any = None
-        self._subgraph_points: list[Point] = []
+        self._subgraph_points = PointColumns(AttributeColumn(()), [])
         # The busy times of the last snapshot, by position, and the core indexes they belong to.
         self._busy_of: tuple[runtime_pb2.Snapshot | None, tuple[int, ...], list[float]] = (None, (), [])
         self._core_attributes: tuple[tuple[int, ...], AttributeColumn] = ((), AttributeColumn(()))
@@ -253,7 +253,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
             )
         return self._core_attributes[1]
 
-    def _subgraph_points_of(self, current: runtime_pb2.Snapshot) -> list[Point]:
+    def _subgraph_points_of(self, current: runtime_pb2.Snapshot) -> PointColumns:
         loaded: dict[tuple[int, str, str], int] = {}
         for model in current.models:
             for subgraph in model.subgraphs:
@@ -267,7 +267,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
                 SUBGRAPH_NAME: subgraph,
             }
             points.append((self._attrs(**attributes), count))
-        return points
+        return _as_columns(points)
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
@@ -479,7 +479,7 @@ class MemoryUsedGroup(RuntimeGroup):
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
         self._models_seen: Any = None
-        self._model_points: tuple[list[Point], list[Point], list[Point]] = ([], [], [])
+        self._model_points = (_as_columns([]), _as_columns([]), _as_columns([]))
         self._locations = AttributeColumn(
             self._attrs(**{MEMORY_LOCATION: location}) for location in _LOCATIONS
         )
@@ -498,7 +498,9 @@ class MemoryUsedGroup(RuntimeGroup):
             SUBGRAPH_MEMORY.name: subgraphs,
         }
 
-    def _model_points_of(self, current: runtime_pb2.Snapshot) -> tuple[list[Point], list[Point], list[Point]]:
+    def _model_points_of(
+        self, current: runtime_pb2.Snapshot
+    ) -> tuple[PointColumns, PointColumns, PointColumns]:
         models: list[Point] = []
         running: list[Point] = []
         subgraphs: list[Point] = []
@@ -526,7 +528,7 @@ class MemoryUsedGroup(RuntimeGroup):
                         subgraph.memory.device_bytes,
                     )
                 )
-        return models, running, subgraphs
+        return _as_columns(models), _as_columns(running), _as_columns(subgraphs)
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
@@ -691,6 +693,14 @@ def _unique(names: Iterable[str]) -> list[str]:
         if name not in seen:
             seen.append(name)
     return seen
+
+
+def _as_columns(points: Sequence[Point]) -> PointColumns:
+    """Points a group keeps for as long as the models stay loaded, as columns: their attributes are
+    then an AttributeColumn, whose runtime index the report reads once, not every period."""
+    return PointColumns(
+        AttributeColumn(attributes for attributes, _ in points), [value for _, value in points]
+    )
 
 
 def _int(value: object) -> int:

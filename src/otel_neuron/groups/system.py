@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache, reduce
-from itertools import repeat
 from typing import Any
 
 import numpy
@@ -186,26 +184,18 @@ def _usage_row(
 
 
 def _percents(fractions: Sequence[Any]) -> list[float]:
-    """percent() of each fraction, through a memo: round(x, 2) costs 200 ns, and the fractions of a
-    period are ratios of small tick counts, so the same few hundred values come back every tick.
+    """percent() of each fraction, the very doubles round(x * 100.0, 2) gives, in whole-array passes.
 
-    The memo is keyed by value, where 0.0 and -0.0 are one key: copysign restores the sign that
-    round() keeps.
+    numpy rounds y = x * 100 to two decimals as rint(y * 100) / 100: the double nearest to k / 100,
+    as round() returns, with the same k unless y * 100 lies within its own rounding error of a half.
+    Those few (ties such as 0.125) are left to round(), which decides from y's exact value.
     """
-    try:
-        found = list(map(_PERCENT_OF.__getitem__, fractions))
-    except KeyError:  # fractions not seen yet (the first ticks, a new period length)
-        distinct = set(fractions)
-        computed = dict(zip(distinct, map(round, map(operator.mul, distinct, repeat(100.0)), repeat(2))))
-        found = list(map(computed.__getitem__, fractions))  # complete even if another thread clears
-        if len(_PERCENT_OF) > _PERCENT_MEMO_SIZE:
-            _PERCENT_OF.clear()
-        _PERCENT_OF.update(computed)
-    return list(map(math.copysign, found, fractions))
-
-
-_PERCENT_OF: dict[float, float] = {}
-_PERCENT_MEMO_SIZE = 20_000
+    percents = numpy.asarray(fractions, dtype=numpy.float64) * 100.0
+    hundredths = percents * 100.0
+    rounded = (numpy.rint(hundredths) / 100.0).tolist()
+    for position in numpy.flatnonzero(numpy.abs(hundredths - numpy.floor(hundredths) - 0.5) < 1e-6).tolist():
+        rounded[position] = round(float(percents[position]), 2)
+    return rounded  # type: ignore[no-any-return]
 
 
 @lru_cache(maxsize=4)
