@@ -7,9 +7,10 @@
   stock     an OpenTelemetry SDK MeterProvider + InMemoryMetricReader collecting observable gauges
             with as many data points as one tick of ours (collection only: no fetch, no JSON)
 
-The runtimes are simulators in a child process and the fake /proc is advanced by another child, so
-neither is counted; the monitor's CPU is time.process_time() of this process (all its threads: the
-fetch loop, gRPC's own threads, garbage collection). Three measurements:
+The runtimes are simulators, one child process each (as Neuron runtimes are), and the fake /proc is
+rewritten in place by another child, so neither is counted; the monitor's CPU is time.process_time()
+of this process (all its threads: the fetch loop, gRPC's own threads, garbage collection). Three
+measurements:
 
   at 1 s       the pipeline's own run loop on the real clock for --seconds: what the monitor costs,
                idle time between ticks included
@@ -71,7 +72,10 @@ GOAL_PERCENT = 0.5
 
 
 def advance_procfs(root: str) -> None:
-    """Child process: every 250 ms, add 25 ticks (USER_HZ 100) to each vCPU of the fake /proc/stat."""
+    """Child process: every 250 ms, add 25 ticks (USER_HZ 100) to each vCPU of the fake /proc/stat.
+
+    The file is rewritten in place, as the kernel regenerates /proc/stat (the same file, never
+    renamed over), with its numbers at a fixed width so its length stays the same."""
     rng = random.Random(2)
     stat = Path(root) / "stat"
     lines = stat.read_text().splitlines()
@@ -90,12 +94,18 @@ def advance_procfs(root: str) -> None:
             values[3] += 25 - sum(busy)  # idle
         switches += 40_000
         totals = [sum(column) for column in zip(*per_cpu, strict=True)]
-        text = ["cpu  " + " ".join(map(str, totals))]
-        text += [f"cpu{n} " + " ".join(map(str, values)) for n, values in enumerate(per_cpu)]
+        text = ["cpu  " + " ".join(map(_fixed_width, totals))]
+        text += [f"cpu{n} " + " ".join(map(_fixed_width, values)) for n, values in enumerate(per_cpu)]
         text += [f"ctxt {987654321 + switches}" if line.startswith("ctxt") else line for line in rest]
-        stat.with_name("stat.next").write_text("\n".join(text) + "\n")
-        os.replace(stat.with_name("stat.next"), stat)
+        data = ("\n".join(text) + "\n").encode()
+        with open(stat, "r+b") as file:
+            file.write(data)
+            file.truncate(len(data))  # shorter only the first time, before the widths are fixed
         time.sleep(0.25)
+
+
+def _fixed_width(value: int) -> str:
+    return f"{value:012d}"
 
 
 def config_text(directory: str) -> str:
@@ -266,32 +276,39 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-mon-", dir="/tmp") as directory:
         write_fake_procfs(Path(directory) / "proc", cpus=VCPUS)
         psutil.PROCFS_PATH = str(Path(directory) / "proc")
-        children = [
+        runtimes = [  # one process per runtime, as Neuron runtimes are
             subprocess.Popen(
                 [
                     sys.executable,
                     str(Path(__file__).with_name("bench_runtime.py")),
                     "--serve",
                     directory,
-                    str(RUNTIMES),
+                    "1",
                     str(CORES),
                     str(MODELS),
+                    str(index),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
-            ),
-            subprocess.Popen([sys.executable, __file__, "--advance-procfs", str(Path(directory) / "proc")]),
+            )
+            for index in range(RUNTIMES)
         ]
+        writer = subprocess.Popen(
+            [sys.executable, __file__, "--advance-procfs", str(Path(directory) / "proc")]
+        )
         try:
-            assert children[0].stdout is not None and children[0].stdout.readline().strip() == "ready"
+            for runtime in runtimes:
+                assert runtime.stdout is not None and runtime.stdout.readline().strip() == "ready"
             run(directory, args.seconds)
         finally:
-            assert children[0].stdin is not None
-            children[0].stdin.close()
-            children[0].wait(timeout=10)
-            children[1].terminate()
-            children[1].wait(timeout=10)
+            for runtime in runtimes:
+                assert runtime.stdin is not None
+                runtime.stdin.close()
+            for runtime in runtimes:
+                runtime.wait(timeout=10)
+            writer.terminate()
+            writer.wait(timeout=10)
 
 
 def run(directory: str, seconds: float) -> None:

@@ -40,13 +40,13 @@ from otel_neuron.producer import Collected, MetricsDataProducer
 from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc
 
 
-def serve(directory: str, runtimes: int, cores: int, models: int) -> None:
-    """Child process: `runtimes` simulators with a warm history, each at directory/rtN.sock."""
+def serve(directory: str, runtimes: int, cores: int, models: int, first: int = 0) -> None:
+    """Child process: `runtimes` simulators with a warm history, at directory/rtN.sock from N = `first`."""
     from otel_neuron.runtime.server import serve_runtime_endpoint
     from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
 
     servers = []
-    for index in range(runtimes):
+    for index in range(first, first + runtimes):
         options = SimulatorOptions(
             cores=cores, devices=max(1, cores // 4), models=models, rate=100.0, seed=index, churn_s=0.0
         )
@@ -226,6 +226,6 @@ def run(directory: str, runtimes: int, cores: int, models: int) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        serve(sys.argv[2], *map(int, sys.argv[3:]))
     else:
         main()

@@ -110,7 +110,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
         raise ValueError("percentile of an empty histogram")
     low, high, zero_count, size = histogram.min, histogram.max, histogram.zero_count, len(cumulative)
     factor = _LN2 / (1 << histogram.scale)  # as in bucket_bounds
-    exp, sqrt = math.exp, math.sqrt
+    exp = math.exp
     result = {}
     for q in points:
         if q <= 0:
@@ -127,7 +127,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
                     value = high
                 else:
                     index = histogram.offset + position - 1
-                    value = min(max(sqrt(exp(index * factor) * exp((index + 1) * factor)), low), high)
+                    value = min(max(exp((index + 0.5) * factor), low), high)  # the geometric midpoint
         key = _KEYS.get(q)
         if key is None:
             key = _KEYS[q] = f"p{q:g}"

@@ -13,7 +13,6 @@ each runtime's connection error, so an OTLP consumer can rebuild the whole repor
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -72,8 +71,7 @@ RUNTIME_ERROR = InstrumentSpec(
 ERROR_MESSAGE = "error.message"
 
 
-@dataclass(frozen=True)
-class Collected:
+class Collected(NamedTuple):  # immutable, and cheaper to build than a frozen dataclass (82 a tick)
     """One group's sample, as taken at one tick."""
 
     group: MetricGroup

@@ -14,9 +14,10 @@ import enum
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, overload
 
 if TYPE_CHECKING:
     from otel_neuron.sources.fetch_loop import Refreshable
@@ -155,14 +156,13 @@ class PointColumns(Sequence[Point]):
         return f"PointColumns({list(self)!r})"
 
 
-@dataclass(frozen=True, slots=True)  # slots: one object rather than two, 82 a tick at trn2 scale
-class GroupSample:
+class GroupSample(NamedTuple):  # immutable, and built in half a frozen dataclass's time (82 a tick)
     """One collection of a group: `period` seconds since the previous one, or the error."""
 
     period: float
     error: str
     time_unix_nano: int
-    points: PointsByMetric = field(default_factory=dict)
+    points: PointsByMetric = MappingProxyType({})
 
 
 class MetricGroup(ABC):
