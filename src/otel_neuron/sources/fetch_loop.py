@@ -2,7 +2,7 @@
 rest on one asyncio event loop in one daemon thread.
 
 A source that can (a runtime's snapshot socket) sends its request on a non-blocking socket and the
-collector's thread reads every answer with one selector: about half the CPU of the same exchange
+collector's thread reads every answer with one poll(): about half the CPU of the same exchange
 on an event loop, and no thread hand-off. Everything else (gRPC, and any fetch whose socket
 failed) runs on the loop: grpc.aio fetches all those runtimes concurrently for about half of what
 a blocking call per runtime costs.
