@@ -23,9 +23,9 @@ from __future__ import annotations
 import operator
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, TypeVar
 
 from otel_neuron.groups.base import (
     AttributeColumn,
@@ -39,6 +39,7 @@ from otel_neuron.groups.base import (
     Point,
     PointColumns,
     PointsByMetric,
+    PointValue,
     percent,
 )
 from otel_neuron.histogram import Buckets, as_buckets, bucket_bounds, percentiles, subtract_buckets
@@ -99,7 +100,10 @@ ECC_ERRORS = InstrumentSpec(
 
 _LOCATIONS = ("host", "neuron_device")
 
-# The protocol's fixed sets of totals, read in one C-level call each.
+# The protocol's fixed sets of totals, read in one C-level call each; a core's fields likewise.
+_CORE_INDEX_OF = operator.attrgetter("index")
+_Derived = TypeVar("_Derived")
+_BUSY_SECONDS_OF = operator.attrgetter("busy_seconds")
 _OUTCOME_TOTALS = operator.attrgetter(*OUTCOMES)
 _ERROR_TOTALS = operator.attrgetter(*ERROR_TYPES)
 _ECC_TOTALS = operator.attrgetter(*ECC_KINDS)
@@ -224,8 +228,8 @@ class NeuronCoreCountersGroup(RuntimeGroup):
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         elapsed = _elapsed_s(current, previous)
         cores = current.cores
-        indexes = tuple([core.index for core in cores])
-        busy = [core.busy_seconds for core in cores]
+        indexes = tuple(map(_CORE_INDEX_OF, cores))
+        busy = list(map(_BUSY_SECONDS_OF, cores))
         seen, seen_indexes, seen_busy = self._busy_of
         if previous is not None and seen is previous and seen_indexes == indexes:
             before = seen_busy  # the same cores as last period: subtract position by position
@@ -272,22 +276,42 @@ class NeuronCoreCountersGroup(RuntimeGroup):
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
         cores: dict[int, dict[str, Any]] = {}
-        for attributes, value in points.get(CORE_UTILIZATION.name, ()):
-            core = _int(attributes.get(CORE_INDEX))
+        core_of, shares = _derived_column(points.get(CORE_UTILIZATION.name, ()), _core_indexes)
+        for core, value in zip(core_of, shares):
             utilization = round(float(value) * 100.0, 2)  # type: ignore[arg-type]  # percent(), inlined: once per core
             entry = cores.get(core)
             if entry is None:
                 cores[core] = {"neuroncore_utilization": utilization, "loaded_models": []}
             else:
                 entry["neuroncore_utilization"] = utilization
-        for attributes, value in points.get(CORE_SUBGRAPHS.name, ()):
-            core = _int(attributes.get(CORE_INDEX))
+        placed, counts = _derived_column(points.get(CORE_SUBGRAPHS.name, ()), _loaded_model_names)
+        for (core, name), value in zip(placed, counts):
             entry = cores.get(core)
             if entry is None:
                 entry = cores[core] = {"neuroncore_utilization": 0.0, "loaded_models": []}
-            name = f"{attributes.get(MODEL_NAME, '')}:{attributes.get(SUBGRAPH_NAME, '')}"
             entry["loaded_models"].extend([name] * max(int(value), 0))  # type: ignore[arg-type]
         return {"neuroncores_in_use": {str(core): cores[core] for core in sorted(cores)}}
+
+
+def _derived_column(
+    points: Sequence[Point], derive: Callable[[Sequence[Attributes]], _Derived]
+) -> tuple[_Derived, Sequence[PointValue]]:
+    """`derive(attributes)` and the values of `points`; derived once per AttributeColumn (a group's
+    own attribute sets, which cannot change), else from the points' attributes."""
+    if type(points) is PointColumns and type(points.attributes) is AttributeColumn:
+        return points.attributes.view(derive), points.values
+    return derive([attributes for attributes, _ in points]), [value for _, value in points]
+
+
+def _core_indexes(attributes: Sequence[Attributes]) -> tuple[int, ...]:
+    return tuple(_int(a.get(CORE_INDEX)) for a in attributes)
+
+
+def _loaded_model_names(attributes: Sequence[Attributes]) -> tuple[tuple[int, str], ...]:
+    """(core, "model:subgraph") of each subgraph point, as loaded_models lists them."""
+    return tuple(
+        (_int(a.get(CORE_INDEX)), f"{a.get(MODEL_NAME, '')}:{a.get(SUBGRAPH_NAME, '')}") for a in attributes
+    )
 
 
 class InferenceStatsGroup(RuntimeGroup):
