@@ -98,9 +98,12 @@ def advance_procfs(root: str) -> None:
         text += [f"cpu{n} " + " ".join(map(_fixed_width, values)) for n, values in enumerate(per_cpu)]
         text += [f"ctxt {987654321 + switches}" if line.startswith("ctxt") else line for line in rest]
         data = ("\n".join(text) + "\n").encode()
-        with open(stat, "r+b") as file:
-            file.write(data)
-            file.truncate(len(data))  # shorter only the first time, before the widths are fixed
+        if switches == 40_000:  # the first time the length changes (fixed widths): whole, by rename
+            stat.with_name("stat.next").write_bytes(data)
+            os.replace(stat.with_name("stat.next"), stat)
+        else:
+            with open(stat, "r+b") as file:
+                file.write(data)
         time.sleep(0.25)
 
 

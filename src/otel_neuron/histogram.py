@@ -57,11 +57,12 @@ BucketCounts = Sequence[int] | Buckets
 
 
 def as_buckets(counts: BucketCounts) -> Buckets:
-    """Bucket counts as an int64 array (a protobuf repeated field converts in C)."""
+    """Bucket counts as an int64 array (a protobuf repeated field converts in C); counts past 2**63
+    (uint64 allows them) as an array of Python ints, slower but exact."""
     try:
         return numpy.asarray(counts, dtype=numpy.int64)
-    except OverflowError:  # a count past 2**63: no runtime counts that many values
-        raise ValueError("a histogram bucket count is out of range") from None
+    except OverflowError:
+        return numpy.asarray(list(counts), dtype=object)
 
 
 def subtract_buckets(
@@ -79,7 +80,8 @@ def subtract_buckets(
         low, differences = offset, now - before
     else:
         low = min(offset, previous_offset)
-        differences = numpy.zeros(max(offset + now.size, previous_offset + before.size) - low, numpy.int64)
+        width = max(offset + now.size, previous_offset + before.size) - low
+        differences = numpy.zeros(width, numpy.result_type(now, before))
         differences[offset - low : offset - low + now.size] = now
         differences[previous_offset - low : previous_offset - low + before.size] -= before
     changed = numpy.flatnonzero(differences)
@@ -110,7 +112,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
         raise ValueError("percentile of an empty histogram")
     low, high, zero_count, size = histogram.min, histogram.max, histogram.zero_count, len(cumulative)
     factor = _LN2 / (1 << histogram.scale)  # as in bucket_bounds
-    exp = math.exp
+    exp, sqrt = math.exp, math.sqrt
     result = {}
     for q in points:
         if q <= 0:
@@ -127,7 +129,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
                     value = high
                 else:
                     index = histogram.offset + position - 1
-                    value = min(max(exp((index + 0.5) * factor), low), high)  # the geometric midpoint
+                    value = min(max(sqrt(exp(index * factor) * exp((index + 1) * factor)), low), high)
         key = _KEYS.get(q)
         if key is None:
             key = _KEYS[q] = f"p{q:g}"

@@ -6,6 +6,8 @@ half the report's bytes and a quarter of its rendering time, for the same output
 
 A section's points are compared with a copy of the last ones, value for value (C-level list
 comparisons: a group's attribute sets are shared objects, so comparing them is an identity check).
+Equal values render the same, as every renderer reads them through int(), float() or round(); only
+the sign of a zero could differ (0.0 == -0.0): a section may show the zero as the period before did.
 The rendered objects are then shared by consecutive reports, so nothing may change them in place:
 `merge_report` replaces sections whole and the 2.x transform deep-copies.
 """

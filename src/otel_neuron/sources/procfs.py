@@ -60,7 +60,8 @@ def read_cpu_times() -> CpuTimes:
     cpus = block.count(b"\n") + 1
     line_width = len(block[: block.find(b"\n")].split()) if cpus > 1 else len(block.split())
     # "cpu12 4705 356..." -> "   12 4705 356...": every line numbers only, parsed in one C call
-    # (192 vCPUs: 40 us, where splitting and int() per number took 150).
+    # (192 vCPUs: 40 us, where splitting and int() per number took 150). It would clip a number
+    # past 2**63 - 1: at USER_HZ 100 no counter gets there.
     try:
         numbers = numpy.fromstring(block.replace(b"cpu", b"   "), dtype=numpy.int64, sep=" ")
     except ValueError:  # newer numpy: text that is not all numbers
@@ -109,18 +110,24 @@ def read_memory() -> MemoryFacts:
 class _KeptOpenFiles:
     """procfs files opened once and read from their start each period.
 
-    Reading /proc/stat again from offset 0 makes the kernel generate it afresh, so opening it every
-    period (open, fstat, ioctl, lseek, read, close) is five system calls too many; after an idle
-    second each one costs tens of microseconds. A file renamed over (a fake /proc rewritten
-    atomically) is noticed by its link count and opened again.
+    Reading /proc/stat again from offset 0 makes the kernel generate it afresh, so a period costs an
+    fstat and a pread instead of open, fstat, ioctl, lseek, read and close: after an idle second
+    each system call costs tens of microseconds. Only the files of the current procfs root stay
+    open. A file renamed over (a fake /proc rewritten atomically) is noticed by its link count and
+    opened again; a fake swapped any other way (a symlinked directory) is not.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[str, tuple[int, int]] = {}  # path -> (descriptor, size last read)
+        self._root = ""
 
     def read(self, path: str) -> bytes:
         with self._lock:
+            root = os.path.dirname(path)
+            if root != self._root:  # another procfs root (a test's fake): let the old files go
+                self._close_all()
+                self._root = root
             descriptor, size = self._open.pop(path, (-1, 0))
             try:
                 if descriptor >= 0 and os.fstat(descriptor).st_nlink == 0:
@@ -136,6 +143,15 @@ class _KeptOpenFiles:
             self._open[path] = (descriptor, len(data))
             return data
 
+    def _close_all(self) -> None:
+        for descriptor, _ in self._open.values():
+            os.close(descriptor)
+        self._open.clear()
+
+    def after_fork_in_child(self) -> None:
+        # pread needs no file offset, so the inherited descriptors can be shared; the lock cannot.
+        self._lock = threading.Lock()
+
 
 def _read_whole(descriptor: int, chunk: int) -> bytes:
     data = os.pread(descriptor, chunk, 0)
@@ -148,3 +164,4 @@ def _read_whole(descriptor: int, chunk: int) -> bytes:
 
 
 _KEPT_OPEN = _KeptOpenFiles()
+os.register_at_fork(after_in_child=_KEPT_OPEN.after_fork_in_child)
