@@ -19,6 +19,9 @@ measurements:
                (histograms, /proc) to work through instead of a few milliseconds'
   stages       one tick taken apart: fetch, sample, MetricsData, report_from_metrics, JSON
 
+and, to show how cold a process that wakes once a second finds this machine, the CPU of a file
+read right after an idle second and of the same read just after.
+
 Goal (issue 3): the whole monitor <= 0.5 % of one core at a 1 s period at this scale.
 Run: .venv/bin/python bench/bench_monitor.py [--seconds 20]
 """
@@ -355,6 +358,25 @@ def run(directory: str, seconds: float) -> None:
         f"  ours / stock                      {percent / stock_percent:8.2f}x at 1 s, "
         f"{tick_us / 1e4 / stock_percent:.2f}x per tick"
     )
+    first, second = read_after_idle_us()
+    print(
+        f"  this machine after an idle second: a file read costs {first:.0f} us of CPU, "
+        f"the next one {second:.0f} us"
+    )
+
+
+def read_after_idle_us(rounds: int = 5) -> tuple[float, float]:
+    """CPU of reading a small file right after sleeping 1 s, and of the same read just after: how
+    much colder than back to back a process finds everything when it wakes once a second."""
+    first: list[float] = []
+    second: list[float] = []
+    for _ in range(rounds):
+        time.sleep(1.0)
+        for costs in (first, second):
+            start = time.thread_time()
+            Path(__file__).read_bytes()
+            costs.append((time.thread_time() - start) * 1e6)
+    return statistics.median(first), statistics.median(second)
 
 
 if __name__ == "__main__":
