@@ -170,14 +170,15 @@ class MonitorPipeline:
                 sink.exporter.export(data)
             except Exception:  # an exporter's failure must not stop the monitor
                 _logger.exception("exporter %s failed", type(sink.exporter).__name__)
-        _logger.debug(
-            "tick %d: %d groups due (periods %s), sampled in %.1f ms, exported in %.1f ms",
-            self.stats.ticks,
-            len(collected),
-            ", ".join(f"{p:g}s" for p in due_periods),
-            (sampled - started) * 1e3,
-            (time.monotonic() - sampled) * 1e3,
-        )
+        if _logger.isEnabledFor(logging.DEBUG):  # its arguments cost more than the check
+            _logger.debug(
+                "tick %d: %d groups due (periods %s), sampled in %.1f ms, exported in %.1f ms",
+                self.stats.ticks,
+                len(collected),
+                ", ".join(f"{p:g}s" for p in due_periods),
+                (sampled - started) * 1e3,
+                (time.monotonic() - sampled) * 1e3,
+            )
 
     def _sources_can_finish(self) -> bool:
         return any(g.group.source_can_finish for g in self._groups if g.group.runtime_index is not None)
