@@ -28,11 +28,11 @@ from otel_neuron.exporters.temporality import DELTA_PREFERRED
 from otel_neuron.groups.base import (
     GROUP,
     RUNTIME_INDEX,
-    AttributeColumn,
     Attributes,
     HistogramDelta,
     Point,
     PointColumns,
+    derived_from,
     values_of,
 )
 from otel_neuron.groups.registry import group_classes, metric_names_by_key
@@ -167,11 +167,7 @@ def _runtime_index_of(block: Sequence[Point]) -> Any:
     """The runtime index every point of `block` has (None: a system group's), or _SEVERAL."""
     # type() rather than isinstance(): these are Sequence ABCs, whose isinstance check costs more.
     if type(block) is PointColumns:
-        columns = block.attributes
-        if type(columns) is AttributeColumn:  # a group's own, unchanging attributes: read them once
-            indexes = columns.view(_runtime_indexes)
-        else:
-            indexes = _runtime_indexes(columns)
+        indexes = derived_from(block.attributes, _runtime_indexes)
     elif len(block) == 1:  # most blocks: a group's period, error, latency... one point each
         return block[0][0].get(RUNTIME_INDEX)
     else:

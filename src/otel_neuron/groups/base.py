@@ -112,6 +112,14 @@ class AttributeColumn(tuple[FrozenAttributes, ...]):
             return found
 
 
+def derived_from(attributes: Sequence[Attributes], derive: Callable[[Sequence[Attributes]], _View]) -> _View:
+    """`derive(attributes)`, kept on the column when `attributes` is an AttributeColumn (a group's own
+    attribute sets, which cannot change), so it is computed once rather than every period."""
+    if type(attributes) is AttributeColumn:
+        return attributes.view(derive)
+    return derive(attributes)
+
+
 class PointColumns(Sequence[Point]):
     """The points of one instrument as two parallel lists: attributes[i] goes with values[i].
 

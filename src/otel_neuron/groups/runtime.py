@@ -40,6 +40,7 @@ from otel_neuron.groups.base import (
     PointColumns,
     PointsByMetric,
     PointValue,
+    derived_from,
     percent,
 )
 from otel_neuron.histogram import Buckets, as_buckets, bucket_bounds, percentiles, subtract_buckets
@@ -102,7 +103,6 @@ _LOCATIONS = ("host", "neuron_device")
 
 # The protocol's fixed sets of totals, read in one C-level call each; a core's fields likewise.
 _CORE_INDEX_OF = operator.attrgetter("index")
-_Derived = TypeVar("_Derived")
 _BUSY_SECONDS_OF = operator.attrgetter("busy_seconds")
 _OUTCOME_TOTALS = operator.attrgetter(*OUTCOMES)
 _ERROR_TOTALS = operator.attrgetter(*ERROR_TYPES)
@@ -296,11 +296,13 @@ class NeuronCoreCountersGroup(RuntimeGroup):
 def _derived_column(
     points: Sequence[Point], derive: Callable[[Sequence[Attributes]], _Derived]
 ) -> tuple[_Derived, Sequence[PointValue]]:
-    """`derive(attributes)` and the values of `points`; derived once per AttributeColumn (a group's
-    own attribute sets, which cannot change), else from the points' attributes."""
-    if type(points) is PointColumns and type(points.attributes) is AttributeColumn:
-        return points.attributes.view(derive), points.values
+    """`derive(attributes)` of `points` (kept on a group's own column) and their values."""
+    if type(points) is PointColumns:
+        return derived_from(points.attributes, derive), points.values
     return derive([attributes for attributes, _ in points]), [value for _, value in points]
+
+
+_Derived = TypeVar("_Derived")
 
 
 def _core_indexes(attributes: Sequence[Attributes]) -> tuple[int, ...]:

@@ -19,6 +19,7 @@ from otel_neuron.groups.base import (
     PointColumns,
     PointsByMetric,
     PointValue,
+    derived_from,
     percent,
     values_of,
 )
@@ -139,8 +140,7 @@ def _usage_by_columns(points: Sequence[Point]) -> _Usage | None:
     if type(points) is not PointColumns:
         return None
     attributes, values = points.attributes, points.values
-    # The group's own attributes never change: their layout is checked once, not every period.
-    labels = attributes.view(_row_labels) if type(attributes) is AttributeColumn else _row_labels(attributes)
+    labels = derived_from(attributes, _row_labels)  # the group's own layout: checked once
     cpus, modes = len(labels or ()), len(CPU_MODES)
     if labels is None or len(values) != cpus * modes:
         return None
