@@ -12,14 +12,12 @@ Percentiles follow the nearest-rank definition: ``p(q)`` is the value of rank ``
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from itertools import accumulate
 from typing import Any
 
 import numpy
 
-from otel_neuron.groups.base import HistogramDelta
+from otel_neuron.groups.base import BucketCounts, HistogramDelta, bucket_list
 
 SCALE = 6
 PERCENTILES = (0, 1, 25, 50, 75, 99, 100)
@@ -53,7 +51,6 @@ def dense_buckets(counts: Mapping[int, int]) -> tuple[int, list[int]]:
 
 
 Buckets = numpy.ndarray[Any, numpy.dtype[numpy.int64]]
-BucketCounts = Sequence[int] | Buckets
 
 
 def as_buckets(counts: BucketCounts) -> Buckets:
@@ -67,11 +64,12 @@ def as_buckets(counts: BucketCounts) -> Buckets:
 
 def subtract_buckets(
     offset: int, counts: BucketCounts, previous_offset: int, previous_counts: BucketCounts
-) -> tuple[int, tuple[int, ...]] | None:
-    """Bucket-wise ``counts - previous_counts``, trimmed of zero ends; None if any bucket went down.
+) -> tuple[int, Buckets] | None:
+    """Bucket-wise ``counts - previous_counts``, trimmed of zero ends, as a read-only array; None if
+    any bucket went down.
 
-    numpy: a warm histogram has hundreds of buckets, and two of them per runtime and period would
-    cost a Python loop per bucket (or several whole-list passes) otherwise.
+    numpy, and an array kept as the result: a warm histogram has hundreds of buckets, two per
+    runtime and period, and a Python int per bucket would cost more than all the rest of the math.
     """
     now, before = as_buckets(counts), as_buckets(previous_counts)
     if before.size == 0:
@@ -86,11 +84,17 @@ def subtract_buckets(
         differences[previous_offset - low : previous_offset - low + before.size] -= before
     changed = numpy.flatnonzero(differences)
     if changed.size == 0:
-        return 0, ()
-    window = differences[changed[0] : changed[-1] + 1].tolist()
-    if min(window) < 0:  # the builtin: one numpy call fewer, over a hundred-odd ints
+        return 0, _NO_BUCKETS
+    first, last = int(changed[0]), int(changed[-1])
+    window = differences[first : last + 1]
+    if window.min() < 0:
         return None
-    return low + int(changed[0]), tuple(window)
+    window.flags.writeable = False  # a HistogramDelta's counts: immutable like the rest of it
+    return low + first, window
+
+
+_NO_BUCKETS: Buckets = numpy.zeros(0, numpy.int64)
+_NO_BUCKETS.flags.writeable = False
 
 
 def percentile(histogram: HistogramDelta, q: float) -> float:
@@ -104,40 +108,61 @@ def percentile(histogram: HistogramDelta, q: float) -> float:
 
 
 def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES) -> dict[str, float]:
-    """{"p0": ..., "p1": ..., ...} as the guide's latency objects hold them (one cumulative pass;
-    see `percentile`). Inlined arithmetic: a monitor renders two of these per runtime and period."""
-    cumulative = list(accumulate(histogram.bucket_counts, initial=histogram.zero_count))
-    total = cumulative[-1]  # zero_count + sum(bucket_counts), without a second pass
+    """{"p0": ..., "p1": ..., ...} as the guide's latency objects hold them (see `percentile`): one
+    cumulative sum over the buckets as an array, and one search for all the ranks."""
+    counts = histogram.bucket_counts
+    cumulative = (counts if type(counts) is numpy.ndarray else as_buckets(counts)).cumsum()
+    zero_count = histogram.zero_count
+    total = zero_count + (int(cumulative[-1]) if cumulative.size else 0)
     if total <= 0 or histogram.count <= 0:
         raise ValueError("percentile of an empty histogram")
-    low, high, zero_count, size = histogram.min, histogram.max, histogram.zero_count, len(cumulative)
-    factor = _LN2 / (1 << histogram.scale)  # as in bucket_bounds
-    exp, sqrt = math.exp, math.sqrt
+    low, high, size = histogram.min, histogram.max, cumulative.size
+    # Each nearest rank past the zero bucket's, and the first bucket whose running count reaches it.
+    ranks = [max(1, math.ceil(q / 100.0 * total - 1e-9)) - zero_count for q in points]
+    positions = cumulative.searchsorted(ranks).tolist()
+    midpoints = _midpoints_of(histogram.scale)
+    offset = histogram.offset
     result = {}
-    for q in points:
+    for q, rank, position in zip(points, ranks, positions, strict=True):
         if q <= 0:
             value = low
-        elif q >= 100:
+        elif q >= 100 or position >= size:
             value = high
+        elif rank <= 0:  # a value of the zero bucket
+            value = min(max(0.0, low), high)
         else:
-            rank = max(1, math.ceil(q / 100.0 * total - 1e-9))
-            if rank <= zero_count:
-                value = min(max(0.0, low), high)
-            else:
-                position = bisect_left(cumulative, rank, 1)
-                if position >= size:
-                    value = high
-                else:
-                    index = histogram.offset + position - 1
-                    value = min(max(sqrt(exp(index * factor) * exp((index + 1) * factor)), low), high)
-        key = _KEYS.get(q)
-        if key is None:
-            key = _KEYS[q] = f"p{q:g}"
-        result[key] = value
+            value = min(max(midpoints[offset + position], low), high)
+        result[_KEYS.get(q) or f"p{q:g}"] = value
     return result
 
 
-_KEYS: dict[float, str] = {}
+_KEYS: dict[float, str] = {q: f"p{q:g}" for q in PERCENTILES}
+
+
+class _Midpoints(dict[int, float]):
+    """The geometric midpoint of each bucket of one scale, computed on first use (as the instrumentor
+    computes it: sqrt(lower * upper)). A few hundred buckets are in use at a time."""
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        self._factor = _LN2 / (1 << scale)  # as in bucket_bounds
+
+    def __missing__(self, index: int) -> float:
+        if len(self) > 100_000:  # latencies spread over more octaves than any runtime has
+            self.clear()
+        factor = self._factor
+        midpoint = self[index] = math.sqrt(math.exp(index * factor) * math.exp((index + 1) * factor))
+        return midpoint
+
+
+_MIDPOINTS: dict[int, _Midpoints] = {}
+
+
+def _midpoints_of(scale: int) -> _Midpoints:
+    found = _MIDPOINTS.get(scale)
+    if found is None:
+        found = _MIDPOINTS[scale] = _Midpoints(scale)
+    return found
 
 
 def exact_percentile(values: Sequence[float], q: float) -> float:
@@ -161,7 +186,7 @@ def merge_histograms(first: HistogramDelta | None, second: HistogramDelta | None
     buckets: dict[int, int] = {}
     for histogram in (first, second):
         shift = histogram.scale - scale
-        for position, bucket_count in enumerate(histogram.bucket_counts):
+        for position, bucket_count in enumerate(bucket_list(histogram.bucket_counts)):
             if bucket_count:
                 index = (histogram.offset + position) >> shift
                 buckets[index] = buckets.get(index, 0) + bucket_count

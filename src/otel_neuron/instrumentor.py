@@ -61,7 +61,7 @@ from otel_neuron.config import (
     config_from_document,
     load_config,
 )
-from otel_neuron.groups.base import GROUP, RUNTIME_INDEX, HistogramDelta, MetricGroup
+from otel_neuron.groups.base import GROUP, RUNTIME_INDEX, HistogramDelta, MetricGroup, bucket_list
 from otel_neuron.groups.observable import ObservedGroups
 from otel_neuron.groups.runtime import DEVICE_LATENCY, GROUP_TYPES, INFERENCE_LATENCY, InferenceStatsGroup
 from otel_neuron.histogram import SCALE, bucket_bounds
@@ -367,7 +367,7 @@ def replay_values(delta: HistogramDelta) -> list[tuple[float, int]]:
     if delta.count == 1:
         return [(delta.min, 1)]
     zero = delta.zero_count
-    counts = list(delta.bucket_counts)
+    counts = bucket_list(delta.bucket_counts)
     if zero > 0:  # the min is the lowest value: one of the zero bucket, else of the lowest bucket
         zero -= 1
     else:

@@ -45,6 +45,7 @@ from otel_neuron.groups.base import (
     MetricGroup,
     Point,
     PointValue,
+    bucket_list,
 )
 from otel_neuron.histogram import merge_histograms
 
@@ -246,7 +247,7 @@ def _histogram_point(
         sum=value.sum,
         scale=value.scale,
         zero_count=value.zero_count,
-        positive=Buckets(value.offset, list(value.bucket_counts)),
+        positive=Buckets(value.offset, bucket_list(value.bucket_counts)),
         negative=Buckets(0, []),
         flags=0,
         min=value.min,

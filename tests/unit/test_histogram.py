@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otel_neuron.groups.base import HistogramDelta
+from otel_neuron.groups.base import HistogramDelta, bucket_list
 from otel_neuron.histogram import (
     PERCENTILES,
     SCALE,
@@ -87,23 +87,33 @@ def test_an_empty_histogram_has_no_percentiles() -> None:
         percentiles(HistogramDelta(SCALE, 0, 0, (), 0, 0.0, 0.0, 0.0))
 
 
+def subtracted(
+    offset: int, counts: list[int], previous_offset: int, previous: list[int]
+) -> tuple[int, tuple[int, ...]] | None:
+    """subtract_buckets with its array of differences as a tuple of Python ints."""
+    result = subtract_buckets(offset, counts, previous_offset, previous)
+    return None if result is None else (result[0], tuple(bucket_list(result[1])))
+
+
 def test_subtracting_cumulative_buckets_with_different_offsets() -> None:
-    assert subtract_buckets(5, [1, 2, 3], 6, [2, 1]) == (5, (1, 0, 2))
-    assert subtract_buckets(5, [1, 2, 3], 5, [1, 2, 3]) == (0, ())
-    assert subtract_buckets(3, [0, 4], 3, []) == (4, (4,))
+    assert subtracted(5, [1, 2, 3], 6, [2, 1]) == (5, (1, 0, 2))
+    assert subtracted(5, [1, 2, 3], 5, [1, 2, 3]) == (0, ())
+    assert subtracted(3, [0, 4], 3, []) == (4, (4,))
 
 
 def test_a_bucket_going_down_is_a_reset() -> None:
-    assert subtract_buckets(5, [1, 0], 5, [1, 1]) is None
-    assert subtract_buckets(6, [1], 5, [1]) is None
+    assert subtracted(5, [1, 0], 5, [1, 1]) is None
+    assert subtracted(6, [1], 5, [1]) is None
 
 
-def test_differences_are_plain_ints_and_exact_for_any_uint64_count() -> None:
-    _, counts = subtract_buckets(0, [3, 2**62], 0, [1, 0])  # type: ignore[misc]
-    assert counts == (2, 2**62) and all(type(count) is int for count in counts)
-    assert subtract_buckets(0, [2**64 - 1, 7], 0, [1, 2]) == (0, (2**64 - 2, 5))
-    assert subtract_buckets(0, [2**64 - 1, 7], 1, [2]) == (0, (2**64 - 1, 5))
-    assert subtract_buckets(0, [5], 0, [2**63]) is None  # a bucket going down, however large
+def test_differences_are_read_only_and_exact_for_any_uint64_count() -> None:
+    result = subtract_buckets(0, [3, 2**62], 0, [1, 0])
+    assert result is not None and not result[1].flags.writeable  # a HistogramDelta's counts
+    counts = bucket_list(result[1])
+    assert counts == [2, 2**62] and all(type(count) is int for count in counts)
+    assert subtracted(0, [2**64 - 1, 7], 0, [1, 2]) == (0, (2**64 - 2, 5))
+    assert subtracted(0, [2**64 - 1, 7], 1, [2]) == (0, (2**64 - 1, 5))
+    assert subtracted(0, [5], 0, [2**63]) is None  # a bucket going down, however large
 
 
 def naive_subtraction(
@@ -135,4 +145,4 @@ def test_subtraction_agrees_with_a_bucket_by_bucket_reference(
     offset: int, counts: list[int], previous_offset: int, previous: list[int]
 ) -> None:
     expected = naive_subtraction(offset, counts, previous_offset, previous)
-    assert subtract_buckets(offset, counts, previous_offset, previous) == expected
+    assert subtracted(offset, counts, previous_offset, previous) == expected

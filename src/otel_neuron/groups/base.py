@@ -19,6 +19,8 @@ from itertools import repeat
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, overload
 
+import numpy
+
 if TYPE_CHECKING:
     from otel_neuron.sources.fetch_loop import Refreshable
 
@@ -47,18 +49,40 @@ class InstrumentSpec:
     kind: Kind
 
 
-@dataclass(frozen=True, slots=True)  # slots: one object rather than two, 32 a tick at trn2 scale
+BucketCounts = Sequence[int] | numpy.ndarray[Any, Any]
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # slots: one object rather than two, 32 a tick at trn2 scale
 class HistogramDelta:
-    """An exponential histogram of the values recorded during one period (OTLP's layout)."""
+    """An exponential histogram of the values recorded during one period (OTLP's layout).
+
+    `bucket_counts` is any sequence of ints; the runtime groups hand over a read-only numpy array
+    (hundreds of buckets, never a Python int each). `bucket_list` gives them as a list of ints.
+    """
 
     scale: int
     zero_count: int
     offset: int
-    bucket_counts: tuple[int, ...]
+    bucket_counts: BucketCounts
     count: int
     sum: float
     min: float
     max: float
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not HistogramDelta:
+            return NotImplemented
+        return (
+            (self.scale, self.zero_count, self.offset, self.count, self.sum, self.min, self.max)
+            == (other.scale, other.zero_count, other.offset, other.count, other.sum, other.min, other.max)
+        ) and bucket_list(self.bucket_counts) == bucket_list(other.bucket_counts)
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, like the sequence it holds
+
+
+def bucket_list(counts: BucketCounts) -> list[int]:
+    """Bucket counts as a list of Python ints (what OTLP messages and exact sums take)."""
+    return counts.tolist() if type(counts) is numpy.ndarray else list(counts)  # type: ignore[no-any-return]
 
 
 PointValue = int | float | HistogramDelta

@@ -43,7 +43,14 @@ from otel_neuron.groups.base import (
     derived_from,
     percent,
 )
-from otel_neuron.histogram import Buckets, as_buckets, bucket_bounds, percentiles, subtract_buckets
+from otel_neuron.histogram import (
+    BucketCounts,
+    Buckets,
+    as_buckets,
+    bucket_bounds,
+    percentiles,
+    subtract_buckets,
+)
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import ECC_KINDS, ERROR_TYPES, OUTCOMES
 from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError
@@ -423,7 +430,8 @@ def _histogram_delta(
             return None
         now_counts = lists.of(current, field)
         lists.keep(current, field, now_counts)
-        offset, buckets = now.offset, tuple(now_counts.tolist())
+        now_counts.flags.writeable = False  # a HistogramDelta's counts: immutable like the rest of it
+        offset, buckets = now.offset, now_counts
         zero_count, total = now.zero_count, now.sum
     bounds = windows.min_max(field)
     if bounds is None:  # windows lost (hundreds of pollers): bound by the buckets
@@ -486,7 +494,7 @@ def _window_min_max(
 
 
 def _bounds_from_buckets(
-    offset: int, buckets: Sequence[int], scale: int, zero_count: int, floor: float, ceiling: float
+    offset: int, buckets: BucketCounts, scale: int, zero_count: int, floor: float, ceiling: float
 ) -> tuple[float, float]:
     first = next((i for i, count in enumerate(buckets) if count), None)
     last = next((i for i in range(len(buckets) - 1, -1, -1) if buckets[i]), None)
