@@ -357,24 +357,40 @@ class InferenceStatsGroup(RuntimeGroup):
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
-        errors = dict.fromkeys(ERROR_TYPES, 0)
-        for attributes, value in points.get(INFERENCE_ERRORS.name, ()):
-            name = str(attributes.get(ERROR_TYPE))
-            if name in errors:
-                errors[name] += int(value)  # type: ignore[arg-type]
-        outcomes = dict.fromkeys(OUTCOMES, 0)
-        for attributes, value in points.get(INFERENCE_COUNT.name, ()):
-            name = str(attributes.get(OUTCOME))
-            if name in outcomes:
-                outcomes[name] += int(value)  # type: ignore[arg-type]
+        errors, outcomes = points.get(INFERENCE_ERRORS.name, ()), points.get(INFERENCE_COUNT.name, ())
         return {
-            "error_summary": errors,
-            "inference_summary": outcomes,
+            "error_summary": _totals_by_name(errors, _error_types, ERROR_TYPES),
+            "inference_summary": _totals_by_name(outcomes, _outcomes, OUTCOMES),
             "latency_stats": {
                 "total_latency": _latency_object(points.get(INFERENCE_LATENCY.name, ())),
                 "device_latency": _latency_object(points.get(DEVICE_LATENCY.name, ())),
             },
         }
+
+
+_Labels = tuple[str, ...]
+
+
+def _totals_by_name(
+    points: Sequence[Point], labels_of: Callable[[Sequence[Attributes]], _Labels], names: _Labels
+) -> dict[str, int]:
+    """{name: total} over the points whose label (`labels_of` their attributes) is one of `names`."""
+    labels, values = _derived_column(points, labels_of)
+    if labels == names:  # this group's own layout: one point per name, in order
+        return dict(zip(names, map(int, values)))  # type: ignore[arg-type]
+    totals = dict.fromkeys(names, 0)
+    for name, value in zip(labels, values):
+        if name in totals:
+            totals[name] += int(value)  # type: ignore[arg-type]
+    return totals
+
+
+def _error_types(attributes: Sequence[Attributes]) -> tuple[str, ...]:
+    return tuple(str(a.get(ERROR_TYPE)) for a in attributes)
+
+
+def _outcomes(attributes: Sequence[Attributes]) -> tuple[str, ...]:
+    return tuple(str(a.get(OUTCOME)) for a in attributes)
 
 
 def _latency_object(points: Sequence[Point]) -> dict[str, float] | None:
