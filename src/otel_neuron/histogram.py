@@ -126,10 +126,12 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
     for q, rank, position in zip(points, ranks, positions, strict=True):
         if q <= 0:
             value = low
-        elif q >= 100 or position >= size:
+        elif q >= 100:
             value = high
         elif rank <= 0:  # a value of the zero bucket
             value = min(max(0.0, low), high)
+        elif position >= size:
+            value = high
         else:
             value = min(max(midpoints[offset + position], low), high)
         result[_KEYS.get(q) or f"p{q:g}"] = value
