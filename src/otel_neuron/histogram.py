@@ -111,7 +111,10 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
     """{"p0": ..., "p1": ..., ...} as the guide's latency objects hold them (see `percentile`): one
     cumulative sum over the buckets as an array, and one search for all the ranks."""
     counts = histogram.bucket_counts
-    cumulative = (counts if type(counts) is numpy.ndarray else as_buckets(counts)).cumsum()
+    array = counts if type(counts) is numpy.ndarray else as_buckets(counts)
+    if histogram.count >= _INT64_LIMIT:  # running counts past int64: sum as Python ints, exactly
+        array = array.astype(object)
+    cumulative = array.cumsum()
     zero_count = histogram.zero_count
     total = zero_count + (int(cumulative[-1]) if cumulative.size else 0)
     if total <= 0 or histogram.count <= 0:
@@ -139,6 +142,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
 
 
 _KEYS: dict[float, str] = {q: f"p{q:g}" for q in PERCENTILES}
+_INT64_LIMIT = 2**63
 
 
 class _Midpoints(dict[int, float]):

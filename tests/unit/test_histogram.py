@@ -116,6 +116,17 @@ def test_differences_are_read_only_and_exact_for_any_uint64_count() -> None:
     assert subtracted(0, [5], 0, [2**63]) is None  # a bucket going down, however large
 
 
+def test_percentiles_are_exact_past_int64_running_counts() -> None:
+    # Two buckets of 2**62 each: their running count passes int64, the ranks must not wrap.
+    lower_bucket, upper_bucket = bucket_index(0.01), bucket_index(0.02)
+    counts = [0] * (upper_bucket - lower_bucket + 1)
+    counts[0] = counts[-1] = 2**62
+    histogram = HistogramDelta(SCALE, 0, lower_bucket, tuple(counts), 2**63, 0.0, 0.0099, 0.0201)
+    estimated = percentiles(histogram)
+    assert estimated["p25"] == pytest.approx(0.01, rel=0.01)
+    assert estimated["p75"] == pytest.approx(0.02, rel=0.01)
+
+
 def naive_subtraction(
     offset: int, counts: list[int], previous_offset: int, previous: list[int]
 ) -> tuple[int, tuple[int, ...]] | None:
