@@ -151,13 +151,13 @@ class _Midpoints(dict[int, float]):
 
     def __init__(self, scale: int) -> None:
         super().__init__()
-        self._factor = _LN2 / (1 << scale)  # as in bucket_bounds
+        self._scale = scale
 
     def __missing__(self, index: int) -> float:
         if len(self) > 100_000:  # latencies spread over more octaves than any runtime has
             self.clear()
-        factor = self._factor
-        midpoint = self[index] = math.sqrt(math.exp(index * factor) * math.exp((index + 1) * factor))
+        lower, upper = bucket_bounds(index, self._scale)
+        midpoint = self[index] = math.sqrt(lower * upper)
         return midpoint
 
 
