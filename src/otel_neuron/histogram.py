@@ -12,7 +12,9 @@ Percentiles follow the nearest-rank definition: ``p(q)`` is the value of rank ``
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import Any
 
 import numpy
@@ -37,6 +39,18 @@ def bucket_bounds(index: int, scale: int = SCALE) -> tuple[float, float]:
     """(lower, upper] bounds of bucket ``index``."""
     factor = _LN2 / (1 << scale)
     return math.exp(index * factor), math.exp((index + 1) * factor)
+
+
+def bounds_from_buckets(
+    offset: int, buckets: BucketCounts, scale: int, zero_count: int, floor: float, ceiling: float
+) -> tuple[float, float]:
+    """(min, max) of the values in the buckets when their exact ones are unknown: the outer bounds of
+    the first and last non-empty buckets, within [floor, ceiling] (the values' lifetime min and max)."""
+    first = next((i for i, count in enumerate(buckets) if count), None)
+    last = next((i for i in range(len(buckets) - 1, -1, -1) if buckets[i]), None)
+    low = 0.0 if zero_count or first is None else max(bucket_bounds(offset + first, scale)[0], floor)
+    high = 0.0 if last is None else min(bucket_bounds(offset + last, scale)[1], ceiling)
+    return low, max(high, low)
 
 
 def dense_buckets(counts: Mapping[int, int]) -> tuple[int, list[int]]:
@@ -109,40 +123,35 @@ def percentile(histogram: HistogramDelta, q: float) -> float:
 
 def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES) -> dict[str, float]:
     """{"p0": ..., "p1": ..., ...} as the guide's latency objects hold them (see `percentile`): one
-    cumulative sum over the buckets as an array, and one search for all the ranks."""
+    running sum over the buckets, and a binary search per rank (Python ints: exact past int64 too;
+    a period's hundred-odd buckets take less than one numpy call's dispatch)."""
     counts = histogram.bucket_counts
-    array = counts if type(counts) is numpy.ndarray else as_buckets(counts)
-    if histogram.count >= _INT64_LIMIT:  # running counts past int64: sum as Python ints, exactly
-        array = array.astype(object)
-    cumulative = array.cumsum()
+    cumulative = list(accumulate(counts.tolist() if type(counts) is numpy.ndarray else counts))
     zero_count = histogram.zero_count
-    total = zero_count + (int(cumulative[-1]) if cumulative.size else 0)
+    total = zero_count + (cumulative[-1] if cumulative else 0)
     if total <= 0 or histogram.count <= 0:
         raise ValueError("percentile of an empty histogram")
-    low, high, size = histogram.min, histogram.max, cumulative.size
-    # Each nearest rank past the zero bucket's, and the first bucket whose running count reaches it.
-    ranks = [max(1, math.ceil(q / 100.0 * total - 1e-9)) - zero_count for q in points]
-    positions = cumulative.searchsorted(ranks).tolist()
+    low, high, size = histogram.min, histogram.max, len(cumulative)
     midpoints = _midpoints_of(histogram.scale)
     offset = histogram.offset
     result = {}
-    for q, rank, position in zip(points, ranks, positions, strict=True):
+    for q in points:
+        # The nearest rank past the zero bucket's, found in the first bucket whose running count reaches it.
+        rank = max(1, math.ceil(q / 100.0 * total - 1e-9)) - zero_count
         if q <= 0:
             value = low
         elif q >= 100:
             value = high
         elif rank <= 0:  # a value of the zero bucket
             value = min(max(0.0, low), high)
-        elif position >= size:
-            value = high
         else:
-            value = min(max(midpoints[offset + position], low), high)
+            position = bisect_left(cumulative, rank)
+            value = high if position >= size else min(max(midpoints[offset + position], low), high)
         result[_KEYS.get(q) or f"p{q:g}"] = value
     return result
 
 
 _KEYS: dict[float, str] = {q: f"p{q:g}" for q in PERCENTILES}
-_INT64_LIMIT = 2**63
 
 
 class _Midpoints(dict[int, float]):

@@ -132,8 +132,8 @@ class Advertising:
         self._recorder = recorder
         self._path = path
 
-    def snapshot(self) -> runtime_pb2.Snapshot:
-        snapshot = self._recorder.snapshot()
+    def snapshot(self, since_epoch: int = 0) -> runtime_pb2.Snapshot:
+        snapshot = self._recorder.snapshot(since_epoch)
         snapshot.snapshot_socket = self._path
         return snapshot
 

@@ -217,7 +217,7 @@ def test_uninstrument_stops_every_callback_and_the_histogram(
     reader = InMemoryMetricReader(preferred_temporality=DELTA)
     snapshots = []
     original = recorder.snapshot
-    recorder.snapshot = lambda: snapshots.append(1) or original()  # type: ignore[method-assign]
+    recorder.snapshot = lambda *since: snapshots.append(1) or original(*since)  # type: ignore[method-assign]
     instrumentor.instrument(meter_provider=provider_with(reader), recorder=recorder)
     recorder.record("resnet", "completed", 0.004, 0.003)
     assert points(reader)["neuron.inference.latency"][0].count == 1

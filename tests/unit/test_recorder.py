@@ -138,3 +138,64 @@ def test_models_memory_and_ecc_show_in_the_snapshot() -> None:
 def test_bad_placement_is_refused() -> None:
     with pytest.raises(ValueError, match="core 4"):
         InferenceRecorder(cores=4).register_model("m", [Subgraph("sg", 4)])
+
+
+def test_period_histograms_are_what_two_cumulative_snapshots_differ_by() -> None:
+    recorder = InferenceRecorder()
+    for latency in (0.5, 0.004, 0.004, 0.0):
+        recorder.record("m", "completed", latency, latency / 2)
+    first = recorder.snapshot()
+    assert first.period_since_epoch == 0  # nothing asked
+    recorder.record("m", "completed", 0.2, 0.1)
+    recorder.record("m", "completed", 0.3, 0.25)
+    recorder.record("m", "completed", 0.004, 0.0)
+    second = recorder.snapshot(since_epoch=first.epoch)
+
+    assert second.period_since_epoch == first.epoch
+    for period, now, before in (
+        (second.period_total_latency, second.total_latency, first.total_latency),
+        (second.period_device_latency, second.device_latency, first.device_latency),
+    ):
+        assert period.count == now.count - before.count == 3
+        assert period.zero_count == now.zero_count - before.zero_count
+        assert period.sum == now.sum - before.sum
+        assert dense_difference(now, before) == (period.offset, list(period.bucket_counts))
+    assert (second.period_total_latency.min, second.period_total_latency.max) == (0.004, 0.3)
+    assert (second.period_device_latency.min, second.period_device_latency.max) == (0.0, 0.25)
+    assert [window.epoch for window in second.latency_windows] == [second.epoch]  # only those after
+
+
+def dense_difference(now: object, before: object) -> tuple[int, list[int]]:
+    """The bucket-wise difference of two cumulative histograms, trimmed of zero ends (as the monitor
+    computes it without period histograms)."""
+    counts: dict[int, int] = {}
+    for histogram, sign in ((now, 1), (before, -1)):
+        for position, count in enumerate(histogram.bucket_counts):  # type: ignore[attr-defined]
+            index = histogram.offset + position  # type: ignore[attr-defined]
+            counts[index] = counts.get(index, 0) + sign * count
+    changed = sorted(index for index, count in counts.items() if count)
+    if not changed:
+        return 0, []
+    return changed[0], [counts.get(index, 0) for index in range(changed[0], changed[-1] + 1)]
+
+
+def test_period_histograms_span_other_pollers_epochs_until_they_are_no_longer_held() -> None:
+    recorder = InferenceRecorder()
+    mine = recorder.snapshot()
+    recorder.record("m", "completed", 0.01)
+    recorder.snapshot()  # another monitor's poll closes an epoch in between
+    recorder.record("m", "completed", 0.02)
+    later = recorder.snapshot(since_epoch=mine.epoch)
+    assert later.period_since_epoch == mine.epoch
+    assert (later.period_total_latency.count, later.period_total_latency.min) == (2, 0.01)
+    assert later.period_total_latency.max == 0.02
+    assert recorder.snapshot(since_epoch=later.epoch + 5).period_since_epoch == 0  # not an epoch yet
+
+    old = recorder.snapshot()
+    for _ in range(40):  # more polls than the epochs held for period histograms
+        recorder.record("m", "completed", 0.03)
+        recorder.snapshot()
+    stale = recorder.snapshot(since_epoch=old.epoch)
+    assert stale.period_since_epoch == 0
+    assert not stale.HasField("period_total_latency")
+    assert len(stale.latency_windows) == 40  # the windows still let a monitor subtract exactly

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
@@ -37,6 +38,40 @@ class FakeEndpoint:
             raise RuntimeEndpointError(self.last_error)
         self.last_error = ""
         return self.recorder.snapshot()
+
+
+class Twins:
+    """The same inferences recorded by two runtimes, one polled for period histograms."""
+
+    def __init__(self) -> None:
+        self.subtracting = FakeEndpoint(InferenceRecorder(runtime_id="a"))
+        self.asking = PeriodAskingEndpoint(InferenceRecorder(runtime_id="b"))
+
+    def record(self, *args: object) -> None:
+        self.subtracting.recorder.record(*args)  # type: ignore[arg-type]
+        self.asking.recorder.record(*args)  # type: ignore[arg-type]
+
+    def restart(self) -> None:
+        self.subtracting.recorder = InferenceRecorder(runtime_id="c")
+        self.asking.recorder = InferenceRecorder(runtime_id="d")
+
+
+class PeriodAskingEndpoint(FakeEndpoint):
+    """Asks for the latencies since the inference_stats group's baseline, as RuntimeEndpoint does."""
+
+    def __init__(self, recorder: InferenceRecorder) -> None:
+        super().__init__(recorder)
+        self.since_epoch = 0
+        self.served: list[int] = []  # period_since_epoch of each answer
+
+    def note_latency_baseline(self, epoch: int) -> None:
+        self.since_epoch = epoch
+
+    def fetch(self) -> runtime_pb2.Snapshot:
+        super().fetch()  # the failure, if down
+        snapshot = self.recorder.snapshot(self.since_epoch)
+        self.served.append(snapshot.period_since_epoch)
+        return snapshot
 
 
 def stats(endpoint: FakeEndpoint) -> InferenceStatsGroup:
@@ -100,6 +135,51 @@ def test_a_runtime_restart_gives_no_negative_counts_spike_or_stale_percentiles()
     assert all(value >= 0 for value in report["inference_summary"].values())
     assert report["latency_stats"]["total_latency"]["p100"] == 0.001  # nothing of the old 5 s
     assert body(group)["latency_stats"]["total_latency"] is None
+
+
+def test_period_histograms_from_the_runtime_give_the_report_subtracting_would() -> None:
+    twins = Twins()
+    groups = [stats(twins.subtracting), stats(twins.asking)]
+    rng = random.Random(7)
+    for period in range(12):
+        for _ in range(rng.randint(0, 40)):
+            latency = rng.lognormvariate(-4.5, 0.6)
+            twins.record(
+                "m", rng.choice(["completed", "completed_with_err", "timed_out"]), latency, latency * 0.7
+            )
+        if period == 5:
+            twins.restart()
+        if period == 8:  # a collection that fails on both: the next one covers the gap
+            twins.subtracting.down = twins.asking.down = True
+            assert all(group.sample().error for group in groups)
+            twins.subtracting.down = twins.asking.down = False
+            twins.record("m", "completed", 0.0123, 0.01)
+        subtracted, handed_over = (body(group) for group in groups)
+        assert handed_over == subtracted
+    assert twins.asking.served.count(0) <= 3  # the baseline, the restart, the failed fetch
+    assert len(twins.asking.served) >= 12
+
+
+def test_a_longer_latency_period_still_gets_the_runtimes_period_histograms() -> None:
+    (stats_group, memory_group) = create_runtime_groups(
+        0, "sim:?cores=2&seed=5", ["inference_stats", "memory_used"], 0.5
+    )
+    endpoint = stats_group.endpoint  # type: ignore[attr-defined]
+    try:
+        for group in (stats_group, memory_group):
+            group.prime()
+        baseline = stats_group._previous.epoch  # type: ignore[attr-defined]
+        for _ in range(3):  # memory_used every period, inference_stats every fourth
+            endpoint._cached = None
+            assert memory_group.sample().error == ""
+        assert endpoint.since_epoch == baseline
+        endpoint._cached = None
+        sample = stats_group.sample()
+        assert sample.error == ""
+        assert stats_group._previous.period_since_epoch == baseline  # type: ignore[attr-defined]
+        assert stats_group._previous.epoch == baseline + 4  # type: ignore[attr-defined]
+    finally:
+        endpoint.close()
 
 
 def test_a_failed_collection_is_an_error_and_the_next_covers_the_gap() -> None:

@@ -44,10 +44,9 @@ from otel_neuron.groups.base import (
     percent,
 )
 from otel_neuron.histogram import (
-    BucketCounts,
     Buckets,
     as_buckets,
-    bucket_bounds,
+    bounds_from_buckets,
     percentiles,
     subtract_buckets,
 )
@@ -155,11 +154,13 @@ class RuntimeGroup(MetricGroup):
     def _take_baseline(self) -> None:
         self._attempted_ns = time.time_ns()
         self._previous = self.endpoint.fetch()
+        self._note_baseline(self._previous)
 
     def _sample_points(self, period: float) -> PointsByMetric:
         attempted, self._attempted_ns = self._attempted_ns, time.time_ns()
         current = self.endpoint.fetch()
         previous, self._previous = self._previous, current
+        self._note_baseline(current)
         if not self.needs_baseline:
             return self._points(current, None)
         if previous is None:
@@ -175,6 +176,14 @@ class RuntimeGroup(MetricGroup):
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         raise NotImplementedError
+
+    takes_latencies = False  # True: its baseline snapshot decides which latencies the runtime hands over
+
+    def _note_baseline(self, snapshot: runtime_pb2.Snapshot) -> None:
+        if self.takes_latencies:
+            note = getattr(self.endpoint, "note_latency_baseline", None)
+            if note is not None:  # an endpoint that asks for period histograms
+                note(snapshot.epoch)
 
     def _attrs(self, **attributes: AttributeValue) -> FrozenAttributes:
         return self._attributes.get(self._base, **attributes)
@@ -328,6 +337,7 @@ class InferenceStatsGroup(RuntimeGroup):
 
     report_key = "inference_stats"
     instruments = (INFERENCE_COUNT, INFERENCE_ERRORS, INFERENCE_LATENCY, DEVICE_LATENCY)
+    takes_latencies = True
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
@@ -344,9 +354,14 @@ class InferenceStatsGroup(RuntimeGroup):
         errors = PointColumns(
             self._error_attributes, _increases(_ERROR_TOTALS(current.errors), errors_before)
         )
-        windows = _PeriodWindows(current, previous.epoch if previous is not None else 0)
-        total = _histogram_delta(current, previous, "total_latency", windows, self._buckets)
-        device = _histogram_delta(current, previous, "device_latency", windows, self._buckets)
+        if previous is not None and current.period_since_epoch == previous.epoch > 0:
+            # The runtime handed over the period's latencies itself: nothing to subtract.
+            total = _period_histogram(current.period_total_latency)
+            device = _period_histogram(current.period_device_latency)
+        else:
+            windows = _PeriodWindows(current, previous.epoch if previous is not None else 0)
+            total = _histogram_delta(current, previous, "total_latency", windows, self._buckets)
+            device = _histogram_delta(current, previous, "device_latency", windows, self._buckets)
         base = self._attrs()
         return {
             INFERENCE_COUNT.name: counts,
@@ -400,6 +415,22 @@ def _latency_object(points: Sequence[Point]) -> dict[str, float] | None:
     return None
 
 
+def _period_histogram(period: runtime_pb2.LatencyHistogram) -> HistogramDelta | None:
+    """A period histogram of the runtime's (its min/max exact) as the group's point; None when empty."""
+    if period.count <= 0:
+        return None
+    return HistogramDelta(
+        period.scale,
+        period.zero_count,
+        period.offset,
+        list(period.bucket_counts),
+        period.count,
+        period.sum,
+        period.min,
+        period.max,
+    )
+
+
 class _BucketArrays:
     """The bucket counts of the latest snapshot's histograms as arrays, reused as next period's baseline
     (read from the message once rather than twice)."""
@@ -451,7 +482,7 @@ def _histogram_delta(
         zero_count, total = now.zero_count, now.sum
     bounds = windows.min_max(field)
     if bounds is None:  # windows lost (hundreds of pollers): bound by the buckets
-        low, high = _bounds_from_buckets(offset, buckets, now.scale, zero_count, now.min, now.max)
+        low, high = bounds_from_buckets(offset, buckets, now.scale, zero_count, now.min, now.max)
     else:
         low, high = bounds
     return HistogramDelta(now.scale, zero_count, offset, buckets, count, total, low, high)
@@ -507,16 +538,6 @@ def _window_min_max(
                 bounds[2] = min(bounds[2], window.device_min)
                 bounds[3] = max(bounds[3], window.device_max)
     return None if bounds is None else (bounds[0], bounds[1], bounds[2], bounds[3])
-
-
-def _bounds_from_buckets(
-    offset: int, buckets: BucketCounts, scale: int, zero_count: int, floor: float, ceiling: float
-) -> tuple[float, float]:
-    first = next((i for i, count in enumerate(buckets) if count), None)
-    last = next((i for i in range(len(buckets) - 1, -1, -1) if buckets[i]), None)
-    low = 0.0 if zero_count or first is None else max(bucket_bounds(offset + first, scale)[0], floor)
-    high = 0.0 if last is None else min(bucket_bounds(offset + last, scale)[1], ceiling)
-    return low, max(high, low)
 
 
 class MemoryUsedGroup(RuntimeGroup):

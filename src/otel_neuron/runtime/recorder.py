@@ -44,9 +44,9 @@ import uuid as uuid_module
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from otel_neuron.histogram import SCALE, bucket_index, dense_buckets
+from otel_neuron.histogram import SCALE, bounds_from_buckets, bucket_index, dense_buckets
 from otel_neuron.runtime import runtime_pb2
 
 PROTOCOL_VERSION = 1
@@ -66,6 +66,9 @@ _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
 _ERROR_INDEX = {name: i for i, name in enumerate(ERROR_TYPES)}
 _NOT_RUN = (_OUTCOME_INDEX["incorrect_input"], _OUTCOME_INDEX["failed_to_queue"])
 _WINDOWS_KEPT = 256  # latency min/max epochs retained: enough for 256 monitors polling each period
+# Epochs whose latencies are kept for the period histograms: 32 monitors polling each period get them
+# (a few KB an epoch); a monitor asking about an older epoch subtracts the cumulative histograms.
+_PERIODS_KEPT = 32
 
 
 # Exceptions an application raises (or wraps) to classify a failed inference.
@@ -208,6 +211,8 @@ class InferenceRecorder:
         self._epoch = 1  # the epoch latencies are currently recorded in
         self._windows: dict[int, list[float]] = {}  # epoch -> [total min, max, device min, max]
         self._lifetime: list[float] | None = None  # the same since start
+        self._latency_totals = _NO_LATENCIES  # cumulative latencies at the last snapshot
+        self._epoch_latencies: dict[int, _Latencies] = {}  # epoch -> the latencies recorded in it
         self._snapshot_lock = threading.Lock()
         self._registry_lock = threading.Lock()
         self._models: dict[int, _Model] = {}
@@ -402,8 +407,13 @@ class InferenceRecorder:
 
     # -- snapshot ---------------------------------------------------------------------------
 
-    def snapshot(self) -> runtime_pb2.Snapshot:
-        """The cumulative state since start, as served by GetSnapshot; closes one latency epoch."""
+    def snapshot(self, since_epoch: int = 0) -> runtime_pb2.Snapshot:
+        """The cumulative state since start, as served by GetSnapshot; closes one latency epoch.
+
+        With `since_epoch` (the epoch of the caller's previous snapshot), the latency windows are
+        only those after it, and the latencies recorded since then are also given as period
+        histograms while the epochs after it are still held.
+        """
         with self._snapshot_lock:
             closing = self._epoch
             self._epoch = closing + 1
@@ -444,7 +454,7 @@ class InferenceRecorder:
                     epoch=epoch, total_min=w[0], total_max=w[1], device_min=w[2], device_max=w[3]
                 )
                 for epoch, w in sorted(windows.items())
-                if epoch <= closing
+                if since_epoch < epoch <= closing  # a caller needs none it has seen already
             ]
             lifetime = self._lifetime
             for window in windows.values():
@@ -455,6 +465,10 @@ class InferenceRecorder:
                     lifetime[1] = max(lifetime[1], window[1])
                     lifetime[2] = min(lifetime[2], window[2])
                     lifetime[3] = max(lifetime[3], window[3])
+            totals = _Latencies(
+                total_buckets, device_buckets, total_zero, device_zero, count, total_sum, device_sum
+            )
+            period = self._period_latencies(closing, totals, since_epoch)
         snapshot = runtime_pb2.Snapshot(
             protocol_version=PROTOCOL_VERSION,
             runtime_id=self.runtime_id,
@@ -481,6 +495,9 @@ class InferenceRecorder:
             setattr(snapshot.errors, name, value)
         _fill_histogram(snapshot.total_latency, total_buckets, total_zero, count, total_sum, lifetime, 0)
         _fill_histogram(snapshot.device_latency, device_buckets, device_zero, count, device_sum, lifetime, 2)
+        if period is not None:
+            snapshot.period_since_epoch = since_epoch
+            _fill_period_histograms(snapshot, period, _period_bounds(windows, since_epoch, closing))
         with self._registry_lock:
             ecc = [list(row) for row in self._ecc]
         for device, (corrected, uncorrected, sram) in enumerate(ecc):
@@ -493,6 +510,17 @@ class InferenceRecorder:
         return snapshot
 
     # -- internals --------------------------------------------------------------------------
+
+    def _period_latencies(self, closing: int, totals: _Latencies, since_epoch: int) -> _Latencies | None:
+        """Keep what epoch `closing` recorded; the latencies of epochs (since_epoch, closing], or None
+        when one of them is no longer held (or was never asked for)."""
+        held = self._epoch_latencies
+        held[closing] = _difference(totals, self._latency_totals)
+        self._latency_totals = totals
+        held.pop(closing - _PERIODS_KEPT, None)  # one epoch closes per snapshot: one leaves
+        if not 0 < since_epoch < closing or since_epoch + 1 not in held:
+            return None
+        return _sum_of([held[epoch] for epoch in range(since_epoch + 1, closing + 1)])
 
     def _new_shard(self) -> _Shard:
         shard = _Shard(self.cores)
@@ -570,6 +598,101 @@ def _merge_window(windows: dict[int, list[float]], window: tuple[int, float, flo
         known[1] = max(known[1], window[2])
         known[2] = min(known[2], window[3])
         known[3] = max(known[3], window[4])
+
+
+class _Latencies(NamedTuple):
+    """Both latency histograms' counts (cumulative, or of some epochs), as the shards keep them."""
+
+    total_buckets: dict[int, int]
+    device_buckets: dict[int, int]
+    total_zero: int
+    device_zero: int
+    latency_count: int
+    total_sum: float
+    device_sum: float
+
+
+_NO_LATENCIES = _Latencies({}, {}, 0, 0, 0, 0.0, 0.0)
+
+
+def _difference(now: _Latencies, before: _Latencies) -> _Latencies:
+    """What was recorded between two cumulative states (a bucket only where it grew)."""
+    return _Latencies(
+        _bucket_difference(now.total_buckets, before.total_buckets),
+        _bucket_difference(now.device_buckets, before.device_buckets),
+        now.total_zero - before.total_zero,
+        now.device_zero - before.device_zero,
+        now.latency_count - before.latency_count,
+        now.total_sum - before.total_sum,
+        now.device_sum - before.device_sum,
+    )
+
+
+def _bucket_difference(now: dict[int, int], before: dict[int, int]) -> dict[int, int]:
+    return {index: grown for index, count in now.items() if (grown := count - before.get(index, 0))}
+
+
+def _sum_of(periods: list[_Latencies]) -> _Latencies:
+    if len(periods) == 1:
+        return periods[0]
+    total: dict[int, int] = {}
+    device: dict[int, int] = {}
+    for period in periods:
+        _add_into(total, period.total_buckets)
+        _add_into(device, period.device_buckets)
+    return _Latencies(
+        total,
+        device,
+        sum(period.total_zero for period in periods),
+        sum(period.device_zero for period in periods),
+        sum(period.latency_count for period in periods),
+        sum(period.total_sum for period in periods),
+        sum(period.device_sum for period in periods),
+    )
+
+
+def _period_bounds(windows: dict[int, list[float]], since_epoch: int, closing: int) -> list[float] | None:
+    """[total min, max, device min, max] over the windows of epochs (since_epoch, closing]."""
+    bounds: list[float] | None = None
+    for epoch in range(since_epoch + 1, closing + 1):
+        window = windows.get(epoch)
+        if window is None:
+            continue
+        if bounds is None:
+            bounds = list(window)
+        else:
+            bounds = [
+                min(bounds[0], window[0]),
+                max(bounds[1], window[1]),
+                min(bounds[2], window[2]),
+                max(bounds[3], window[3]),
+            ]
+    return bounds
+
+
+def _fill_period_histograms(
+    snapshot: runtime_pb2.Snapshot, period: _Latencies, bounds: list[float] | None
+) -> None:
+    for message, buckets, zero_count, total, column in (
+        (snapshot.period_total_latency, period.total_buckets, period.total_zero, period.total_sum, 0),
+        (snapshot.period_device_latency, period.device_buckets, period.device_zero, period.device_sum, 2),
+    ):
+        offset, dense = dense_buckets(buckets)
+        message.scale = SCALE
+        message.zero_count = zero_count
+        message.offset = offset
+        message.bucket_counts.extend(dense)
+        message.count = period.latency_count
+        message.sum = total
+        if period.latency_count <= 0:
+            continue
+        if bounds is not None:
+            message.min, message.max = bounds[column], bounds[column + 1]
+        else:  # a latency recorded as its epoch closed: its window went to the epoch before
+            lifetime = (snapshot.total_latency, snapshot.device_latency)[column // 2]
+            message.min, message.max = bounds_from_buckets(
+                offset, dense, SCALE, zero_count, lifetime.min, lifetime.max
+            )
 
 
 def _fill_histogram(

@@ -54,7 +54,7 @@ class _RuntimeMetrics(runtime_pb2_grpc.RuntimeMetricsServicer):
         self.snapshot_socket = ""  # advertised in every answer once it listens
 
     def GetSnapshot(self, request: runtime_pb2.SnapshotRequest, context: Any) -> runtime_pb2.Snapshot:  # noqa: N802
-        snapshot = self._source.snapshot()
+        snapshot = self._source.snapshot(request.since_epoch)
         if self.snapshot_socket:
             snapshot.snapshot_socket = self.snapshot_socket
         return snapshot

@@ -124,8 +124,8 @@ class Simulator:
             self._paused = False
             self._last = time.monotonic()  # no burst for the paused time
 
-    def snapshot(self) -> runtime_pb2.Snapshot:
-        return self.recorder.snapshot()
+    def snapshot(self, since_epoch: int = 0) -> runtime_pb2.Snapshot:
+        return self.recorder.snapshot(since_epoch)
 
     # -- ground truth ------------------------------------------------------------------------
 

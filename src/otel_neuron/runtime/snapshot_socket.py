@@ -36,7 +36,7 @@ _MAX_SOCKET_PATH = 107
 
 
 class SnapshotSource(Protocol):
-    def snapshot(self) -> runtime_pb2.Snapshot: ...
+    def snapshot(self, since_epoch: int = 0) -> runtime_pb2.Snapshot: ...
 
 
 class SnapshotSocketError(ConnectionError):
@@ -75,10 +75,10 @@ class _Connection(socketserver.StreamRequestHandler):
                 return
             body = self.rfile.read(length)
             try:
-                runtime_pb2.SnapshotRequest.FromString(body)
+                request = runtime_pb2.SnapshotRequest.FromString(body)
             except DecodeError:
                 return
-            snapshot = self.server.source.snapshot()
+            snapshot = self.server.source.snapshot(request.since_epoch)
             snapshot.snapshot_socket = self.server.path
             self.wfile.write(frame(snapshot.SerializeToString()))
 

@@ -25,6 +25,7 @@ class InProcessEndpoint:
         self.last_error = ""
         self._lock = threading.Lock()
         self._snapshot: runtime_pb2.Snapshot | None = None
+        self._latency_epoch = 0  # of the groups' baseline: the next snapshot carries the latencies since
 
     def next_collection(self) -> None:
         """The next `fetch()` takes a new snapshot; the ones after it share it."""
@@ -34,8 +35,12 @@ class InProcessEndpoint:
     def fetch(self) -> runtime_pb2.Snapshot:
         with self._lock:
             if self._snapshot is None:
-                self._snapshot = self.recorder.snapshot()
+                self._snapshot = self.recorder.snapshot(self._latency_epoch)
             return self._snapshot
+
+    def note_latency_baseline(self, epoch: int) -> None:
+        """The inference_stats group now holds the snapshot that closed `epoch`."""
+        self._latency_epoch = epoch
 
     def close(self) -> None:
         with self._lock:

@@ -58,8 +58,9 @@ _SIM_OPTIONS = {
 }
 
 
-_REQUEST = runtime_pb2.SnapshotRequest(protocol_version=PROTOCOL_VERSION)
-_REQUEST_FRAME = frame(_REQUEST.SerializeToString())
+def snapshot_request(since_epoch: int) -> runtime_pb2.SnapshotRequest:
+    """The request of a monitor whose previous snapshot of the runtime closed `since_epoch` (0: none)."""
+    return runtime_pb2.SnapshotRequest(protocol_version=PROTOCOL_VERSION, since_epoch=since_epoch)
 
 
 class RuntimeEndpointError(Exception):
@@ -129,6 +130,11 @@ class RuntimeEndpoint:
         self._cached: runtime_pb2.Snapshot | RuntimeEndpointError | None = None
         self._cached_at = 0.0
         self._handed_over = False  # the cache holds the collector's result for the current tick
+        # The epoch whose latencies the groups have seen: asking for those since spares them
+        # subtracting cumulative histograms (the runtime's period_* fields). The last snapshot's,
+        # unless a group taking latencies keeps an older baseline (a longer period than the others').
+        self._last_epoch = 0
+        self._latency_epoch: int | None = None
         self._async_channel: grpc.aio.Channel | None = None
         self._async_call: Any = None
         self._socket_route = (
@@ -174,6 +180,16 @@ class RuntimeEndpoint:
         except RuntimeEndpointError as error:
             return error
 
+    def note_latency_baseline(self, epoch: int) -> None:
+        """A group computing latencies from this runtime's snapshots now holds the one that closed
+        `epoch`: later requests ask for the latencies since then."""
+        self._latency_epoch = epoch
+
+    @property
+    def since_epoch(self) -> int:
+        """What the next request names as `since_epoch`."""
+        return self._last_epoch if self._latency_epoch is None else self._latency_epoch
+
     def hand_over(self, result: object | None) -> None:
         """The collector's result for this tick: every group of this runtime reads it, however long
         their sampling takes; None means the fetch did not finish before the deadline."""
@@ -184,7 +200,11 @@ class RuntimeEndpoint:
             self._handed_over = True
 
     def _store(self, result: runtime_pb2.Snapshot | RuntimeEndpointError) -> None:
-        self.last_error = str(result) if isinstance(result, RuntimeEndpointError) else ""
+        if isinstance(result, RuntimeEndpointError):
+            self.last_error = str(result)
+        else:
+            self.last_error = ""
+            self._last_epoch = result.epoch
         self._cached, self._cached_at = result, time.monotonic()
         self._handed_over = False
 
@@ -197,7 +217,9 @@ class RuntimeEndpoint:
 
     def send_socket_request(self) -> socket.socket | None:
         """Send this tick's request on the runtime's snapshot socket (None: fetch over gRPC)."""
-        return self._socket_route.send(_REQUEST_FRAME) if self._socket_route is not None else None
+        if self._socket_route is None:
+            return None
+        return self._socket_route.send(frame(snapshot_request(self.since_epoch).SerializeToString()))
 
     def read_socket_answer(self) -> runtime_pb2.Snapshot | RuntimeEndpointError | None:
         """The checked snapshot once whole, None while more is due; OSError when the socket failed."""
@@ -232,7 +254,9 @@ class RuntimeEndpoint:
                 response_deserializer=runtime_pb2.Snapshot.FromString,
             )
         try:
-            snapshot: runtime_pb2.Snapshot | None = await self._async_call(_REQUEST, timeout=self.deadline_s)
+            snapshot: runtime_pb2.Snapshot | None = await self._async_call(
+                snapshot_request(self.since_epoch), timeout=self.deadline_s
+            )
         except grpc.aio.AioRpcError as error:
             # Reconnect afresh next time instead of waiting out gRPC's backoff.
             await self._drop_async_channel()
@@ -265,7 +289,7 @@ class RuntimeEndpoint:
         way the collector fetches it (same connections)."""
         if self.simulator is not None:
             self.simulator.start()  # lazily: a configured but never collected runtime costs nothing
-            return _checked(self.simulator.snapshot(), self.address.text)
+            return _checked(self.simulator.snapshot(self.since_epoch), self.address.text)
         (result,) = FETCH_LOOP.start([self]).results(time.monotonic() + self.deadline_s)
         if isinstance(result, runtime_pb2.Snapshot):
             return result
