@@ -13,41 +13,59 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import NamedTuple
 
 from otel_neuron.groups.base import GroupSample, MetricGroup
 from otel_neuron.producer import Collected
-from otel_neuron.sources.fetch_loop import FETCH_LOOP
+from otel_neuron.sources.fetch_loop import FETCH_LOOP, Refreshable
 
 _logger = logging.getLogger(__name__)
+
+
+class _Plan(NamedTuple):
+    """How one set of due groups is collected: worked out once, since the same sets recur every tick."""
+
+    system: list[MetricGroup]  # sampled in the collector's thread
+    fetched: list[MetricGroup]  # sampled from what their sources' fetch handed over
+    sources: list[Refreshable]  # each fetched group's source, once
+    by_runtime: dict[int, list[MetricGroup]]  # the other runtime groups, sampled in a worker per runtime
+
+
+def _plan(groups: Sequence[MetricGroup]) -> _Plan:
+    system = [g for g in groups if g.runtime_index is None]
+    fetched = [g for g in groups if g.runtime_index is not None and g.refreshable() is not None]
+    by_runtime: dict[int, list[MetricGroup]] = defaultdict(list)
+    for group in groups:
+        if group.runtime_index is not None and group.refreshable() is None:
+            by_runtime[group.runtime_index].append(group)
+    sources = list({id(r): r for g in fetched if (r := g.refreshable()) is not None}.values())
+    return _Plan(system, fetched, sources, dict(by_runtime))
 
 
 class Collector:
     def __init__(self, max_workers: int = 16) -> None:
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="otel-neuron-runtime")
         self._busy: dict[int, Future[list[GroupSample]]] = {}
+        self._plans: dict[int, tuple[Sequence[MetricGroup], _Plan]] = {}
 
     def collect(self, groups: Sequence[MetricGroup], deadline_s: float) -> list[Collected]:
+        """Sample `groups`; a tuple of groups (the pipeline passes the same one for the same due
+        periods) has its plan kept, any other sequence is planned afresh."""
         deadline = time.monotonic() + deadline_s
-        system = [g for g in groups if g.runtime_index is None]
-        fetched = [g for g in groups if g.runtime_index is not None and g.refreshable() is not None]
-        by_runtime: dict[int, list[MetricGroup]] = defaultdict(list)
-        for group in groups:
-            if group.runtime_index is not None and group.refreshable() is None:
-                by_runtime[group.runtime_index].append(group)
-
+        plan = self._plan_of(groups)
+        by_runtime = plan.by_runtime
         futures: dict[int, Future[list[GroupSample]]] = {}
         for index, runtime_groups in by_runtime.items():
             if index in self._busy and not self._busy[index].done():
                 continue  # still stuck in the previous collection; reported below
             futures[index] = self._busy[index] = self._executor.submit(_sample_all, runtime_groups)
-        tick = FETCH_LOOP.start(
-            list({id(r): r for g in fetched if (r := g.refreshable()) is not None}.values())
-        )
+        tick = FETCH_LOOP.start(plan.sources)
 
-        collected = [Collected(group, group.sample()) for group in system]
+        collected = [Collected(group, group.sample()) for group in plan.system]
         tick.finish(deadline)
-        collected.extend(Collected(group, group.sample()) for group in fetched)
-        wait(futures.values(), timeout=max(deadline - time.monotonic(), 0.0))
+        collected.extend([Collected(group, group.sample()) for group in plan.fetched])
+        if futures:
+            wait(futures.values(), timeout=max(deadline - time.monotonic(), 0.0))
         for index, runtime_groups in by_runtime.items():
             future = futures.get(index)
             if future is not None and future.done() and future.exception() is None:
@@ -57,6 +75,14 @@ class Collector:
             _logger.info("%s", message)
             collected.extend(Collected(g, g.error_sample(message)) for g in runtime_groups)
         return collected
+
+    def _plan_of(self, groups: Sequence[MetricGroup]) -> _Plan:
+        if type(groups) is not tuple:
+            return _plan(groups)
+        kept = self._plans.get(id(groups))
+        if kept is None or kept[0] is not groups:
+            kept = self._plans[id(groups)] = (groups, _plan(groups))  # the tuple kept: its id stays its own
+        return kept[1]
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

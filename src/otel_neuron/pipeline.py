@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opentelemetry.sdk.metrics import Counter, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricReader, MetricsData
@@ -97,7 +97,6 @@ class _Sink:
 @dataclass
 class PipelineStats:
     ticks: int = 0
-    collections: dict[str, int] = field(default_factory=dict)
 
 
 class MonitorPipeline:
@@ -121,6 +120,7 @@ class MonitorPipeline:
         meter = self.meter_provider.get_meter(SCOPE.name, SCOPE.version)
         self._observed = ObservedGroups(meter, [g.group for g in self._groups])
         self._has_sdk_readers = bool(sdk_readers)
+        self._due_groups: dict[tuple[float, ...], tuple[MetricGroup, ...]] = {}
         self.stats = PipelineStats()
 
     def run(self, stop: threading.Event, max_reports: int | None = None) -> None:
@@ -150,16 +150,14 @@ class MonitorPipeline:
 
     def tick(self, due_periods: Sequence[float]) -> None:
         started = time.monotonic()
-        due = [g.group for g in self._groups if g.period in due_periods]
-        collected = self._collector.collect(due, DEADLINE_FRACTION * min(due_periods))
+        collected = self._collector.collect(self._due(due_periods), DEADLINE_FRACTION * min(due_periods))
         self.stats.ticks += 1
         for item in collected:
-            key = item.group.report_key
-            self.stats.collections[key] = self.stats.collections.get(key, 0) + 1
             if self._has_sdk_readers:  # their counters are totals of every sample, observed or not
                 self._observed.fold(item.group, item.sample)
             if item.sample.error:
-                _logger.info("%s (runtime %s): %s", key, item.group.runtime_index, item.sample.error)
+                group = item.group
+                _logger.info("%s (runtime %s): %s", group.report_key, group.runtime_index, item.sample.error)
         sampled = time.monotonic()
         produced: dict[int, MetricsData] = {}
         for sink in self._sinks:
@@ -179,6 +177,14 @@ class MonitorPipeline:
                 (sampled - started) * 1e3,
                 (time.monotonic() - sampled) * 1e3,
             )
+
+    def _due(self, due_periods: Sequence[float]) -> tuple[MetricGroup, ...]:
+        """The groups of these periods, as one tuple per set of periods (the collector keeps its plan)."""
+        key = tuple(due_periods)
+        due = self._due_groups.get(key)
+        if due is None:
+            due = self._due_groups[key] = tuple(g.group for g in self._groups if g.period in due_periods)
+        return due
 
     def _sources_can_finish(self) -> bool:
         return any(g.group.source_can_finish for g in self._groups if g.group.runtime_index is not None)

@@ -346,3 +346,49 @@ def test_a_down_runtime_is_one_error_series_in_the_metrics_and_the_reports_entry
     (entry,) = report_from_metrics(data)["neuron_runtime_data"]
     assert entry["neuron_runtime_index"] == 3 and entry["error"] == endpoint.last_error
     assert set(entry["report"]) == set(GROUP_TYPES)
+
+
+class TickEndpoint(FakeEndpoint):
+    """Hands every group the same snapshot until `tick()`, as the collector does."""
+
+    def __init__(self, recorder: InferenceRecorder) -> None:
+        super().__init__(recorder)
+        self.tick()
+
+    def tick(self) -> None:
+        self.current = self.recorder.snapshot()
+
+    def fetch(self) -> runtime_pb2.Snapshot:
+        return self.current
+
+
+def test_ecc_events_and_model_loads_show_in_the_period_they_happen_and_only_then() -> None:
+    recorder = InferenceRecorder(cores=2, devices=2)
+    endpoint = TickEndpoint(recorder)
+    ecc = HwCountersGroup(0, endpoint)  # type: ignore[arg-type]
+    cores = NeuronCoreCountersGroup(0, endpoint)  # type: ignore[arg-type]
+    memory = MemoryUsedGroup(0, endpoint)  # type: ignore[arg-type]
+    for group in (ecc, cores, memory):
+        group.prime()
+
+    def period() -> tuple[list[int], dict[str, list[str]], list[str]]:
+        endpoint.tick()
+        devices = ecc.render(ecc.sample().points)["neuron_devices"]
+        in_use = NeuronCoreCountersGroup.render(cores.sample().points)["neuroncores_in_use"]
+        loaded = MemoryUsedGroup.render(memory.sample().points)["loaded_models"]
+        return (
+            [device["mem_ecc_uncorrected"] for device in devices],
+            {core: entry["loaded_models"] for core, entry in in_use.items()},
+            [model["name"] for model in loaded],
+        )
+
+    assert period() == ([0, 0], {"0": [], "1": []}, [])
+    assert period() == ([0, 0], {"0": [], "1": []}, [])
+    recorder.record_ecc(1, "mem_ecc_uncorrected", 3)
+    model_id = recorder.register_model("bert", [Subgraph("sg00", 1)])
+    assert period() == ([0, 3], {"0": [], "1": ["bert:sg00"]}, ["bert"])
+    assert period() == ([0, 0], {"0": [], "1": ["bert:sg00"]}, ["bert"])
+    recorder.unregister_model(model_id)
+    recorder.record_ecc(0, "mem_ecc_uncorrected")
+    assert period() == ([1, 0], {"0": [], "1": []}, [])
+    assert period() == ([0, 0], {"0": [], "1": []}, [])

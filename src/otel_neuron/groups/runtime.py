@@ -139,7 +139,7 @@ class RuntimeGroup(MetricGroup):
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index)
         self.endpoint = endpoint
-        self._restart_check = _RESTART_CHECKS.setdefault(endpoint, _RestartCheck())
+        self._checks = _CHECKS.setdefault(endpoint, _SnapshotChecks())
         self._previous: runtime_pb2.Snapshot | None = None
         self._attempted_ns: int | None = None
         self._attributes = _AttributeCache()
@@ -170,7 +170,7 @@ class RuntimeGroup(MetricGroup):
                     "per-period values start next period"
                 )
             return self._points(current, None)  # the runtime started within this period
-        if previous.runtime_id != current.runtime_id or self._restart_check.went_backwards(previous, current):
+        if previous.runtime_id != current.runtime_id or self._checks.went_backwards(previous, current):
             return self._points(current, None)  # restarted: its totals since start are this period's
         return self._points(current, previous)
 
@@ -189,11 +189,23 @@ class RuntimeGroup(MetricGroup):
         return self._attributes.get(self._base, **attributes)
 
 
-class _RestartCheck:
-    """The groups of one runtime usually compare the same pair of snapshots: check each pair once."""
+class _SnapshotChecks:
+    """What several groups of one runtime ask of the same snapshots, worked out once: whether a pair
+    shows a restart, and whether the loaded models changed."""
 
     def __init__(self) -> None:
         self._last: tuple[Any, Any, bool] = (None, None, False)
+        self._models_of: runtime_pb2.Snapshot | None = None  # the last snapshot whose models were compared
+        self._models_generation = 0
+
+    def models_generation(self, snapshot: runtime_pb2.Snapshot) -> int:
+        """A number that changes whenever the loaded models (and their memory) differ from those of
+        the snapshot asked about before: a group's points built at the same number still hold."""
+        if snapshot is not self._models_of:
+            if self._models_of is None or self._models_of.models != snapshot.models:  # compared in C
+                self._models_generation += 1
+            self._models_of = snapshot
+        return self._models_generation
 
     def went_backwards(self, previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
         checked_previous, checked_current, went = self._last
@@ -204,8 +216,8 @@ class _RestartCheck:
         return went
 
 
-# One check per endpoint, shared by the groups of that runtime (and gone with them).
-_RESTART_CHECKS: weakref.WeakKeyDictionary[RuntimeEndpoint, _RestartCheck] = weakref.WeakKeyDictionary()
+# One per endpoint, shared by the groups of that runtime (and gone with them).
+_CHECKS: weakref.WeakKeyDictionary[RuntimeEndpoint, _SnapshotChecks] = weakref.WeakKeyDictionary()
 
 
 def _compare_totals(previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
@@ -235,7 +247,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
-        self._models_seen: Any = None
+        self._models_generation = 0  # of the models the subgraph points were built from
         self._subgraph_points = PointColumns(AttributeColumn(()), [])
         # The busy times of the last snapshot, by position, and the core indexes they belong to.
         self._busy_of: tuple[runtime_pb2.Snapshot | None, tuple[int, ...], list[float]] = (None, (), [])
@@ -260,8 +272,9 @@ class NeuronCoreCountersGroup(RuntimeGroup):
         else:
             shares = [0.0] * len(busy)
         utilization = PointColumns(self._attributes_of_cores(indexes), shares)
-        if self._models_seen is None or self._models_seen != current.models:  # compared in C
-            self._models_seen = current.models
+        generation = self._checks.models_generation(current)
+        if generation != self._models_generation:
+            self._models_generation = generation
             self._subgraph_points = self._subgraph_points_of(current)
         return {CORE_UTILIZATION.name: utilization, CORE_SUBGRAPHS.name: self._subgraph_points}
 
@@ -549,7 +562,7 @@ class MemoryUsedGroup(RuntimeGroup):
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
-        self._models_seen: Any = None
+        self._models_generation = 0  # of the models the model points were built from
         self._model_points = (_as_columns([]), _as_columns([]), _as_columns([]))
         self._locations = AttributeColumn(
             self._attrs(**{MEMORY_LOCATION: location}) for location in _LOCATIONS
@@ -558,8 +571,9 @@ class MemoryUsedGroup(RuntimeGroup):
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         memory = current.runtime_memory
         runtime = PointColumns(self._locations, [memory.host_bytes, memory.device_bytes])
-        if self._models_seen is None or self._models_seen != current.models:  # compared in C
-            self._models_seen = current.models
+        generation = self._checks.models_generation(current)
+        if generation != self._models_generation:
+            self._models_generation = generation
             self._model_points = self._model_points_of(current)
         models, running, subgraphs = self._model_points
         return {
@@ -690,12 +704,17 @@ class HwCountersGroup(RuntimeGroup):
         # The ECC totals of the last snapshot by device index, reused as the next period's baseline.
         self._totals_of: tuple[runtime_pb2.Snapshot | None, dict[int, tuple[int, ...]]] = (None, {})
         self._device_attributes: tuple[tuple[int, ...], AttributeColumn] = ((), AttributeColumn(()))
+        self._no_events: PointsByMetric | None = None  # the last points, when they counted no event
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         devices = current.devices
+        seen, seen_totals = self._totals_of
+        if self._no_events is not None and seen is previous is not None and devices == previous.devices:
+            # The usual period: the same devices and totals, so no event again (compared in C).
+            self._totals_of = (current, seen_totals)
+            return self._no_events
         indexes = tuple([device.device_index for device in devices])
         totals = list(map(_ECC_TOTALS, devices))
-        seen, seen_totals = self._totals_of
         if previous is None:
             before: dict[int, tuple[int, ...]] = {}
         elif seen is previous:
@@ -706,7 +725,9 @@ class HwCountersGroup(RuntimeGroup):
         increases: list[int] = []
         for index, now in zip(indexes, totals):
             increases += _increases(now, before.get(index))
-        return {ECC_ERRORS.name: PointColumns(self._attributes_of_devices(indexes), increases)}
+        points = {ECC_ERRORS.name: PointColumns(self._attributes_of_devices(indexes), increases)}
+        self._no_events = None if any(increases) else points
+        return points
 
     def _attributes_of_devices(self, indexes: tuple[int, ...]) -> AttributeColumn:
         """Each device's three ECC kinds, in the order of the increases; built once per set of devices."""
