@@ -28,7 +28,8 @@ def memory_points(total: int, used: int) -> dict:  # type: ignore[type-arg]
 class Exports:
     """An exporter fed by one producer; `send` exports one sample of the memory group."""
 
-    def __init__(self) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, repeats: bool = True) -> None:
+        monkeypatch.setattr(MemoryInfoGroup, "sections_repeat", repeats)  # the memo is asked for
         self.out = io.StringIO()
         self.exporter = ReportJsonExporter(runtime_count=0, out=self.out)
         self.producer = MetricsDataProducer(build_resource(InstanceFacts(error="test")))
@@ -48,7 +49,7 @@ def test_unchanged_points_give_the_same_section_with_this_periods_period(
     monkeypatch.setattr(
         MemoryInfoGroup, "render", staticmethod(lambda points: renders.append(1) or render(points))
     )
-    exports = Exports()
+    exports = Exports(monkeypatch)
     first = exports.send(1.0, memory_points(100, 40))
     kept = exports.exporter.report["system_data"]["memory_info"]
     second = exports.send(2.5, memory_points(100, 40))  # equal points in new objects
@@ -61,8 +62,8 @@ def test_unchanged_points_give_the_same_section_with_this_periods_period(
     assert kept["memory_used_bytes"] == 40  # what went out earlier is never changed afterwards
 
 
-def test_points_a_group_changes_in_place_are_rendered_again() -> None:
-    exports = Exports()
+def test_points_a_group_changes_in_place_are_rendered_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    exports = Exports(monkeypatch)
     points = memory_points(100, 40)
     assert exports.send(1.0, points)["memory_used_bytes"] == 40
     points[MEMORY_USAGE.name][0] = ({"system.memory.state": "used"}, 70)  # the same list, refilled
@@ -72,3 +73,17 @@ def test_points_a_group_changes_in_place_are_rendered_again() -> None:
     assert exports.send(1.0, {**points, MEMORY_LIMIT.name: columns})["memory_total_bytes"] == 100
     columns.values[0] = 200  # a column's values refilled in place
     assert exports.send(1.0, {**points, MEMORY_LIMIT.name: columns})["memory_total_bytes"] == 200
+
+
+def test_sections_of_groups_that_do_not_repeat_are_rendered_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exports = Exports(monkeypatch, repeats=False)
+    renders = []
+    render = MemoryInfoGroup.render
+    monkeypatch.setattr(
+        MemoryInfoGroup, "render", staticmethod(lambda points: renders.append(1) or render(points))
+    )
+    assert exports.send(1.0, memory_points(100, 40))["memory_used_bytes"] == 40
+    assert exports.send(1.0, memory_points(100, 40))["memory_used_bytes"] == 40
+    assert len(renders) == 2

@@ -46,7 +46,8 @@ _Section = tuple[str, Any]  # (report key, runtime index or None for system grou
 
 def report_from_metrics(metrics_data: MetricsData, memo: SectionMemo | None = None) -> Report:
     """The report sections present in `metrics_data`, in the guide's format. With a `memo`, a section
-    whose points are those of its last rendering gets that rendering again (see section_memo)."""
+    of a group whose sections repeat, with the points of its last rendering, gets that rendering again
+    (see section_memo)."""
     points = _SectionPoints()
     periods: dict[_Section, float] = {}
     errors: dict[_Section, str] = {}
@@ -84,9 +85,10 @@ def report_from_metrics(metrics_data: MetricsData, memo: SectionMemo | None = No
             body = {"period": round(period, 9), "error": error}
         else:
             own = points.of(names[key], index)
-            rendered = (
-                group_class.render(own) if memo is None else memo.render(section, group_class.render, own)
-            )
+            if memo is not None and group_class.sections_repeat:
+                rendered = memo.render(section, group_class.render, own)
+            else:
+                rendered = group_class.render(own)
             body = {"period": round(period, 9), **rendered, "error": error}
         if index is None:
             report["system_data"][key] = body

@@ -207,6 +207,10 @@ class MetricGroup(ABC):
 
     report_key: str = ""
     instruments: Sequence[InstrumentSpec] = ()
+    # True when the group's section is usually the same period after period (loaded models, ECC
+    # counts of 0, hardware facts): the report then keeps its rendering while the points stand still.
+    # Elsewhere keeping the points to compare costs more than rendering again.
+    sections_repeat = False
 
     def __init__(self, runtime_index: int | None = None) -> None:
         self.runtime_index = runtime_index

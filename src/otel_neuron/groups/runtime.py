@@ -559,6 +559,7 @@ class MemoryUsedGroup(RuntimeGroup):
     report_key = "memory_used"
     instruments = (RUNTIME_MEMORY, MODEL_MEMORY, MODEL_RUNNING, SUBGRAPH_MEMORY)
     needs_baseline = False
+    sections_repeat = True
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
@@ -698,6 +699,7 @@ class HwCountersGroup(RuntimeGroup):
 
     report_key = "hw_counters"
     instruments = (ECC_ERRORS,)
+    sections_repeat = True
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)

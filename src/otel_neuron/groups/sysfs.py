@@ -242,6 +242,7 @@ class SysfsHwCounters(SysfsGroup):
 class SysfsHardwareInfo(SysfsGroup):
     report_key = "neuron_hardware_info"
     instruments = (DEVICE_INFO, DEVICE_CORES)
+    sections_repeat = True
     files = ("architecture", "core_count")
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
