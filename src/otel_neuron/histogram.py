@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from itertools import accumulate
 from typing import Any
 
@@ -135,23 +136,26 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
     midpoints = _midpoints_of(histogram.scale)
     offset = histogram.offset
     result = {}
-    for q in points:
-        # The nearest rank past the zero bucket's, found in the first bucket whose running count reaches it.
-        rank = max(1, math.ceil(q / 100.0 * total - 1e-9)) - zero_count
+    for key, q in _keyed(points):
         if q <= 0:
-            value = low
+            result[key] = low
         elif q >= 100:
-            value = high
-        elif rank <= 0:  # a value of the zero bucket
-            value = min(max(0.0, low), high)
+            result[key] = high
         else:
-            position = bisect_left(cumulative, rank)
-            value = high if position >= size else min(max(midpoints[offset + position], low), high)
-        result[_KEYS.get(q) or f"p{q:g}"] = value
+            # The nearest rank past the zero bucket's, in the first bucket whose running count reaches it.
+            rank = max(1, math.ceil(q / 100.0 * total - 1e-9)) - zero_count
+            if rank <= 0:  # a value of the zero bucket
+                result[key] = min(max(0.0, low), high)
+            else:
+                position = bisect_left(cumulative, rank)
+                result[key] = high if position >= size else min(max(midpoints[offset + position], low), high)
     return result
 
 
-_KEYS: dict[float, str] = {q: f"p{q:g}" for q in PERCENTILES}
+@lru_cache(maxsize=16)
+def _keyed(points: Sequence[float]) -> tuple[tuple[str, float], ...]:
+    """("p50", 50) for each percentile asked for: the keys made once per set of percentiles."""
+    return tuple((f"p{q:g}", q) for q in points)
 
 
 class _Midpoints(dict[int, float]):

@@ -12,6 +12,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy
 import psutil
 import pytest
 from guide_example import GUIDE_FACTS
@@ -273,13 +274,14 @@ def mode_major(cpus: int, fractions: list[float], column: type = list) -> PointC
     return PointColumns(column(attributes), fractions)
 
 
+@pytest.mark.parametrize("values", [list, numpy.array], ids=["list", "array as sampled"])
 @pytest.mark.parametrize("column", [list, AttributeColumn])
 @pytest.mark.parametrize("seed", range(5))
-def test_vcpu_rows_by_columns_are_the_point_by_point_rows(seed: int, column: type) -> None:
+def test_vcpu_rows_by_columns_are_the_point_by_point_rows(seed: int, column: type, values: type) -> None:
     rng = random.Random(seed)
     choices = [0.0, -0.0, 1.0, 0.125, 1 / 3, 2 / 97, 0.004999999999999999, 0.005]
     fractions = [rng.choice([*choices, rng.random()]) for _ in range(7 * 12)]
-    columns = mode_major(12, fractions, column)
+    columns = mode_major(12, values(fractions), column)
     for _ in range(2):  # the second time every fraction is one seen before
         by_columns = VcpuUsageGroup.render({CPU_UTILIZATION.name: columns})
         point_by_point = VcpuUsageGroup.render({CPU_UTILIZATION.name: list(columns)})

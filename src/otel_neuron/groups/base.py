@@ -80,6 +80,11 @@ class HistogramDelta:
     __hash__ = None  # type: ignore[assignment]  # equal by value, like the sequence it holds
 
 
+def _listed(values: Sequence[Any] | numpy.ndarray[Any, Any]) -> list[Any]:
+    """A column's values as a list (a numpy column compares element by element otherwise)."""
+    return values.tolist() if type(values) is numpy.ndarray else list(values)  # type: ignore[no-any-return]
+
+
 def bucket_list(counts: BucketCounts) -> list[int]:
     """Bucket counts as a list of Python ints (what OTLP messages and exact sums take)."""
     return counts.tolist() if type(counts) is numpy.ndarray else list(counts)  # type: ignore[no-any-return]
@@ -179,7 +184,7 @@ class PointColumns(Sequence[Point]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, PointColumns):
-            return self.attributes == other.attributes and self.values == other.values
+            return self.attributes == other.attributes and _listed(self.values) == _listed(other.values)
         return isinstance(other, Sequence) and list(self) == list(other)
 
     __hash__ = None  # type: ignore[assignment]  # mutable columns: equal by value, like a list
