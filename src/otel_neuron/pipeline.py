@@ -132,12 +132,13 @@ class MonitorPipeline:
         schedule = FixedRateSchedule({g.period for g in self._groups}, time.monotonic())
         # A piped stream that ended is noticed within half a second; with no such source the loop
         # sleeps until the next tick (each wake-up of an idle process costs CPU of its own).
-        longest_wait = _FINISHED_POLL_S if self._sources_can_finish() else math.inf
+        can_finish = self._sources_can_finish()
+        longest_wait = _FINISHED_POLL_S if can_finish else math.inf
         while not stop.is_set():
             delay = schedule.next_due() - time.monotonic()
             if delay > 0 and stop.wait(min(delay, longest_wait)):
                 break
-            if self._sources_finished():
+            if can_finish and self._sources_finished():
                 # Report what the stream still held, every group at once, then stop.
                 self.tick(sorted({g.period for g in self._groups}))
                 break

@@ -429,14 +429,15 @@ def _latency_object(points: Sequence[Point]) -> dict[str, float] | None:
 
 
 def _period_histogram(period: runtime_pb2.LatencyHistogram) -> HistogramDelta | None:
-    """A period histogram of the runtime's (its min/max exact) as the group's point; None when empty."""
+    """A period histogram of the runtime's (its min/max exact) as the group's point; None when empty.
+    Its counts stay in the snapshot's repeated field, which nothing changes once received."""
     if period.count <= 0:
         return None
     return HistogramDelta(
         period.scale,
         period.zero_count,
         period.offset,
-        list(period.bucket_counts),
+        period.bucket_counts,
         period.count,
         period.sum,
         period.min,
