@@ -107,20 +107,25 @@ class MetricsDataProducer:
         if self._start_time_unix_nano is None:
             self._start_time_unix_nano = start
         health = _health_points(group.report_key, group.runtime_index, sample.error)
-        builder.extend(GROUP_PERIOD, ((health.group, sample.period),), start, end)
-        builder.extend(GROUP_ERROR, health.error, start, end)
+        blocks: list[tuple[InstrumentSpec, Sequence[Point]]] = [
+            (GROUP_PERIOD, ((health.group, sample.period),)),
+            (GROUP_ERROR, health.error),
+        ]
         if group.runtime_index is not None and group.runtime_index not in runtimes_seen:
             runtimes_seen.add(group.runtime_index)
-            runtime_error = _runtime_error_points(group.runtime_index, group.runtime_error())
-            builder.extend(RUNTIME_ERROR, runtime_error, start, end)
-        cumulative = self._temporality is AggregationTemporality.CUMULATIVE
-        for spec in group.instruments:
-            pairs = sample.points.get(spec.name, ())
-            if cumulative and spec.kind in (Kind.COUNTER, Kind.HISTOGRAM):
-                totals = [(a, self._accumulate(spec.name, a, v)) for a, v in pairs]
-                builder.extend(spec, totals, self._start_time_unix_nano, end)
-            else:
-                builder.extend(spec, pairs, start, end)
+            blocks.append((RUNTIME_ERROR, _runtime_error_points(group.runtime_index, group.runtime_error())))
+        points = sample.points
+        if self._temporality is AggregationTemporality.CUMULATIVE:
+            for spec in group.instruments:
+                pairs = points.get(spec.name, ())
+                if spec.kind in (Kind.COUNTER, Kind.HISTOGRAM):
+                    totals = [(a, self._accumulate(spec.name, a, v)) for a, v in pairs]
+                    builder.extend(spec, totals, self._start_time_unix_nano, end)
+                else:
+                    blocks.append((spec, pairs))
+        else:
+            blocks += [(spec, points.get(spec.name, ())) for spec in group.instruments]
+        builder.extend_all(blocks, start, end)
 
     def _accumulate(self, name: str, attributes: Any, value: PointValue) -> PointValue:
         key = (name, frozenset(attributes.items()))
@@ -160,11 +165,22 @@ class _MetricsBuilder:
         self._temporality = temporality
 
     def extend(self, spec: InstrumentSpec, pairs: Sequence[Point], start: int, end: int) -> None:
-        points = self._points.get(spec.name)
-        if points is None:
-            self._specs[spec.name] = spec
-            points = self._points[spec.name] = PointBlocks()
-        points.add(pairs, start, end)
+        self.extend_all(((spec, pairs),), start, end)
+
+    def extend_all(
+        self, blocks: Iterable[tuple[InstrumentSpec, Sequence[Point]]], start: int, end: int
+    ) -> None:
+        """Add a group's blocks, all over one interval: one call a group rather than one a block."""
+        by_name = self._points
+        for spec, pairs in blocks:
+            points = by_name.get(spec.name)
+            if points is None:
+                self._specs[spec.name] = spec
+                points = by_name[spec.name] = PointBlocks()
+            # PointBlocks' own lists, filled here while the MetricsData is built (read only after).
+            points.pairs_of_blocks.append(pairs)
+            points.starts.append(start)
+            points.ends.append(end)
 
     def metrics(self) -> list[Metric]:
         return [self._metric(self._specs[name], points) for name, points in self._points.items()]
@@ -191,37 +207,32 @@ class PointBlocks(Sequence[Any]):
     """
 
     def __init__(self) -> None:
-        # One entry per block in each list: no tuple per block (a tick adds 400 blocks).
-        self._blocks: list[Sequence[Point]] = []
-        self._starts: list[int] = []
-        self._ends: list[int] = []
+        # One entry per block in each list, appended by the builder: no tuple per block (a tick adds
+        # 400 blocks). Complete before anyone reads the MetricsData.
+        self.pairs_of_blocks: list[Sequence[Point]] = []
+        self.starts: list[int] = []
+        self.ends: list[int] = []
         self._points: list[Any] | None = None
 
-    def add(self, pairs: Sequence[Point], start: int, end: int) -> None:
-        self._blocks.append(pairs)
-        self._starts.append(start)
-        self._ends.append(end)
-        self._points = None
-
     def pairs(self) -> Iterable[Point]:
-        for pairs in self._blocks:
+        for pairs in self.pairs_of_blocks:
             yield from pairs
 
     def blocks(self) -> tuple[Sequence[Point], ...]:
         """The pairs as added: one sequence per group and instrument."""
-        return tuple(self._blocks)
+        return tuple(self.pairs_of_blocks)
 
     def _materialized(self) -> list[Any]:
         if self._points is None:
             self._points = [
                 _data_point(a, v, start, end)
-                for pairs, start, end in zip(self._blocks, self._starts, self._ends)
+                for pairs, start, end in zip(self.pairs_of_blocks, self.starts, self.ends)
                 for a, v in pairs
             ]
         return self._points
 
     def __len__(self) -> int:
-        return sum(map(len, self._blocks))
+        return sum(map(len, self.pairs_of_blocks))
 
     def __getitem__(self, index: Any) -> Any:
         return self._materialized()[index]
