@@ -306,7 +306,7 @@ def main() -> None:
         try:
             for runtime in runtimes:
                 assert runtime.stdout is not None and runtime.stdout.readline().strip() == "ready"
-            run(directory, args.seconds)
+            run(directory, args.seconds, [runtime.pid for runtime in runtimes])
         finally:
             for runtime in runtimes:
                 assert runtime.stdin is not None
@@ -317,12 +317,16 @@ def main() -> None:
             writer.wait(timeout=10)
 
 
-def run(directory: str, seconds: float) -> None:
+def run(directory: str, seconds: float, runtimes: Sequence[int]) -> None:
     with open(os.devnull, "w") as devnull:
         pipeline = build_pipeline(directory, devnull)  # type: ignore[arg-type]
         settle_garbage_collector()  # as the CLI does before it runs the pipeline
         try:
+            runtimes_before, wall_before = runtimes_cpu_s(runtimes), time.monotonic()
             percent, ticks, shares, startup_ms = at_one_second(pipeline, seconds)
+            runtimes_percent = (
+                (runtimes_cpu_s(runtimes) - runtimes_before) / (time.monotonic() - wall_before) * 100.0
+            )
             tick_us = per_tick_us(pipeline, 30)
             stages = stages_us(pipeline, 30)
         finally:
@@ -338,6 +342,10 @@ def run(directory: str, seconds: float) -> None:
     where = f"at a 1 s period ({ticks} ticks, {seconds:g} s)"
     print(f"  {where:<33} {percent:8.3f} % of one core   (goal <= {GOAL_PERCENT} %)")
     print(f"    (start-up, once per process: {startup_ms:.0f} ms of CPU, not included)")
+    print(
+        f"    (the {RUNTIMES} simulated runtimes meanwhile: {runtimes_percent:.2f} % of one core, "
+        "their inferences and answers, not counted)"
+    )
     for name, share in sorted(shares.items(), key=lambda item: -item[1] if item[0][0] != " " else 0):
         print(f"    {name:<40} {share:6.3f} %")
     print(
@@ -363,6 +371,16 @@ def run(directory: str, seconds: float) -> None:
         f"  this machine after an idle second: a file read costs {first:.0f} us of CPU, "
         f"the next one {second:.0f} us"
     )
+
+
+def runtimes_cpu_s(pids: Sequence[int]) -> float:
+    """CPU seconds of the runtime processes so far (each answers the monitor's requests), read in the
+    real /proc (psutil's root is the fake one meanwhile; the monitor is not collecting now)."""
+    fake, psutil.PROCFS_PATH = psutil.PROCFS_PATH, "/proc"
+    try:
+        return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+    finally:
+        psutil.PROCFS_PATH = fake
 
 
 def read_after_idle_us(rounds: int = 5) -> tuple[float, float]:

@@ -81,6 +81,8 @@ class Collector:
             return _plan(groups)
         kept = self._plans.get(id(groups))
         if kept is None or kept[0] is not groups:
+            if len(self._plans) >= 64:  # a caller passing new tuples: plan afresh rather than grow
+                self._plans.clear()
             kept = self._plans[id(groups)] = (groups, _plan(groups))  # the tuple kept: its id stays its own
         return kept[1]
 

@@ -136,7 +136,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
     midpoints = _midpoints_of(histogram.scale)
     offset = histogram.offset
     result = {}
-    for key, q in _keyed(points):
+    for key, q in _keyed(tuple(points)):
         if q <= 0:
             result[key] = low
         elif q >= 100:
@@ -153,7 +153,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
 
 
 @lru_cache(maxsize=16)
-def _keyed(points: Sequence[float]) -> tuple[tuple[str, float], ...]:
+def _keyed(points: tuple[float, ...]) -> tuple[tuple[str, float], ...]:
     """("p50", 50) for each percentile asked for: the keys made once per set of percentiles."""
     return tuple((f"p{q:g}", q) for q in points)
 

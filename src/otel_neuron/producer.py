@@ -115,17 +115,18 @@ class MetricsDataProducer:
             runtimes_seen.add(group.runtime_index)
             blocks.append((RUNTIME_ERROR, _runtime_error_points(group.runtime_index, group.runtime_error())))
         points = sample.points
-        if self._temporality is AggregationTemporality.CUMULATIVE:
-            for spec in group.instruments:
-                pairs = points.get(spec.name, ())
-                if spec.kind in (Kind.COUNTER, Kind.HISTOGRAM):
-                    totals = [(a, self._accumulate(spec.name, a, v)) for a, v in pairs]
-                    builder.extend(spec, totals, self._start_time_unix_nano, end)
-                else:
-                    blocks.append((spec, pairs))
-        else:
+        if self._temporality is not AggregationTemporality.CUMULATIVE:
             blocks += [(spec, points.get(spec.name, ())) for spec in group.instruments]
+            builder.extend_all(blocks, start, end)
+            return
         builder.extend_all(blocks, start, end)
+        for spec in group.instruments:
+            pairs = points.get(spec.name, ())
+            if spec.kind in (Kind.COUNTER, Kind.HISTOGRAM):
+                totals = [(a, self._accumulate(spec.name, a, v)) for a, v in pairs]
+                builder.extend(spec, totals, self._start_time_unix_nano, end)
+            else:
+                builder.extend(spec, pairs, start, end)
 
     def _accumulate(self, name: str, attributes: Any, value: PointValue) -> PointValue:
         key = (name, frozenset(attributes.items()))

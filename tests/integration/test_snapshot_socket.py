@@ -72,6 +72,46 @@ def test_a_local_runtime_is_read_on_its_snapshot_socket_after_the_first_grpc_ans
     assert not os.path.exists(snapshot_path)
 
 
+class SnapshotOnly:
+    """A runtime source written before since_epoch: its snapshot() takes no argument."""
+
+    def __init__(self, recorder: InferenceRecorder) -> None:
+        self._recorder = recorder
+
+    def snapshot(self) -> runtime_pb2.Snapshot:
+        return self._recorder.snapshot()
+
+
+@pytest.mark.parametrize("with_socket", [True, False], ids=["snapshot socket", "grpc only"])
+@pytest.mark.parametrize("source", [InferenceRecorder, SnapshotOnly], ids=["recorder", "older source"])
+def test_both_transports_hand_over_period_histograms_when_the_source_can(
+    socket_dir: Path, source: type, with_socket: bool
+) -> None:
+    recorder = recorded(0)
+    served_source = recorder if source is InferenceRecorder else source(recorder)
+    server = serve_runtime_endpoint(served_source, f"unix:{socket_dir}/rt.sock", snapshot_socket=with_socket)
+    endpoint = RuntimeEndpoint(f"unix:{socket_dir}/rt.sock", deadline_s=2.0, max_age_s=0.0)
+    try:
+        answers = []
+        for _ in range(3):  # the first baseline over gRPC, then on the snapshot socket if served
+            baseline = endpoint.fetch()
+            endpoint.note_latency_baseline(baseline.epoch)
+            recorder.record("resnet", "completed", 0.020, 0.015)
+            transport = endpoint.transport
+            answer = endpoint.fetch()
+            answers.append(
+                (transport, answer.period_since_epoch == baseline.epoch, answer.period_total_latency.count)
+            )
+        assert {transport for transport, _, _ in answers} == {"snapshot socket" if with_socket else "grpc"}
+        if source is InferenceRecorder:
+            assert all(since and count == 1 for _, since, count in answers)
+        else:  # answered all the same, without period histograms: the monitor subtracts
+            assert all(not since and count == 0 for _, since, count in answers)
+    finally:
+        endpoint.close()
+        server.stop()
+
+
 def test_a_stopped_runtime_is_the_grpc_error_and_a_restarted_one_is_read_again(socket_dir: Path) -> None:
     address = f"unix:{socket_dir}/rt.sock"
     server = serve_runtime_endpoint(recorded(1), address)

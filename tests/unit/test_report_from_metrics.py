@@ -19,7 +19,12 @@ from guide_example import GUIDE_FACTS
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_neuron.exporters.report_json import ReportJsonExporter, merge_report, report_from_metrics
+from otel_neuron.exporters.report_json import (
+    ReportJsonExporter,
+    encode_line,
+    merge_report,
+    report_from_metrics,
+)
 from otel_neuron.groups.base import AttributeColumn, GroupSample, Point, PointColumns
 from otel_neuron.groups.system import (
     CONTEXT_SWITCHES,
@@ -279,13 +284,24 @@ def mode_major(cpus: int, fractions: list[float], column: type = list) -> PointC
 @pytest.mark.parametrize("seed", range(5))
 def test_vcpu_rows_by_columns_are_the_point_by_point_rows(seed: int, column: type, values: type) -> None:
     rng = random.Random(seed)
-    choices = [0.0, -0.0, 1.0, 0.125, 1 / 3, 2 / 97, 0.004999999999999999, 0.005]
+    choices = [0.0, -0.0, 1.0, 0.125, 1 / 3, 2 / 97, 0.004999999999999999, 0.005, 0.02925, 0.96045, 0.71395]
     fractions = [rng.choice([*choices, rng.random()]) for _ in range(7 * 12)]
     columns = mode_major(12, values(fractions), column)
     for _ in range(2):  # the second time every fraction is one seen before
         by_columns = VcpuUsageGroup.render({CPU_UTILIZATION.name: columns})
         point_by_point = VcpuUsageGroup.render({CPU_UTILIZATION.name: list(columns)})
-        assert json.dumps(by_columns) == json.dumps(point_by_point)  # as text: -0.0 is not 0.0
+        # As the report line writes them (-0.0 is not 0.0; orjson takes no numpy number).
+        assert encode_line(by_columns) == encode_line(point_by_point)
+        assert by_columns["usage_data"]["0"] == {
+            mode: round(share * 100.0, 2) for mode, share in zip(CPU_MODES, fractions[0::12])
+        }
+
+
+def test_a_numpy_column_reads_as_python_numbers_point_by_point() -> None:
+    columns = mode_major(2, numpy.array([0.02925] * 14))
+    assert {type(value) for _, value in columns} == {float}
+    assert type(columns[3][1]) is float
+    assert columns == mode_major(2, [0.02925] * 14)
 
 
 @given(

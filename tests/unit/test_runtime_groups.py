@@ -392,3 +392,21 @@ def test_ecc_events_and_model_loads_show_in_the_period_they_happen_and_only_then
     recorder.record_ecc(0, "mem_ecc_uncorrected")
     assert period() == ([1, 0], {"0": [], "1": []}, [])
     assert period() == ([0, 0], {"0": [], "1": []}, [])
+
+
+def test_after_a_restart_the_period_is_the_new_runtimes_whole_life_whatever_epoch_was_asked_for() -> None:
+    endpoint = PeriodAskingEndpoint(InferenceRecorder(runtime_id="old"))
+    group = stats(endpoint)
+    endpoint.recorder.record("m", "completed", 0.3)
+    assert body(group)["inference_summary"]["completed"] == 1  # the baseline's epoch is now 2
+    endpoint.recorder = InferenceRecorder(runtime_id="new")  # restarted
+    endpoint.recorder.record("m", "completed", 0.9, 0.8)
+    endpoint.recorder.record("m", "completed", 0.001, 0.0005)
+    for _ in range(4):  # other monitors poll the new runtime past the epoch this one asks about
+        endpoint.recorder.snapshot()
+        endpoint.recorder.record("m", "completed", 0.05, 0.04)
+    report = body(group)
+    assert report["inference_summary"]["completed"] == 6
+    total = report["latency_stats"]["total_latency"]
+    assert (total["p0"], total["p100"]) == (0.001, 0.9)
+    assert report["latency_stats"]["device_latency"]["p0"] == 0.0005

@@ -56,8 +56,9 @@ BucketCounts = Sequence[int] | numpy.ndarray[Any, Any]
 class HistogramDelta:
     """An exponential histogram of the values recorded during one period (OTLP's layout).
 
-    `bucket_counts` is any sequence of ints; the runtime groups hand over a read-only numpy array
-    (hundreds of buckets, never a Python int each). `bucket_list` gives them as a list of ints.
+    `bucket_counts` is any sequence of ints that nothing changes once handed over: the runtime groups
+    hand over a runtime's period histogram's repeated field as received, or a read-only numpy array
+    of differences (hundreds of buckets, never a Python int each). `bucket_list` gives a list of ints.
     """
 
     scale: int
@@ -169,7 +170,11 @@ class PointColumns(Sequence[Point]):
         return len(self.values)
 
     def __iter__(self) -> Iterator[Point]:
-        return zip(self.attributes, self.values)
+        # A numpy column's values come out as Python numbers, as any other column's: readers that go
+        # point by point (OTLP, in-app SDK readers, another layout's render) get plain floats.
+        return zip(
+            self.attributes, _listed(self.values) if type(self.values) is numpy.ndarray else self.values
+        )
 
     @overload
     def __getitem__(self, index: int) -> Point: ...
@@ -180,7 +185,8 @@ class PointColumns(Sequence[Point]):
     def __getitem__(self, index: int | slice) -> Point | PointColumns:
         if isinstance(index, slice):
             return PointColumns(self.attributes[index], self.values[index])
-        return self.attributes[index], self.values[index]
+        value = self.values[index]
+        return self.attributes[index], value.item() if isinstance(value, numpy.generic) else value
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, PointColumns):

@@ -7,7 +7,8 @@ All groups of one runtime share one `RuntimeEndpoint` (one fetch per collection 
 keeps its own previous snapshot, because groups may have different periods. Per-period values
 are the difference between this snapshot and the group's previous one:
 
-- counters (inferences, errors, ECC events) are the increase; latency histograms are the
+- counters (inferences, errors, ECC events) are the increase; latency histograms are the period
+  histograms the runtime hands over when asked since the previous snapshot's epoch, else the
   bucket-wise increase with the exact min/max of the period from the snapshot's latency windows;
 - utilization is busy (or CPU) time over the runtime's own monotonic time between the snapshots;
 - memory and loaded models are the state at the snapshot.
@@ -494,6 +495,10 @@ def _histogram_delta(
         now_counts.flags.writeable = False  # a HistogramDelta's counts: immutable like the rest of it
         offset, buckets = now.offset, now_counts
         zero_count, total = now.zero_count, now.sum
+        # Everything since the runtime started: its lifetime min/max are this period's. (The windows
+        # may not go back that far: an answer holds only those after the epoch the request named,
+        # which can be one of a runtime that ran before this one.)
+        return HistogramDelta(now.scale, zero_count, offset, buckets, count, total, now.min, now.max)
     bounds = windows.min_max(field)
     if bounds is None:  # windows lost (hundreds of pollers): bound by the buckets
         low, high = bounds_from_buckets(offset, buckets, now.scale, zero_count, now.min, now.max)

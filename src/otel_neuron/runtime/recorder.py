@@ -469,6 +469,8 @@ class InferenceRecorder:
                 total_buckets, device_buckets, total_zero, device_zero, count, total_sum, device_sum
             )
             period = self._period_latencies(closing, totals, since_epoch)
+            # Read under the lock: another caller's snapshot merges windows into these lists.
+            period_bounds = _period_bounds(windows, since_epoch, closing) if period is not None else None
         snapshot = runtime_pb2.Snapshot(
             protocol_version=PROTOCOL_VERSION,
             runtime_id=self.runtime_id,
@@ -497,7 +499,7 @@ class InferenceRecorder:
         _fill_histogram(snapshot.device_latency, device_buckets, device_zero, count, device_sum, lifetime, 2)
         if period is not None:
             snapshot.period_since_epoch = since_epoch
-            _fill_period_histograms(snapshot, period, _period_bounds(windows, since_epoch, closing))
+            _fill_period_histograms(snapshot, period, period_bounds)
         with self._registry_lock:
             ecc = [list(row) for row in self._ecc]
         for device, (corrected, uncorrected, sram) in enumerate(ecc):

@@ -26,7 +26,12 @@ from typing import Any, Protocol
 import grpc
 
 from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc
-from otel_neuron.runtime.snapshot_socket import SnapshotSocketServer, SnapshotSource, snapshot_socket_path
+from otel_neuron.runtime.snapshot_socket import (
+    SnapshotSocketServer,
+    SnapshotSource,
+    snapshot_socket_path,
+    snapshot_taker,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -50,11 +55,11 @@ def unix_socket_path(address: str) -> str | None:
 
 class _RuntimeMetrics(runtime_pb2_grpc.RuntimeMetricsServicer):
     def __init__(self, source: SnapshotSource) -> None:
-        self._source = source
+        self._take_snapshot = snapshot_taker(source)
         self.snapshot_socket = ""  # advertised in every answer once it listens
 
     def GetSnapshot(self, request: runtime_pb2.SnapshotRequest, context: Any) -> runtime_pb2.Snapshot:  # noqa: N802
-        snapshot = self._source.snapshot(request.since_epoch)
+        snapshot = self._take_snapshot(request.since_epoch)
         if self.snapshot_socket:
             snapshot.snapshot_socket = self.snapshot_socket
         return snapshot

@@ -12,6 +12,7 @@ a second is most of its budget.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ import socketserver
 import stat
 import struct
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from google.protobuf.message import DecodeError
@@ -37,6 +39,19 @@ _MAX_SOCKET_PATH = 107
 
 class SnapshotSource(Protocol):
     def snapshot(self, since_epoch: int = 0) -> runtime_pb2.Snapshot: ...
+
+
+def snapshot_taker(source: SnapshotSource) -> Callable[[int], runtime_pb2.Snapshot]:
+    """`source.snapshot(since_epoch)`; for a source whose `snapshot()` takes no argument (written
+    before since_epoch existed) the request's epoch is dropped: it answers without period histograms,
+    and the monitor subtracts cumulative ones as it always did."""
+    try:
+        takes_epoch = bool(inspect.signature(source.snapshot).parameters)
+    except (TypeError, ValueError):  # no signature to read (a builtin): assume the current protocol
+        takes_epoch = True
+    if takes_epoch:
+        return source.snapshot
+    return lambda since_epoch: source.snapshot()  # type: ignore[call-arg]
 
 
 class SnapshotSocketError(ConnectionError):
@@ -78,7 +93,7 @@ class _Connection(socketserver.StreamRequestHandler):
                 request = runtime_pb2.SnapshotRequest.FromString(body)
             except DecodeError:
                 return
-            snapshot = self.server.source.snapshot(request.since_epoch)
+            snapshot = self.server.take_snapshot(request.since_epoch)
             snapshot.snapshot_socket = self.server.path
             self.wfile.write(frame(snapshot.SerializeToString()))
 
@@ -88,7 +103,7 @@ class _ThreadingUnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamS
 
     def __init__(self, path: str, source: SnapshotSource) -> None:
         self.path = path
-        self.source = source
+        self.take_snapshot = snapshot_taker(source)
         self.connections: set[socket.socket] = set()
         super().__init__(path, _Connection)
 
