@@ -199,3 +199,19 @@ def test_period_histograms_span_other_pollers_epochs_until_they_are_no_longer_he
     assert stale.period_since_epoch == 0
     assert not stale.HasField("period_total_latency")
     assert len(stale.latency_windows) == 40  # the windows still let a monitor subtract exactly
+
+
+def test_the_models_revision_changes_with_the_models_and_only_then() -> None:
+    recorder = InferenceRecorder(cores=2)
+    revisions = [recorder.snapshot().models_revision]
+    recorder.record("m", "completed", 0.01)
+    recorder.set_runtime_memory(10, 20)
+    revisions.append(recorder.snapshot().models_revision)
+    model_id = recorder.register_model("m", [Subgraph("sg", 1)])
+    revisions.append(recorder.snapshot().models_revision)
+    recorder.set_model_running(model_id, False)
+    revisions.append(recorder.snapshot().models_revision)
+    recorder.unregister_model(model_id)
+    revisions.append(recorder.snapshot().models_revision)
+    assert revisions[0] == revisions[1] != 0
+    assert len(set(revisions[1:])) == 4

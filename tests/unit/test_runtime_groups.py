@@ -388,6 +388,11 @@ def test_ecc_events_and_model_loads_show_in_the_period_they_happen_and_only_then
     model_id = recorder.register_model("bert", [Subgraph("sg00", 1)])
     assert period() == ([0, 3], {"0": [], "1": ["bert:sg00"]}, ["bert"])
     assert period() == ([0, 0], {"0": [], "1": ["bert:sg00"]}, ["bert"])
+    recorder.set_model_running(model_id, False)
+    endpoint.tick()  # the models changed, though not where neuroncore_counters looks
+    assert [
+        model["is_running"] for model in MemoryUsedGroup.render(memory.sample().points)["loaded_models"]
+    ] == [False]
     recorder.unregister_model(model_id)
     recorder.record_ecc(0, "mem_ecc_uncorrected")
     assert period() == ([1, 0], {"0": [], "1": []}, [])

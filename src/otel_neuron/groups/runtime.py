@@ -203,7 +203,7 @@ class _SnapshotChecks:
         """A number that changes whenever the loaded models (and their memory) differ from those of
         the snapshot asked about before: a group's points built at the same number still hold."""
         if snapshot is not self._models_of:
-            if self._models_of is None or self._models_of.models != snapshot.models:  # compared in C
+            if self._models_of is None or not _same_models(self._models_of, snapshot):
                 self._models_generation += 1
             self._models_of = snapshot
         return self._models_generation
@@ -215,6 +215,12 @@ class _SnapshotChecks:
         went = _compare_totals(previous, current)
         self._last = (previous, current, went)
         return went
+
+
+def _same_models(before: runtime_pb2.Snapshot, now: runtime_pb2.Snapshot) -> bool:
+    if now.models_revision and now.runtime_id == before.runtime_id:  # the runtime keeps count
+        return now.models_revision == before.models_revision
+    return before.models == now.models  # compared in C
 
 
 # One per endpoint, shared by the groups of that runtime (and gone with them).

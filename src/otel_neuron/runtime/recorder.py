@@ -216,6 +216,7 @@ class InferenceRecorder:
         self._snapshot_lock = threading.Lock()
         self._registry_lock = threading.Lock()
         self._models: dict[int, _Model] = {}
+        self._models_revision = 1  # changed with every change of _models (Snapshot.models_revision)
         self._model_cores: dict[str, tuple[int, ...]] = {}
         self._next_model_id = 10000
         self._runtime_host_bytes = 0
@@ -388,6 +389,7 @@ class InferenceRecorder:
                     model.device_bytes,
                     model.subgraphs,
                 )
+                self._models_revision += 1
 
     def set_runtime_memory(self, host_bytes: int, device_bytes: int) -> None:
         """Memory the runtime holds apart from its models (the snapshot adds the models')."""
@@ -532,6 +534,8 @@ class InferenceRecorder:
         return shard
 
     def _refresh_model_cores(self) -> None:
+        """After any change of the loaded models (under the registry lock)."""
+        self._models_revision += 1
         cores: dict[str, list[int]] = {}
         for model in self._models.values():
             placed = cores.setdefault(model.name, [])
@@ -541,6 +545,7 @@ class InferenceRecorder:
     def _fill_models(self, snapshot: runtime_pb2.Snapshot) -> None:
         with self._registry_lock:
             models = sorted(self._models.values(), key=lambda model: model.model_id)
+            snapshot.models_revision = self._models_revision
         runtime_host, runtime_device = self._runtime_host_bytes, self._runtime_device_bytes
         for model in models:
             message = snapshot.models.add(

@@ -19,7 +19,7 @@ class SnapshotRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., since_epoch: _Optional[int] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("protocol_version", "runtime_id", "pid", "start_time_unix_nano", "time_unix_nano", "uptime_nano", "vcpu_count", "cores", "runtime_memory", "models", "cpu", "inferences", "errors", "total_latency", "device_latency", "devices", "epoch", "oldest_epoch", "latency_windows", "snapshot_socket", "period_since_epoch", "period_total_latency", "period_device_latency")
+    __slots__ = ("protocol_version", "runtime_id", "pid", "start_time_unix_nano", "time_unix_nano", "uptime_nano", "vcpu_count", "cores", "runtime_memory", "models", "cpu", "inferences", "errors", "total_latency", "device_latency", "devices", "epoch", "oldest_epoch", "latency_windows", "snapshot_socket", "period_since_epoch", "period_total_latency", "period_device_latency", "models_revision")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class Snapshot(_message.Message):
     PERIOD_SINCE_EPOCH_FIELD_NUMBER: _ClassVar[int]
     PERIOD_TOTAL_LATENCY_FIELD_NUMBER: _ClassVar[int]
     PERIOD_DEVICE_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    MODELS_REVISION_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     runtime_id: str
     pid: int
@@ -66,7 +67,8 @@ class Snapshot(_message.Message):
     period_since_epoch: int
     period_total_latency: LatencyHistogram
     period_device_latency: LatencyHistogram
-    def __init__(self, protocol_version: _Optional[int] = ..., runtime_id: _Optional[str] = ..., pid: _Optional[int] = ..., start_time_unix_nano: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., uptime_nano: _Optional[int] = ..., vcpu_count: _Optional[int] = ..., cores: _Optional[_Iterable[_Union[NeuronCore, _Mapping]]] = ..., runtime_memory: _Optional[_Union[MemoryUsage, _Mapping]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., cpu: _Optional[_Union[CpuTime, _Mapping]] = ..., inferences: _Optional[_Union[InferenceTotals, _Mapping]] = ..., errors: _Optional[_Union[ErrorTotals, _Mapping]] = ..., total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceEcc, _Mapping]]] = ..., epoch: _Optional[int] = ..., oldest_epoch: _Optional[int] = ..., latency_windows: _Optional[_Iterable[_Union[LatencyWindow, _Mapping]]] = ..., snapshot_socket: _Optional[str] = ..., period_since_epoch: _Optional[int] = ..., period_total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., period_device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ...) -> None: ...
+    models_revision: int
+    def __init__(self, protocol_version: _Optional[int] = ..., runtime_id: _Optional[str] = ..., pid: _Optional[int] = ..., start_time_unix_nano: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., uptime_nano: _Optional[int] = ..., vcpu_count: _Optional[int] = ..., cores: _Optional[_Iterable[_Union[NeuronCore, _Mapping]]] = ..., runtime_memory: _Optional[_Union[MemoryUsage, _Mapping]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., cpu: _Optional[_Union[CpuTime, _Mapping]] = ..., inferences: _Optional[_Union[InferenceTotals, _Mapping]] = ..., errors: _Optional[_Union[ErrorTotals, _Mapping]] = ..., total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceEcc, _Mapping]]] = ..., epoch: _Optional[int] = ..., oldest_epoch: _Optional[int] = ..., latency_windows: _Optional[_Iterable[_Union[LatencyWindow, _Mapping]]] = ..., snapshot_socket: _Optional[str] = ..., period_since_epoch: _Optional[int] = ..., period_total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., period_device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., models_revision: _Optional[int] = ...) -> None: ...
 
 class NeuronCore(_message.Message):
     __slots__ = ("index", "device_index", "busy_seconds")
