@@ -127,7 +127,8 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
     running sum over the buckets, and a binary search per rank (Python ints: exact past int64 too;
     a period's hundred-odd buckets take less than one numpy call's dispatch)."""
     counts = histogram.bucket_counts
-    cumulative = list(accumulate(counts.tolist() if type(counts) is numpy.ndarray else counts))
+    # A slice copies a runtime's repeated field into a list in one call: half the cost of iterating it.
+    cumulative = list(accumulate(counts.tolist() if type(counts) is numpy.ndarray else counts[:]))
     zero_count = histogram.zero_count
     total = zero_count + (cumulative[-1] if cumulative else 0)
     if total <= 0 or histogram.count <= 0:

@@ -14,6 +14,7 @@ from otel_neuron.groups.runtime import (
     MemoryUsedGroup,
     NeuronCoreCountersGroup,
     RuntimeVcpuUsageGroup,
+    _cores_by_columns,
     _window_min_max,
     create_runtime_groups,
 )
@@ -415,3 +416,35 @@ def test_after_a_restart_the_period_is_the_new_runtimes_whole_life_whatever_epoc
     total = report["latency_stats"]["total_latency"]
     assert (total["p0"], total["p100"]) == (0.001, 0.9)
     assert report["latency_stats"]["device_latency"]["p0"] == 0.0005
+
+
+def test_neuroncores_in_use_reads_the_same_from_columns_as_point_by_point() -> None:
+    recorder = InferenceRecorder(cores=4, devices=1)
+    recorder.register_model("bert", [Subgraph("sg00", 2), Subgraph("sg01", 0)], uuid="u-1")
+    recorder.register_model("gpt", [Subgraph("sg00", 2)], uuid="u-2")
+    endpoint = FakeEndpoint(recorder)
+    cores = NeuronCoreCountersGroup(0, endpoint)  # type: ignore[arg-type]
+    cores.prime()
+    time.sleep(0.05)
+    recorder.add_core_busy(2, 0.01)
+    points = cores.sample().points
+    point_by_point = {name: list(column) for name, column in points.items()}  # plain lists: no views
+    rendered = NeuronCoreCountersGroup.render(points)
+    assert _cores_by_columns(points["neuron.core.utilization"], points["neuron.core.subgraphs"])  # the views
+    assert rendered == NeuronCoreCountersGroup.render(point_by_point)
+    in_use = rendered["neuroncores_in_use"]
+    assert list(in_use) == ["0", "1", "2", "3"]
+    assert in_use["2"]["loaded_models"] == ["bert:sg00", "gpt:sg00"]
+    assert in_use["0"]["loaded_models"] == ["bert:sg01"]
+    assert in_use["2"]["neuroncore_utilization"] > 0
+    # The same model:subgraph placed twice on a core is listed twice, as point by point.
+    recorder.register_model("bert", [Subgraph("sg00", 2)], uuid="u-3")
+    twice = cores.sample().points
+    assert NeuronCoreCountersGroup.render(twice)["neuroncores_in_use"]["2"]["loaded_models"] == [
+        "bert:sg00",
+        "bert:sg00",
+        "gpt:sg00",
+    ]
+    assert NeuronCoreCountersGroup.render(twice) == NeuronCoreCountersGroup.render(
+        {name: list(column) for name, column in twice.items()}
+    )

@@ -24,9 +24,10 @@ from __future__ import annotations
 import operator
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeVar
 
 from otel_neuron.groups.base import (
     AttributeColumn,
@@ -311,8 +312,12 @@ class NeuronCoreCountersGroup(RuntimeGroup):
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
+        utilization, subgraphs = points.get(CORE_UTILIZATION.name, ()), points.get(CORE_SUBGRAPHS.name, ())
+        by_columns = _cores_by_columns(utilization, subgraphs)
+        if by_columns is not None:
+            return {"neuroncores_in_use": by_columns}
         cores: dict[int, dict[str, Any]] = {}
-        core_of, shares = _derived_column(points.get(CORE_UTILIZATION.name, ()), _core_indexes)
+        core_of, shares = _derived_column(utilization, _core_indexes)
         for core, value in zip(core_of, shares):
             utilization = round(float(value) * 100.0, 2)  # type: ignore[arg-type]  # percent(), inlined: once per core
             entry = cores.get(core)
@@ -320,13 +325,65 @@ class NeuronCoreCountersGroup(RuntimeGroup):
                 cores[core] = {"neuroncore_utilization": utilization, "loaded_models": []}
             else:
                 entry["neuroncore_utilization"] = utilization
-        placed, counts = _derived_column(points.get(CORE_SUBGRAPHS.name, ()), _loaded_model_names)
+        placed, counts = _derived_column(subgraphs, _loaded_model_names)
         for (core, name), value in zip(placed, counts):
             entry = cores.get(core)
             if entry is None:
                 entry = cores[core] = {"neuroncore_utilization": 0.0, "loaded_models": []}
             entry["loaded_models"].extend([name] * max(int(value), 0))  # type: ignore[arg-type]
         return {"neuroncores_in_use": {str(core): cores[core] for core in sorted(cores)}}
+
+
+def _cores_by_columns(utilization: Sequence[Point], subgraphs: Sequence[Point]) -> dict[str, Any] | None:
+    """The same "neuroncores_in_use" from this group's own layout (one utilization point per core,
+    every model:subgraph counted once), read through views kept on its columns; None otherwise."""
+    if type(utilization) is not PointColumns or (subgraphs and type(subgraphs) is not PointColumns):
+        return None
+    layout = derived_from(utilization.attributes, _core_layout)
+    if layout is None:
+        return None
+    if subgraphs:
+        counts = subgraphs.values  # type: ignore[attr-defined]
+        if (counts if type(counts) is list else list(counts)).count(1) != len(counts):
+            return None
+        names_by_core = derived_from(subgraphs.attributes, _names_by_core)  # type: ignore[attr-defined]
+        if not names_by_core.keys() <= layout.cores:
+            return None
+    else:
+        names_by_core = _NO_NAMES
+    shares = utilization.values
+    return {
+        key: {
+            "neuroncore_utilization": round(float(shares[position]) * 100.0, 2),  # type: ignore[arg-type]
+            "loaded_models": list(names_by_core.get(core, ())),
+        }
+        for position, core, key in layout.rows
+    }
+
+
+_NO_NAMES: Mapping[int, tuple[str, ...]] = MappingProxyType({})
+
+
+class _CoreLayout(NamedTuple):
+    rows: tuple[tuple[int, int, str], ...]  # (position of its point, core, report key) in core order
+    cores: frozenset[int]
+
+
+def _core_layout(attributes: Sequence[Attributes]) -> _CoreLayout | None:
+    """Where each core's point is, in the report's order; None when a core has several points."""
+    cores = _core_indexes(attributes)
+    if len(set(cores)) != len(cores):
+        return None
+    rows = tuple(sorted((core, position, str(core)) for position, core in enumerate(cores)))
+    return _CoreLayout(tuple((position, core, key) for core, position, key in rows), frozenset(cores))
+
+
+def _names_by_core(attributes: Sequence[Attributes]) -> Mapping[int, tuple[str, ...]]:
+    """The "model:subgraph" names placed on each core, in point order (read-only: a kept view)."""
+    placed: dict[int, list[str]] = {}
+    for core, name in _loaded_model_names(attributes):
+        placed.setdefault(core, []).append(name)
+    return MappingProxyType({core: tuple(names) for core, names in placed.items()})
 
 
 def _derived_column(
