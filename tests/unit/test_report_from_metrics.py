@@ -427,6 +427,24 @@ def test_the_exporter_writes_one_complete_report_per_export() -> None:
     assert out.getvalue().endswith("\n") and len(lines) == 3
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_a_text_file_gets_the_lines_in_order_after_what_was_written_before(
+    tmp_path: Path, encoding: str
+) -> None:
+    path = tmp_path / "reports.jsonl"
+    producer = MetricsDataProducer(build_resource(FACTS))
+    vcpu = VcpuUsageGroup()
+    with open(path, "w", encoding=encoding) as out:
+        exporter = ReportJsonExporter(runtime_count=0, out=out)
+        out.write("# started\n")  # still in the text layer's buffer when the first report goes
+        exporter.export(producer.produce([Collected(vcpu, vcpu_sample(1.0, [ZERO], 1))]))
+        out.write("# between\n")
+        exporter.export(producer.produce([Collected(vcpu, vcpu_sample(1.0, [ZERO], 2))]))
+    lines = path.read_text(encoding=encoding).splitlines()
+    assert lines[0] == "# started" and lines[2] == "# between" and len(lines) == 4
+    assert [json.loads(lines[i])["system_data"]["vcpu_usage"]["context_switch_count"] for i in (1, 3)] == [1, 2]
+
+
 def test_a_closed_stream_marks_the_exporter_closed_without_raising() -> None:
     out = io.StringIO()
     exporter = ReportJsonExporter(runtime_count=0, out=out)

@@ -61,9 +61,10 @@ def read_cpu_times() -> CpuTimes:
     line_width = len(block[: block.find(b"\n")].split()) if cpus > 1 else len(block.split())
     # "cpu12 4705 356..." -> "   12 4705 356...": every line numbers only, parsed in one C call
     # (192 vCPUs: 40 us, where splitting and int() per number took 150). It would clip a number
-    # past 2**63 - 1: at USER_HZ 100 no counter gets there.
+    # past 2**63 - 1: at USER_HZ 100 no counter gets there. The block holds no other letters, so a
+    # byte-for-byte translation blanks the prefixes (a third of what replace() costs).
     try:
-        numbers = numpy.fromstring(block.replace(b"cpu", b"   "), dtype=numpy.int64, sep=" ")
+        numbers = numpy.fromstring(block.translate(_CPU_PREFIX_TO_BLANKS), dtype=numpy.int64, sep=" ")
     except ValueError:  # newer numpy: text that is not all numbers
         numbers = numpy.empty(0, numpy.int64)
     if line_width < 1 + _COLUMNS or numbers.size != line_width * cpus:
@@ -76,6 +77,7 @@ def read_cpu_times() -> CpuTimes:
 
 
 _COLUMNS = STEAL_COLUMN + 1
+_CPU_PREFIX_TO_BLANKS = bytes.maketrans(b"cpu", b"   ")
 
 
 # /proc/meminfo keys -> MemoryFacts, in kB.
