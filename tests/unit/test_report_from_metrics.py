@@ -442,7 +442,8 @@ def test_a_text_file_gets_the_lines_in_order_after_what_was_written_before(
         exporter.export(producer.produce([Collected(vcpu, vcpu_sample(1.0, [ZERO], 2))]))
     lines = path.read_text(encoding=encoding).splitlines()
     assert lines[0] == "# started" and lines[2] == "# between" and len(lines) == 4
-    assert [json.loads(lines[i])["system_data"]["vcpu_usage"]["context_switch_count"] for i in (1, 3)] == [1, 2]
+    switches = [json.loads(lines[i])["system_data"]["vcpu_usage"]["context_switch_count"] for i in (1, 3)]
+    assert switches == [1, 2]
 
 
 def test_a_closed_stream_marks_the_exporter_closed_without_raising() -> None:
