@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from itertools import accumulate
 from typing import Any
 
@@ -137,7 +136,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
     midpoints = _midpoints_of(histogram.scale)
     offset = histogram.offset
     result = {}
-    for key, q in _keyed(tuple(points)):
+    for key, q in _keyed(points):
         if q <= 0:
             result[key] = low
         elif q >= 100:
@@ -153,10 +152,14 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
     return result
 
 
-@lru_cache(maxsize=16)
-def _keyed(points: tuple[float, ...]) -> tuple[tuple[str, float], ...]:
-    """("p50", 50) for each percentile asked for: the keys made once per set of percentiles."""
+def _keyed(points: Sequence[float]) -> tuple[tuple[str, float], ...]:
+    """("p50", 50) for each percentile asked for: the guide's set's keys made once, others' each time."""
+    if points is PERCENTILES:
+        return _GUIDE_KEYED
     return tuple((f"p{q:g}", q) for q in points)
+
+
+_GUIDE_KEYED = tuple((f"p{q:g}", q) for q in PERCENTILES)
 
 
 class _Midpoints(dict[int, float]):

@@ -77,14 +77,17 @@ class VcpuUsageGroup(MetricGroup):
         previous, self._previous = self._previous, current
         if previous is None or previous.ticks.shape != current.ticks.shape:
             previous = current  # no usable baseline: report zeros rather than % since boot
-        # Whole-array arithmetic: 192 vCPUs x 8 columns would be a Python loop per number otherwise.
-        deltas = numpy.maximum(current.ticks - previous.ticks, 0)  # iowait steps backwards on some kernels
-        # A vCPU's elapsed ticks: its seven modes and steal (guest is already inside user and nice).
+        # Whole-array arithmetic: 192 vCPUs x 8 columns would be a Python loop per number otherwise;
+        # as few passes as will do, since each numpy call touches pages of its own after an idle second.
+        deltas = current.ticks - previous.ticks
+        numpy.maximum(deltas, 0, out=deltas)  # iowait steps backwards on some kernels
+        # A vCPU's elapsed ticks: its seven modes and steal (guest is already inside user and nice);
+        # at least 1, so a vCPU with no ticks shows 0 in every mode.
         elapsed = deltas.sum(axis=1)
-        elapsed[elapsed == 0] = 1
+        numpy.maximum(elapsed, 1, out=elapsed)
         # Mode-major (every vCPU's user share, then nice...), as the attributes are laid out; kept as
         # a read-only array (its values are floats to every reader) and rendered as one.
-        shares = (deltas[:, :STEAL_COLUMN] / elapsed[:, None]).T.ravel()
+        shares = numpy.divide(deltas[:, :STEAL_COLUMN].T, elapsed, order="C").ravel()
         shares.flags.writeable = False
         switches = max(current.context_switches - previous.context_switches, 0)
         return {
@@ -194,8 +197,11 @@ def _percents(fractions: Sequence[Any] | numpy.ndarray[Any, Any]) -> list[float]
     """
     percents = numpy.asarray(fractions, dtype=numpy.float64) * 100.0
     hundredths = percents * 100.0
-    rounded = (numpy.rint(hundredths) / 100.0).tolist()
-    for position in numpy.flatnonzero(numpy.abs(hundredths - numpy.floor(hundredths) - 0.5) < 1e-6).tolist():
+    whole = numpy.rint(hundredths)
+    rounded = (whole / 100.0).tolist()
+    # Within 1e-6 of a half: |h - rint(h)| is the distance to the nearest whole number, exactly.
+    whole -= hundredths
+    for position in numpy.flatnonzero(numpy.abs(whole, out=whole) > 0.5 - 1e-6).tolist():
         rounded[position] = round(float(percents[position]), 2)
     return rounded  # type: ignore[no-any-return]
 
