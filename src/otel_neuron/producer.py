@@ -100,32 +100,31 @@ class MetricsDataProducer:
     def _add_group(self, builder: _MetricsBuilder, item: Collected, runtimes_seen: set[int]) -> None:
         """The group's points and health; its runtime's connection error too, once per MetricsData
         (every group of a runtime reports the same one: five points would be five equal series)."""
-        group, sample = item.group, item.sample
+        group, sample = item
         end = sample.time_unix_nano
-        start = end - int(sample.period * 1e9)
+        interval = (end - int(sample.period * 1e9), end)  # one tuple for all of the group's blocks
         if self._start_time_unix_nano is None:
-            self._start_time_unix_nano = start
-        health = _health_points(group.report_key, group.runtime_index, sample.error)
-        blocks: list[tuple[InstrumentSpec, Sequence[Point]]] = [
-            (GROUP_PERIOD, ((health.group, sample.period),)),
-            (GROUP_ERROR, health.error),
-        ]
-        if group.runtime_index is not None and group.runtime_index not in runtimes_seen:
-            runtimes_seen.add(group.runtime_index)
-            blocks.append((RUNTIME_ERROR, _runtime_error_points(group.runtime_index, group.runtime_error())))
+            self._start_time_unix_nano = interval[0]
+        index = group.runtime_index
+        health = _health_points(group.report_key, index, sample.error)
+        add = builder.add
+        add(GROUP_PERIOD, ((health.group, sample.period),), interval)
+        add(GROUP_ERROR, health.error, interval)
+        if index is not None and index not in runtimes_seen:
+            runtimes_seen.add(index)
+            add(RUNTIME_ERROR, _runtime_error_points(index, group.runtime_error()), interval)
         points = sample.points
         if self._temporality is not AggregationTemporality.CUMULATIVE:
-            blocks += [(spec, points.get(spec.name, ())) for spec in group.instruments]
-            builder.extend_all(blocks, start, end)
+            for spec in group.instruments:
+                add(spec, points.get(spec.name, ()), interval)
             return
-        builder.extend_all(blocks, start, end)
+        totals_since = (self._start_time_unix_nano, end)
         for spec in group.instruments:
             pairs = points.get(spec.name, ())
             if spec.kind in (Kind.COUNTER, Kind.HISTOGRAM):
-                totals = [(a, self._accumulate(spec.name, a, v)) for a, v in pairs]
-                builder.extend(spec, totals, self._start_time_unix_nano, end)
+                add(spec, [(a, self._accumulate(spec.name, a, v)) for a, v in pairs], totals_since)
             else:
-                builder.extend(spec, pairs, start, end)
+                add(spec, pairs, interval)
 
     def _accumulate(self, name: str, attributes: Any, value: PointValue) -> PointValue:
         key = (name, frozenset(attributes.items()))
@@ -186,23 +185,15 @@ class _MetricsBuilder:
         self._points: dict[str, PointBlocks] = {}
         self._temporality = temporality
 
-    def extend(self, spec: InstrumentSpec, pairs: Sequence[Point], start: int, end: int) -> None:
-        self.extend_all(((spec, pairs),), start, end)
-
-    def extend_all(
-        self, blocks: Iterable[tuple[InstrumentSpec, Sequence[Point]]], start: int, end: int
-    ) -> None:
-        """Add a group's blocks, all over one interval: one call a group rather than one a block."""
-        by_name = self._points
-        for spec, pairs in blocks:
-            points = by_name.get(spec.name)
-            if points is None:
-                self._specs[spec.name] = spec
-                points = by_name[spec.name] = PointBlocks()
-            # PointBlocks' own lists, filled here while the MetricsData is built (read only after).
-            points.pairs_of_blocks.append(pairs)
-            points.starts.append(start)
-            points.ends.append(end)
+    def add(self, spec: InstrumentSpec, pairs: Sequence[Point], interval: tuple[int, int]) -> None:
+        """Add one block of points, all over `interval` (start, end in ns since the epoch)."""
+        points = self._points.get(spec.name)
+        if points is None:
+            self._specs[spec.name] = spec
+            points = self._points[spec.name] = PointBlocks()
+        # PointBlocks' own lists, filled here while the MetricsData is built (read only after).
+        points.pairs_of_blocks.append(pairs)
+        points.intervals.append(interval)
 
     def metrics(self) -> list[Metric]:
         return [self._metric(self._specs[name], points) for name, points in self._points.items()]
@@ -230,10 +221,9 @@ class PointBlocks(Sequence[Any]):
 
     def __init__(self) -> None:
         # One entry per block in each list, appended by the builder: no tuple per block (a tick adds
-        # 400 blocks). Complete before anyone reads the MetricsData.
+        # 400 blocks), one interval per group. Complete before anyone reads the MetricsData.
         self.pairs_of_blocks: list[Sequence[Point]] = []
-        self.starts: list[int] = []
-        self.ends: list[int] = []
+        self.intervals: list[tuple[int, int]] = []  # (start, end) of each block, shared by a group's blocks
         self._points: list[Any] | None = None
 
     def pairs(self) -> Iterable[Point]:
@@ -248,7 +238,7 @@ class PointBlocks(Sequence[Any]):
         if self._points is None:
             self._points = [
                 _data_point(a, v, start, end)
-                for pairs, start, end in zip(self.pairs_of_blocks, self.starts, self.ends)
+                for pairs, (start, end) in zip(self.pairs_of_blocks, self.intervals)
                 for a, v in pairs
             ]
         return self._points
