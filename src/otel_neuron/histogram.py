@@ -136,30 +136,37 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
     midpoints = _midpoints_of(histogram.scale)
     offset = histogram.offset
     result = {}
-    for key, q in _keyed(points):
+    for key, q, fraction in _keyed(points):
         if q <= 0:
             result[key] = low
         elif q >= 100:
             result[key] = high
         else:
             # The nearest rank past the zero bucket's, in the first bucket whose running count reaches it.
-            rank = max(1, math.ceil(q / 100.0 * total - 1e-9)) - zero_count
+            rank = max(1, _ceil(fraction * total - 1e-9)) - zero_count
             if rank <= 0:  # a value of the zero bucket
                 result[key] = min(max(0.0, low), high)
-            else:
-                position = bisect_left(cumulative, rank)
-                result[key] = high if position >= size else min(max(midpoints[offset + position], low), high)
+                continue
+            position = bisect_left(cumulative, rank)
+            if position >= size:
+                result[key] = high
+                continue
+            value = midpoints[offset + position]  # clamped to [low, high], as min(max(value, low), high)
+            if value < low:
+                value = low
+            result[key] = high if value > high else value
     return result
 
 
-def _keyed(points: Sequence[float]) -> tuple[tuple[str, float], ...]:
-    """("p50", 50) for each percentile asked for: the guide's set's keys made once, others' each time."""
+def _keyed(points: Sequence[float]) -> tuple[tuple[str, float, float], ...]:
+    """("p50", 50, 0.5) for each percentile asked for: the guide's set made once, others' each time."""
     if points is PERCENTILES:
         return _GUIDE_KEYED
-    return tuple((f"p{q:g}", q) for q in points)
+    return tuple((f"p{q:g}", q, q / 100.0) for q in points)
 
 
-_GUIDE_KEYED = tuple((f"p{q:g}", q) for q in PERCENTILES)
+_GUIDE_KEYED = tuple((f"p{q:g}", q, q / 100.0) for q in PERCENTILES)
+_ceil = math.ceil  # one lookup rather than two: a tick computes 32 sets of percentiles
 
 
 class _Midpoints(dict[int, float]):
