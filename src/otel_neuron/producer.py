@@ -13,7 +13,8 @@ each runtime's connection error, so an OTLP consumer can rebuild the whole repor
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -139,42 +140,20 @@ class _HealthPoints(NamedTuple):
     error: tuple[Point]  # the group's error point, whole: its value follows from its attributes
 
 
+@lru_cache(maxsize=4096)
 def _health_points(report_key: str, runtime_index: int | None, error: str) -> _HealthPoints:
     """Built once per distinct (group, error) rather than three dicts per group and tick; the key is
     every value the points are made of, so a new error message makes new points."""
-    key = (report_key, runtime_index, error)
-    found = _HEALTH_POINTS.get(key)
-    if found is None:
-        attributes: dict[str, AttributeValue] = {GROUP: report_key}
-        if runtime_index is not None:
-            attributes[RUNTIME_INDEX] = runtime_index
-        error_attributes = FrozenAttributes({**attributes, ERROR_MESSAGE: error})
-        found = _HealthPoints(FrozenAttributes(attributes), ((error_attributes, 1 if error else 0),))
-        _remember(_HEALTH_POINTS, key, found)
-    return found
+    attributes: dict[str, AttributeValue] = {GROUP: report_key}
+    if runtime_index is not None:
+        attributes[RUNTIME_INDEX] = runtime_index
+    error_attributes = FrozenAttributes({**attributes, ERROR_MESSAGE: error})
+    return _HealthPoints(FrozenAttributes(attributes), ((error_attributes, 1 if error else 0),))
 
 
+@lru_cache(maxsize=4096)
 def _runtime_error_points(runtime_index: int, error: str) -> tuple[Point]:
-    key = (runtime_index, error)
-    found = _RUNTIME_ERROR_POINTS.get(key)
-    if found is None:
-        found = ((FrozenAttributes({RUNTIME_INDEX: runtime_index, ERROR_MESSAGE: error}), 1 if error else 0),)
-        _remember(_RUNTIME_ERROR_POINTS, key, found)
-    return found
-
-
-# Plain dicts rather than lru_cache: a hit there relinks its entry in a list, writing to three objects
-# scattered over the heap, and after an idle second every page a tick touches costs a TLB and cache
-# miss. Errors whose messages keep changing are the only way to fill them: they start over.
-_HEALTH_POINTS: dict[tuple[str, int | None, str], _HealthPoints] = {}
-_RUNTIME_ERROR_POINTS: dict[tuple[int, str], tuple[Point]] = {}
-_Kept = TypeVar("_Kept")
-
-
-def _remember(cache: dict[Any, _Kept], key: Any, value: _Kept) -> None:
-    if len(cache) >= 4096:
-        cache.clear()
-    cache[key] = value
+    return ((FrozenAttributes({RUNTIME_INDEX: runtime_index, ERROR_MESSAGE: error}), 1 if error else 0),)
 
 
 class _MetricsBuilder:
