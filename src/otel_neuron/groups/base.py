@@ -246,8 +246,7 @@ class MetricGroup(ABC):
         except Exception as error:  # noqa: BLE001 - a failing source becomes the group's error
             return self._keep(GroupSample(period, describe_error(error), time.time_ns(), {}))
         self._previous_time = now
-        self.last_sample = sample = GroupSample(period, "", time.time_ns(), points)  # as _keep(), inlined
-        return sample
+        return self._keep(GroupSample(period, "", time.time_ns(), points))
 
     def error_sample(self, message: str) -> GroupSample:
         """Record a collection that could not finish (the pipeline's deadline passed)."""

@@ -162,8 +162,7 @@ class RuntimeGroup(MetricGroup):
         attempted, self._attempted_ns = self._attempted_ns, time.time_ns()
         current = self.endpoint.fetch()
         previous, self._previous = self._previous, current
-        if self.takes_latencies:
-            self._note_baseline(current)
+        self._note_baseline(current)
         if not self.needs_baseline:
             return self._points(current, None)
         if previous is None:
