@@ -173,12 +173,12 @@ class _FirstTick:
         self._tick = pipeline.tick
         pipeline.tick = self._first  # type: ignore[method-assign]
 
-    def _first(self, due: Sequence[float]) -> None:
+    def _first(self, due: Sequence[float], scheduled_at: float | None = None) -> None:
         self.cpu, self.wall, self.ticks = time.process_time(), time.monotonic(), self._pipeline.stats.ticks
         self.threads = thread_cpu_ns()
         self.gc_seconds = self._collections.seconds
         self._pipeline.tick = self._tick  # type: ignore[method-assign]
-        self._tick(due)
+        self._tick(due, scheduled_at)
 
     def remove(self) -> None:
         self._pipeline.tick = self._tick  # type: ignore[method-assign]

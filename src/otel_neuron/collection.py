@@ -48,9 +48,12 @@ class Collector:
         self._busy: dict[int, Future[list[GroupSample]]] = {}
         self._plans: dict[int, tuple[Sequence[MetricGroup], _Plan]] = {}
 
-    def collect(self, groups: Sequence[MetricGroup], deadline_s: float) -> list[Collected]:
+    def collect(
+        self, groups: Sequence[MetricGroup], deadline_s: float, at: float | None = None
+    ) -> list[Collected]:
         """Sample `groups`; a tuple of groups (the pipeline passes the same one for the same due
-        periods) has its plan kept, any other sequence is planned afresh."""
+        periods) has its plan kept, any other sequence is planned afresh. `at`: the monotonic time
+        the tick was scheduled for, which lets runtimes' answers be booked a tick ahead (None: not)."""
         deadline = time.monotonic() + deadline_s
         plan = self._plan_of(groups)
         by_runtime = plan.by_runtime
@@ -59,11 +62,13 @@ class Collector:
             if index in self._busy and not self._busy[index].done():
                 continue  # still stuck in the previous collection; reported below
             futures[index] = self._busy[index] = self._executor.submit(_sample_all, runtime_groups)
-        tick = FETCH_LOOP.start(plan.sources)
+        tick = FETCH_LOOP.start(plan.sources, at)
 
         collected = [Collected(group, group.sample()) for group in plan.system]
         tick.finish(deadline)
         collected.extend([Collected(group, group.sample()) for group in plan.fetched])
+        if at is not None:
+            tick.book_next()
         if futures:
             wait(futures.values(), timeout=max(deadline - time.monotonic(), 0.0))
         for index, runtime_groups in by_runtime.items():

@@ -145,13 +145,17 @@ class MonitorPipeline:
             due = schedule.pop_due(time.monotonic())
             if not due:
                 continue
-            self.tick(due)
+            self.tick(due, schedule.last_due_at)
             if self.output_closed() or (max_reports is not None and self.stats.ticks >= max_reports):
                 break
 
-    def tick(self, due_periods: Sequence[float]) -> None:
+    def tick(self, due_periods: Sequence[float], scheduled_at: float | None = None) -> None:
+        """Collect the groups of `due_periods` and export; `scheduled_at` is the monotonic time the
+        tick was due, when it is on the fixed-rate schedule (runtimes' answers are then booked a tick
+        ahead), None otherwise."""
         started = time.monotonic()
-        collected = self._collector.collect(self._due(due_periods), DEADLINE_FRACTION * min(due_periods))
+        deadline_s = DEADLINE_FRACTION * min(due_periods)
+        collected = self._collector.collect(self._due(due_periods), deadline_s, scheduled_at)
         self.stats.ticks += 1
         for item in collected:
             if self._has_sdk_readers:  # their counters are totals of every sample, observed or not

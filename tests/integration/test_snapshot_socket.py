@@ -232,7 +232,10 @@ def test_the_server_hangs_up_on_a_request_that_is_not_its_protocol(socket_dir: P
             client.settimeout(2.0)
             client.connect(f"{socket_dir}/rt.sock.snapshot")
             client.sendall(b"GET / HTTP/1.1\r\n\r\n")
-            assert client.recv(64) == b""
+            try:  # hung up: an end of stream, or a reset since the server left the rest unread
+                assert client.recv(64) == b""
+            except ConnectionResetError:
+                pass
     finally:
         server.stop()
 

@@ -92,3 +92,11 @@ def test_a_late_wake_up_is_not_followed_by_a_catch_up_burst() -> None:
     assert schedule.pop_due(START + 5.7) == [1.0]  # the process was stopped for ~5 s
     assert schedule.next_due() == pytest.approx(START + 6.0)
     assert schedule.pop_due(START + 5.8) == []
+
+
+def test_each_collection_knows_the_time_it_was_due_even_when_late() -> None:
+    schedule = FixedRateSchedule([1.0, 5.0], START)
+    assert schedule.pop_due(START + 1.0004) == [1.0]
+    assert schedule.last_due_at == pytest.approx(START + 1.0)
+    assert sorted(schedule.pop_due(START + 5.3)) == [1.0, 5.0]  # late: the times it skipped are not due
+    assert schedule.last_due_at == pytest.approx(START + 5.0)

@@ -11,15 +11,17 @@ class Empty(_message.Message):
     def __init__(self) -> None: ...
 
 class SnapshotRequest(_message.Message):
-    __slots__ = ("protocol_version", "since_epoch")
+    __slots__ = ("protocol_version", "since_epoch", "answer_in_nano")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SINCE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_IN_NANO_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     since_epoch: int
-    def __init__(self, protocol_version: _Optional[int] = ..., since_epoch: _Optional[int] = ...) -> None: ...
+    answer_in_nano: int
+    def __init__(self, protocol_version: _Optional[int] = ..., since_epoch: _Optional[int] = ..., answer_in_nano: _Optional[int] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("protocol_version", "runtime_id", "pid", "start_time_unix_nano", "time_unix_nano", "uptime_nano", "vcpu_count", "cores", "runtime_memory", "models", "cpu", "inferences", "errors", "total_latency", "device_latency", "devices", "epoch", "oldest_epoch", "latency_windows", "snapshot_socket", "period_since_epoch", "period_total_latency", "period_device_latency", "models_revision")
+    __slots__ = ("protocol_version", "runtime_id", "pid", "start_time_unix_nano", "time_unix_nano", "uptime_nano", "vcpu_count", "cores", "runtime_memory", "models", "cpu", "inferences", "errors", "total_latency", "device_latency", "devices", "epoch", "oldest_epoch", "latency_windows", "snapshot_socket", "defers_answers", "period_since_epoch", "period_total_latency", "period_device_latency", "models_revision")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +42,7 @@ class Snapshot(_message.Message):
     OLDEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
     LATENCY_WINDOWS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_SOCKET_FIELD_NUMBER: _ClassVar[int]
+    DEFERS_ANSWERS_FIELD_NUMBER: _ClassVar[int]
     PERIOD_SINCE_EPOCH_FIELD_NUMBER: _ClassVar[int]
     PERIOD_TOTAL_LATENCY_FIELD_NUMBER: _ClassVar[int]
     PERIOD_DEVICE_LATENCY_FIELD_NUMBER: _ClassVar[int]
@@ -64,11 +67,12 @@ class Snapshot(_message.Message):
     oldest_epoch: int
     latency_windows: _containers.RepeatedCompositeFieldContainer[LatencyWindow]
     snapshot_socket: str
+    defers_answers: bool
     period_since_epoch: int
     period_total_latency: LatencyHistogram
     period_device_latency: LatencyHistogram
     models_revision: int
-    def __init__(self, protocol_version: _Optional[int] = ..., runtime_id: _Optional[str] = ..., pid: _Optional[int] = ..., start_time_unix_nano: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., uptime_nano: _Optional[int] = ..., vcpu_count: _Optional[int] = ..., cores: _Optional[_Iterable[_Union[NeuronCore, _Mapping]]] = ..., runtime_memory: _Optional[_Union[MemoryUsage, _Mapping]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., cpu: _Optional[_Union[CpuTime, _Mapping]] = ..., inferences: _Optional[_Union[InferenceTotals, _Mapping]] = ..., errors: _Optional[_Union[ErrorTotals, _Mapping]] = ..., total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceEcc, _Mapping]]] = ..., epoch: _Optional[int] = ..., oldest_epoch: _Optional[int] = ..., latency_windows: _Optional[_Iterable[_Union[LatencyWindow, _Mapping]]] = ..., snapshot_socket: _Optional[str] = ..., period_since_epoch: _Optional[int] = ..., period_total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., period_device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., models_revision: _Optional[int] = ...) -> None: ...
+    def __init__(self, protocol_version: _Optional[int] = ..., runtime_id: _Optional[str] = ..., pid: _Optional[int] = ..., start_time_unix_nano: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., uptime_nano: _Optional[int] = ..., vcpu_count: _Optional[int] = ..., cores: _Optional[_Iterable[_Union[NeuronCore, _Mapping]]] = ..., runtime_memory: _Optional[_Union[MemoryUsage, _Mapping]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., cpu: _Optional[_Union[CpuTime, _Mapping]] = ..., inferences: _Optional[_Union[InferenceTotals, _Mapping]] = ..., errors: _Optional[_Union[ErrorTotals, _Mapping]] = ..., total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceEcc, _Mapping]]] = ..., epoch: _Optional[int] = ..., oldest_epoch: _Optional[int] = ..., latency_windows: _Optional[_Iterable[_Union[LatencyWindow, _Mapping]]] = ..., snapshot_socket: _Optional[str] = ..., defers_answers: _Optional[bool] = ..., period_since_epoch: _Optional[int] = ..., period_total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., period_device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., models_revision: _Optional[int] = ...) -> None: ...
 
 class NeuronCore(_message.Message):
     __slots__ = ("index", "device_index", "busy_seconds")

@@ -15,6 +15,7 @@ import contextlib
 import inspect
 import logging
 import os
+import select
 import socket
 import socketserver
 import stat
@@ -33,6 +34,7 @@ SUFFIX = ".snapshot"  # the snapshot socket of a runtime at unix:/x.sock is /x.s
 _HEADER = struct.Struct(">I")
 MAX_REQUEST_BYTES = 1 << 16  # a SnapshotRequest is a few bytes: more is not this protocol
 MAX_SNAPSHOT_BYTES = 64 << 20  # as much as the monitor's gRPC channel accepts
+MAX_ANSWER_DELAY_S = 3600.0  # a deferred answer is taken within the hour whatever the request says
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 
@@ -70,6 +72,9 @@ def snapshot_socket_path(grpc_socket_path: str) -> str | None:
 
 class _Connection(socketserver.StreamRequestHandler):
     server: _ThreadingUnixServer
+    # Unbuffered: a request read ahead into a buffer would be invisible to the select() that waits
+    # out a deferred answer.
+    rbufsize = 0
 
     def setup(self) -> None:
         super().setup()
@@ -82,20 +87,50 @@ class _Connection(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         """Answer requests in order until the client hangs up or sends something that is not ours."""
         while True:
-            header = self.rfile.read(_HEADER.size)
-            if len(header) < _HEADER.size:
+            header = self._read_exactly(_HEADER.size)
+            if header is None:
                 return
             (length,) = _HEADER.unpack(header)
             if length > MAX_REQUEST_BYTES:
                 return
-            body = self.rfile.read(length)
+            body = self._read_exactly(length)
+            if body is None:
+                return
             try:
                 request = runtime_pb2.SnapshotRequest.FromString(body)
             except DecodeError:
                 return
+            if request.answer_in_nano and not self._wait_for(request.answer_in_nano / 1e9):
+                return
             snapshot = self.server.take_snapshot(request.since_epoch)
             snapshot.snapshot_socket = self.server.path
+            snapshot.defers_answers = True
             self.wfile.write(frame(snapshot.SerializeToString()))
+
+    def _read_exactly(self, size: int) -> bytes | None:
+        """`size` bytes, or None when the client hung up first."""
+        parts, missing = [], size
+        while missing:
+            part = self.rfile.read(missing)
+            if not part:
+                return None
+            parts.append(part)
+            missing -= len(part)
+        return b"".join(parts)
+
+    def _wait_for(self, seconds: float) -> bool:
+        """Until a deferred answer is due, or sooner when the client writes again (its next request
+        brings this answer forward); False when it hung up meanwhile (or the runtime stops)."""
+        waiting = select.poll()
+        waiting.register(self.request, select.POLLIN)
+        if not waiting.poll(min(seconds, MAX_ANSWER_DELAY_S) * 1000):
+            return True
+        try:
+            return bool(self.request.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
 
 
 class _ThreadingUnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -147,6 +182,8 @@ class SnapshotConnection:
     `send_request()` sends (connecting first if need be) and returns the socket to wait on;
     `receive()` reads what has arrived into one reusable buffer and returns the Snapshot once its
     frame is whole. An asyncio event loop costs about twice as much per fetch (bench_monitor).
+    `book()` sends a request whose answer is deferred to a later tick; `booked()` is that tick's
+    socket to wait on, with nothing sent.
     """
 
     def __init__(self, path: str) -> None:
@@ -155,6 +192,8 @@ class SnapshotConnection:
         self._buffer = bytearray(64 << 10)
         self._filled = 0
         self._awaiting = False  # a request whose answer has not been read whole
+        self._booked = False  # that request's answer is deferred (see book())
+        self._unwanted = 0  # answers still due that nobody waits for (booked, then asked again)
 
     def send_request(self, request: bytes) -> socket.socket:
         """OSError when the socket cannot be reached.
@@ -162,8 +201,9 @@ class SnapshotConnection:
         While the answer to an earlier request is still due (a runtime that hung past a deadline),
         nothing more is sent: the runtime takes its snapshot when it reads that request, and a hung
         runtime is not flooded with connections. An answer that came whole after its deadline is
-        dropped and a new request sent."""
-        if self._awaiting and self._socket is not None and self.receive() is None:
+        dropped and a new request sent. A booked answer still due is dropped when it comes (the
+        runtime answers it at once on reading this request, then this one)."""
+        if self._awaiting and not self._booked and self._socket is not None and self.receive() is None:
             return self._socket
         if self._socket is None:
             connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -174,11 +214,30 @@ class SnapshotConnection:
                 connection.close()
                 raise
             self._socket = connection
-        self._filled = 0
+        if self._awaiting:  # booked: its answer comes first and is not this request's
+            self._unwanted += 1
+        self._write(request)
+        self._booked = False
+        return self._socket
+
+    def book(self, request: bytes) -> bool:
+        """Send `request` (one with answer_in_nano) on the open connection; False, with nothing
+        sent, while another answer is due. OSError when it cannot be sent."""
+        if self._socket is None or self._awaiting:
+            return False
+        self._write(request)
+        self._booked = True
+        return True
+
+    def booked(self) -> socket.socket | None:
+        """The socket whose booked answer is due (nothing is sent), or None when none is booked."""
+        return self._socket if self._awaiting and self._booked else None
+
+    def _write(self, request: bytes) -> None:
+        assert self._socket is not None
         if self._socket.send(request) != len(request):
             raise SnapshotSocketError(f"{self.path} does not read its requests")
         self._awaiting = True
-        return self._socket
 
     def receive(self) -> runtime_pb2.Snapshot | None:
         """The snapshot once its frame is whole, None while more is due; OSError (SnapshotSocketError
@@ -192,25 +251,39 @@ class SnapshotConnection:
         if received == 0:
             raise ConnectionResetError(f"{self.path} hung up")
         self._filled += received
-        if self._filled < _HEADER.size:
-            return None
-        (length,) = _HEADER.unpack_from(self._buffer)
-        end = _HEADER.size + length
-        if length > MAX_SNAPSHOT_BYTES:
-            raise SnapshotSocketError(f"{self.path}: a frame of {length} bytes is not a snapshot")
-        if end > len(self._buffer):  # a bigger snapshot than any before
-            self._buffer = self._buffer[: self._filled] + bytes(end - self._filled)
-        if self._filled < end:
-            return None
+        while True:
+            end = self._frame_end()
+            if end is None:
+                return None
+            if not self._unwanted:
+                break
+            self._unwanted -= 1  # a booked answer asked for again: the next frame is the one awaited
+            rest = self._filled - end
+            self._buffer[:rest] = self._buffer[end : self._filled]
+            self._filled = rest
         if self._filled > end:
             raise SnapshotSocketError(f"{self.path} sent bytes nobody asked for")
-        self._awaiting = False
+        self._awaiting = self._booked = False
+        self._filled = 0
         try:
-            return runtime_pb2.Snapshot.FromString(bytes(memoryview(self._buffer)[_HEADER.size : end]))
+            return runtime_pb2.Snapshot.FromString(memoryview(self._buffer)[_HEADER.size : end])
         except DecodeError:
             raise SnapshotSocketError(f"{self.path}: the answer is not a snapshot") from None
 
+    def _frame_end(self) -> int | None:
+        """Where the first frame in the buffer ends once it is whole; None while more is due."""
+        if self._filled < _HEADER.size:
+            return None
+        (length,) = _HEADER.unpack_from(self._buffer)
+        if length > MAX_SNAPSHOT_BYTES:
+            raise SnapshotSocketError(f"{self.path}: a frame of {length} bytes is not a snapshot")
+        end = _HEADER.size + length
+        if end > len(self._buffer):  # a bigger snapshot than any before
+            self._buffer = self._buffer[: self._filled] + bytes(end - self._filled)
+        return end if self._filled >= end else None
+
     def close(self) -> None:
         connection, self._socket, self._awaiting = self._socket, None, False
+        self._booked, self._unwanted, self._filled = False, 0, 0
         if connection is not None:
             connection.close()

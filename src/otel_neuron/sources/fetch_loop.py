@@ -31,8 +31,13 @@ class Refreshable(Protocol):
     def hand_over(self, result: object | None) -> None:
         """Keep `result` as this tick's sample for every group of the source; None: no answer in time."""
 
-    def send_socket_request(self) -> socket.socket | None:
-        """Send this tick's request on a local non-blocking socket and return it (None: use the loop)."""
+    def send_socket_request(self, at: float | None = None) -> socket.socket | None:
+        """Send this tick's request on a local non-blocking socket and return it (None: use the loop);
+        `at` is the tick's scheduled monotonic time (None: off the schedule). A source whose answer
+        for that tick is booked sends nothing and returns the socket it comes on."""
+
+    def book_socket_answer(self) -> None:
+        """Once the tick's groups have sampled: book the next tick's answer, where that can be done."""
 
     def read_socket_answer(self) -> object | None:
         """Read from that socket: the result once whole, None while more is due. OSError when the
@@ -45,7 +50,7 @@ _Numbered = tuple[int, Refreshable]
 class TickFetch:
     """The fetches of one tick, running while the collector does other work."""
 
-    def __init__(self, sources: Sequence[Refreshable], loop: FetchLoop) -> None:
+    def __init__(self, sources: Sequence[Refreshable], loop: FetchLoop, at: float | None = None) -> None:
         self._sources = sources
         self._loop = loop
         self._lock = threading.Lock()
@@ -54,7 +59,7 @@ class TickFetch:
         self._awaiting_sockets: dict[socket.socket, _Numbered] = {}
         on_loop: list[_Numbered] = []
         for number, source in enumerate(sources):
-            sent = source.send_socket_request()
+            sent = source.send_socket_request(at)
             if sent is None:
                 on_loop.append((number, source))
             else:
@@ -82,6 +87,11 @@ class TickFetch:
         """Wait until the monotonic `deadline` at most, then hand every source its result, all at once."""
         for source, result in zip(self._sources, self.results(deadline), strict=True):
             source.hand_over(result)
+
+    def book_next(self) -> None:
+        """Book each source's answer for the next tick (after the groups read this one's)."""
+        for source in self._sources:
+            source.book_socket_answer()
 
     def _read_socket_answers(self, deadline: float) -> None:
         # poll(), not a selector: its sockets are registered in this process, not in the kernel, so
@@ -119,10 +129,11 @@ class FetchLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
 
-    def start(self, sources: Sequence[Refreshable]) -> TickFetch:
+    def start(self, sources: Sequence[Refreshable], at: float | None = None) -> TickFetch:
         """Start fetching every source concurrently; the sources on the loop share one coroutine, so
-        this thread hands over once (a future per source cost about 30 us of CPU each)."""
-        return TickFetch(sources, self)
+        this thread hands over once (a future per source cost about 30 us of CPU each). `at`: the
+        tick's scheduled monotonic time, None for a fetch off the schedule."""
+        return TickFetch(sources, self, at)
 
     def refresh_all(self, sources: Sequence[Refreshable], timeout_s: float) -> None:
         """Fetch and hand over, waiting `timeout_s` at most."""

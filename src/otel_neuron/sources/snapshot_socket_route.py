@@ -53,6 +53,21 @@ class SnapshotSocketRoute:
             self.give_up(error)
             return None
 
+    def book(self, request: bytes) -> bool:
+        """Send a request whose answer is deferred to a later tick (see SnapshotConnection.book);
+        False when none could be booked (the next tick then asks as usual)."""
+        if self._connection is None:
+            return False
+        try:
+            return self._connection.book(request)
+        except OSError as error:
+            self.give_up(error)
+            return False
+
+    def booked(self) -> socket.socket | None:
+        """The socket whose booked answer is due, with nothing sent; None when none is booked."""
+        return self._connection.booked() if self._connection is not None else None
+
     def read(self) -> runtime_pb2.Snapshot | None:
         """The snapshot once whole, None while more is due; OSError once the socket is given up."""
         if self._connection is None:
