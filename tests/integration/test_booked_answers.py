@@ -128,7 +128,7 @@ def test_the_runtime_answers_a_booked_request_early_when_asked_again(socket_dir:
         server.stop()
 
 
-def test_a_monitor_hanging_up_while_an_answer_is_booked_costs_the_runtime_no_snapshot(socket_dir: Path) -> None:
+def test_a_monitor_hanging_up_on_a_booked_answer_costs_the_runtime_no_snapshot(socket_dir: Path) -> None:
     recorder = InferenceRecorder(cores=1)
     server = serve_runtime_endpoint(recorder, f"unix:{socket_dir}/rt.sock")
     try:
