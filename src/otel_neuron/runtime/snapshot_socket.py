@@ -72,7 +72,7 @@ def snapshot_socket_path(grpc_socket_path: str) -> str | None:
 
 class _Connection(socketserver.StreamRequestHandler):
     server: _ThreadingUnixServer
-    # Unbuffered: a request read ahead into a buffer would be invisible to the select() that waits
+    # Unbuffered: a request read ahead into a buffer would be invisible to the poll() that waits
     # out a deferred answer.
     rbufsize = 0
 

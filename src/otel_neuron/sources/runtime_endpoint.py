@@ -154,10 +154,11 @@ class RuntimeEndpoint:
             if self.address.kind == "unix"
             else None
         )
-        # The scheduled times of this tick and the previous one, and the tick an answer is booked for.
+        # The scheduled times of this tick and the previous one; the tick an answer is booked for and
+        # the latest it may start and still use it.
         self._tick_at: float | None = None
         self._previous_tick_at: float | None = None
-        self._booked_for: float | None = None
+        self._booked: tuple[float, float] | None = None
         self._defers_answers = False  # the last answer said the runtime honors answer_in_nano
         self.simulator: Any = None
         if self.address.kind == "sim":
@@ -239,14 +240,17 @@ class RuntimeEndpoint:
         answer for that tick was booked, nothing is sent: the socket to wait on is returned."""
         if self._socket_route is None:
             return None
-        booked_for, self._booked_for = self._booked_for, None
+        booked, self._booked = self._booked, None
         self._previous_tick_at, self._tick_at = self._tick_at, at
-        if at is not None and booked_for is not None and abs(at - booked_for) < 1e-3:
-            interval = at - (self._previous_tick_at or at)
-            if time.monotonic() - at <= BOOKED_LATENESS * interval:
-                booked = self._socket_route.booked()
-                if booked is not None:
-                    return booked
+        if (
+            at is not None
+            and booked is not None
+            and abs(at - booked[0]) < 1e-3
+            and time.monotonic() <= booked[1]
+        ):
+            waiting_on = self._socket_route.booked()
+            if waiting_on is not None:
+                return waiting_on
         return self._socket_route.send(frame(snapshot_request(self.since_epoch).SerializeToString()))
 
     def book_socket_answer(self) -> None:
@@ -265,7 +269,7 @@ class RuntimeEndpoint:
             return
         request = snapshot_request(self.since_epoch, answer_in).SerializeToString()
         if self._socket_route.book(frame(request)):
-            self._booked_for = at + interval
+            self._booked = (at + interval, at + interval * (1 + BOOKED_LATENESS))
 
     def read_socket_answer(self) -> runtime_pb2.Snapshot | RuntimeEndpointError | None:
         """The checked snapshot once whole, None while more is due; OSError when the socket failed."""
