@@ -5,9 +5,10 @@
     handle.stop()
 
 Addresses: ``unix:/path``, ``unix:///abs/path`` (unix domain socket) or ``host:port`` (TCP).
-A unix socket is made mode 0600 (``socket_mode``) right after it is bound; a stale socket file
-left by a crashed runtime is removed first, while a socket some live process still listens on is
-an error; `stop()` removes the file. The server keeps no state per client.
+A unix socket appears at its path already listening with mode 0600 (``socket_mode``), whatever
+the umask (see `socket_file`); a stale socket file left by a crashed runtime is removed first, while
+a socket some live process still listens on is an error; `stop()` removes the file. The server
+keeps no state per client.
 
 A runtime at a unix address also serves the same snapshots on its snapshot socket
 (``/run/neuron.sock.snapshot``, see `snapshot_socket`), which a monitor on the same host prefers.
@@ -32,6 +33,7 @@ from otel_neuron.runtime.snapshot_socket import (
     snapshot_socket_path,
     snapshot_taker,
 )
+from otel_neuron.runtime.socket_file import socket_file
 
 _logger = logging.getLogger(__name__)
 
@@ -142,19 +144,17 @@ def serve_runtime_endpoint(
     runtime_pb2_grpc.add_RuntimeMetricsServicer_to_server(servicer, server)
     if simulator is not None:
         runtime_pb2_grpc.add_SimulatorControlServicer_to_server(_SimulatorControl(simulator), server)
-    try:
-        port = server.add_insecure_port(address)
-    except RuntimeError as error:
-        raise OSError(f"cannot listen on {address}: {error}") from None
-    if port == 0 and path is None:
-        raise OSError(f"cannot listen on {address}")
-    server.start()
-    if path is not None:
+    if path is None:
+        port = _add_port(server, address, address)
+        server.start()
+    else:
         try:
-            os.chmod(path, socket_mode)
-        except OSError as error:
+            with socket_file(path, socket_mode) as private_path:
+                port = _add_port(server, f"unix:{private_path}", address)
+                server.start()
+        except OSError:
             server.stop(None)
-            raise OSError(f"cannot set the mode of {path}: {error.strerror}") from None
+            raise
     handle = RuntimeEndpointServer(address, port, server, path)
     if path is not None and snapshot_socket:
         handle.snapshot_socket = _serve_snapshot_socket(recorder, address, path, socket_mode)
@@ -162,6 +162,16 @@ def serve_runtime_endpoint(
             servicer.snapshot_socket = handle.snapshot_socket.path
     _logger.debug("serving the runtime endpoint at %s", address)
     return handle
+
+
+def _add_port(server: Any, listen_at: str, address: str) -> int:
+    try:
+        port = int(server.add_insecure_port(listen_at))
+    except RuntimeError as error:
+        raise OSError(f"cannot listen on {address}: {str(error).replace(listen_at, address)}") from None
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return port
 
 
 def _serve_snapshot_socket(

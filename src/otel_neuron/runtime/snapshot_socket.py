@@ -27,6 +27,7 @@ from typing import Protocol
 from google.protobuf.message import DecodeError
 
 from otel_neuron.runtime import runtime_pb2
+from otel_neuron.runtime.socket_file import MAX_SOCKET_PATH, socket_file
 
 _logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ _HEADER = struct.Struct(">I")
 MAX_REQUEST_BYTES = 1 << 16  # a SnapshotRequest is a few bytes: more is not this protocol
 MAX_SNAPSHOT_BYTES = 64 << 20  # as much as the monitor's gRPC channel accepts
 MAX_ANSWER_DELAY_S = 3600.0  # a deferred answer is taken within the hour whatever the request says
-# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
-_MAX_SOCKET_PATH = 107
 
 
 class SnapshotSource(Protocol):
@@ -67,7 +66,7 @@ def frame(payload: bytes) -> bytes:
 def snapshot_socket_path(grpc_socket_path: str) -> str | None:
     """Where the runtime serving gRPC at `grpc_socket_path` listens, or None when the name is too long."""
     path = os.path.abspath(grpc_socket_path) + SUFFIX
-    return path if len(os.fsencode(path)) <= _MAX_SOCKET_PATH else None
+    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
 
 
 class _Connection(socketserver.StreamRequestHandler):
@@ -137,10 +136,16 @@ class _ThreadingUnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamS
     daemon_threads = True  # a connection's thread never outlives the runtime
 
     def __init__(self, path: str, source: SnapshotSource) -> None:
+        """Serves as `path`, but listens only once `listen_at()` is called."""
         self.path = path
         self.take_snapshot = snapshot_taker(source)
         self.connections: set[socket.socket] = set()
-        super().__init__(path, _Connection)
+        super().__init__(path, _Connection, bind_and_activate=False)
+
+    def listen_at(self, bind_path: str) -> None:
+        self.server_address = bind_path
+        self.server_bind()
+        self.server_activate()
 
     def handle_error(self, request: object, client_address: object) -> None:
         # A monitor that goes away mid-answer is not the runtime's problem.
@@ -154,10 +159,10 @@ class SnapshotSocketServer:
         self.path = path
         self._server = _ThreadingUnixServer(path, source)
         try:
-            os.chmod(path, socket_mode)
+            with socket_file(path, socket_mode) as private_path:
+                self._server.listen_at(private_path)
         except OSError:
             self._server.server_close()
-            os.unlink(path)
             raise
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="neuron-runtime-snapshot-socket", daemon=True
