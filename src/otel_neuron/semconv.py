@@ -249,6 +249,14 @@ ECC_ERRORS = InstrumentSpec(
 )
 
 # sysfs groups.
+# The driver's high-water marks (`peak`) of the memory it counts, per device (host memory) and per
+# NeuronCore (device memory), by category.
+DEVICE_HOST_MEMORY_PEAK = InstrumentSpec(
+    "neuron.device.host_memory.peak", "By", "Most host memory a Neuron device's category has held", Kind.GAUGE
+)
+CORE_MEMORY_PEAK = InstrumentSpec(
+    "neuron.core.memory.peak", "By", "Most device memory a NeuronCore's category has held", Kind.GAUGE
+)
 DEVICE_INFO = InstrumentSpec(
     "neuron.device.info", "1", "1 per Neuron device, its facts as attributes", Kind.GAUGE
 )
