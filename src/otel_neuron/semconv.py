@@ -301,3 +301,11 @@ RUNTIME_ERROR = InstrumentSpec(
     "1 when the runtime could not be reached (error.message says why)",
     Kind.GAUGE,
 )
+# An application's own errors as neuron-monitor reported them (the bridge): the entry's `error`
+# (no neuron.monitor.group attribute) and each of its groups' `error` (with it).
+APPLICATION_ERROR = InstrumentSpec(
+    "neuron.monitor.application.error",
+    "1",
+    "1 when neuron-monitor reported an error for the application or one of its groups (error.message)",
+    Kind.GAUGE,
+)
