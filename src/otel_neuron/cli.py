@@ -34,8 +34,8 @@ from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.exporters.report_v2 import report_to_v2
 from otel_neuron.pipeline import MonitorPipeline, build_groups, close_groups, settle_garbage_collector
 from otel_neuron.report_schema import report_problem
-from otel_neuron.resource import build_resource
-from otel_neuron.sources.instance import discover_instance
+from otel_neuron.resource import LookupResource
+from otel_neuron.sources.instance import InstanceLookup
 
 _logger = logging.getLogger("otel_neuron")
 _VERBOSITY_LEVELS = {
@@ -184,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
-    facts = discover_instance(args.imds)
-    _logger.info("instance facts: %s", facts)
+    # Runs beside start-up and the first period; reports say "in progress" until it ends (<= ~1 s).
+    instance_lookup = InstanceLookup.start(args.imds)
     try:
         groups = build_groups(config)
     except ConfigError as error:
@@ -199,7 +199,7 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     )
     try:
         network = build_network_exporters(args)
-        pipeline = MonitorPipeline(groups, [report, *network], build_resource(facts))
+        pipeline = MonitorPipeline(groups, [report, *network], LookupResource(instance_lookup))
     except (ValueError, OSError) as error:  # e.g. the Prometheus port is taken
         close_groups(groups)
         print(f"otel-neuron-monitor: {_describe_startup_error(error)}", file=sys.stderr)

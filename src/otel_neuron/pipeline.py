@@ -104,19 +104,24 @@ class MonitorPipeline:
         self,
         groups: Sequence[ScheduledGroup],
         exporters: Sequence[MetricExporter],
-        resource: Resource,
+        resource: Resource | Callable[[], Resource],
         sdk_readers: Sequence[MetricReader] = (),
     ) -> None:
+        """`resource` may be a callable giving the resource as it stands (the instance lookup ends
+        after start-up): it is asked at each tick. SDK readers keep the one it gave at first."""
         if not groups:
             raise ValueError("the configuration enables no metric group")
         self._groups = list(groups)
+        self._current_resource = resource if callable(resource) else lambda: resource
+        self._resource = self._current_resource()
         # One producer per temporality: exporters that want the same data share one MetricsData.
         producers = {
-            t: MetricsDataProducer(resource, t) for t in {_counter_temporality(e) for e in exporters}
+            t: MetricsDataProducer(self._resource, t) for t in {_counter_temporality(e) for e in exporters}
         }
+        self._producers = list(producers.values())
         self._sinks = [_Sink(e, producers[_counter_temporality(e)]) for e in exporters]
         self._collector = Collector(max_workers=max(1, min(32, len({g.group.runtime_index for g in groups}))))
-        self.meter_provider = MeterProvider(metric_readers=list(sdk_readers), resource=resource)
+        self.meter_provider = MeterProvider(metric_readers=list(sdk_readers), resource=self._resource)
         meter = self.meter_provider.get_meter(SCOPE.name, SCOPE.version)
         self._observed = ObservedGroups(meter, [g.group for g in self._groups])
         self._has_sdk_readers = bool(sdk_readers)
@@ -164,6 +169,7 @@ class MonitorPipeline:
                 group = item.group
                 _logger.info("%s (runtime %s): %s", group.report_key, group.runtime_index, item.sample.error)
         sampled = time.monotonic()
+        self._follow_resource()
         produced: dict[int, MetricsData] = {}
         for sink in self._sinks:
             try:
@@ -182,6 +188,13 @@ class MonitorPipeline:
                 (sampled - started) * 1e3,
                 (time.monotonic() - sampled) * 1e3,
             )
+
+    def _follow_resource(self) -> None:
+        resource = self._current_resource()
+        if resource is not self._resource:
+            self._resource = resource
+            for producer in self._producers:
+                producer.use_resource(resource)
 
     def _due(self, due_periods: Sequence[float]) -> tuple[MetricGroup, ...]:
         """The groups of these periods, as one tuple per set of periods (the collector keeps its plan)."""

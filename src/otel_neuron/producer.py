@@ -90,6 +90,10 @@ class MetricsDataProducer:
         self._start_time_unix_nano: int | None = None
         self._totals: dict[tuple[str, frozenset[tuple[str, Any]]], Any] = {}
 
+    def use_resource(self, resource: Resource) -> None:
+        """Later MetricsData carry `resource` (the instance facts can arrive after start-up)."""
+        self._resource = resource
+
     def produce(self, collected: Sequence[Collected]) -> MetricsData:
         builder = _MetricsBuilder(self._temporality)
         runtimes_seen: set[int] = set()
