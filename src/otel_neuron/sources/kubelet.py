@@ -43,8 +43,9 @@ from otel_neuron.kubernetes import podresources_pb2, podresources_pb2_grpc
 DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
 NEURONCORE_RESOURCE = "aws.amazon.com/neuroncore"
 DEVICE_RESOURCES = ("aws.amazon.com/neuron", "aws.amazon.com/neurondevice")
-# Far above any instance's core count; a larger "index" is garbage, not a NeuronCore.
-MAX_INDEX = 65535
+# Far above any instance's device or core count (a Trn2 has 128 NeuronCores); a larger "index" is
+# garbage, and would make core_holders() build a map that large.
+MAX_INDEX = 4095
 
 _logger = logging.getLogger(__name__)
 _CHANNEL_OPTIONS = [
