@@ -16,12 +16,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from otel_neuron import __version__
 from otel_neuron.config import (
     DEFAULT_RUNTIME_ADDRESS,
     ConfigError,
     MonitorConfig,
+    check_paths,
     default_config,
     load_config,
 )
@@ -30,6 +32,7 @@ from otel_neuron.exporters.options import (
     build_network_exporters,
     check_export_arguments,
 )
+from otel_neuron.exporters.prometheus import PrometheusExporter
 from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.exporters.report_v2 import report_to_v2
 from otel_neuron.pipeline import MonitorPipeline, build_groups, close_groups, settle_garbage_collector
@@ -38,6 +41,9 @@ from otel_neuron.resource import LookupResource
 from otel_neuron.sources.instance import InstanceLookup
 
 _logger = logging.getLogger("otel_neuron")
+# What a user asked for and should be told at --verbose 1, beside the errors (the port that
+# `--prometheus 0` chose): above ERROR so that level shows it, named so it does not read as one.
+NOTICE = logging.ERROR + 5
 _VERBOSITY_LEVELS = {
     0: logging.CRITICAL + 1,
     1: logging.ERROR,
@@ -79,8 +85,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line on stderr, like every other error (`otel-neuron-monitor: --max-reports: ...`),
+        and exit 2; argparse's usage block stays with --help."""
+        message = message.removeprefix("argument ").replace("\n", " ")
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="otel-neuron-monitor",
         description="Collect Neuron runtime and host metrics; stream neuron-monitor's JSON report to stdout "
         "and export the same metrics through OpenTelemetry.",
@@ -140,6 +154,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def configure_logging(verbosity: int) -> None:
+    logging.addLevelName(NOTICE, "NOTICE")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     _logger.handlers[:] = [handler]
@@ -170,17 +185,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"otel-neuron-monitor: {error}", file=sys.stderr)
         return 2
     if args.check_config:
-        try:
-            close_groups(build_groups(config))  # addresses and group types, as the monitor would see them
-        except ConfigError as error:
-            print(f"otel-neuron-monitor: {error}", file=sys.stderr)
-            return 2
-        print(json.dumps(config.describe(), indent=2))
-        return 0
+        return _check_config(config)
     try:
         return _run(args, config)
     except KeyboardInterrupt:
         return 0
+
+
+def _check_config(config: MonitorConfig) -> int:
+    try:
+        close_groups(build_groups(config))  # addresses and group types, as the monitor would see them
+        check_paths(config)
+    except ConfigError as error:
+        print(f"otel-neuron-monitor: {error}", file=sys.stderr)
+        return 2
+    try:
+        print(json.dumps(config.describe(), indent=2), flush=True)
+    except BrokenPipeError:  # `--check-config | head -1`: the reader had what it wanted
+        _silence_stdout()
+    return 0
 
 
 def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
@@ -204,6 +227,7 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
         close_groups(groups)
         print(f"otel-neuron-monitor: {_describe_startup_error(error)}", file=sys.stderr)
         return 2
+    _log_listen_addresses(network)
 
     stop = threading.Event()
     _install_signal_handlers(stop)
@@ -221,6 +245,14 @@ def _describe_startup_error(error: Exception) -> str:
     if isinstance(error, OSError) and error.strerror:
         return f"cannot start an exporter: {error.strerror}"
     return str(error)
+
+
+def _log_listen_addresses(exporters: Sequence[object]) -> None:
+    for exporter in exporters:
+        if isinstance(exporter, PrometheusExporter) and exporter.address is not None:
+            host, port = exporter.address
+            shown = f"[{host}]" if ":" in host else host
+            _logger.log(NOTICE, "Prometheus metrics served on http://%s:%d/metrics", shown, port)
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:

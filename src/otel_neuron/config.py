@@ -1,14 +1,21 @@
 """Load and validate a neuron-monitor configuration file into frozen dataclasses.
 
 The JSON Schema in `schemas/monitor-config.schema.json` does the structural checks; this
-module adds what a schema cannot say (durations, duplicates) and resolves each group's period
-by inheritance: group -> runtime -> root -> 5 s.
+module adds what a schema cannot say (durations, duplicates, a simulated runtime's options) and
+resolves each group's period by inheritance: group -> runtime -> root -> 5 s.
+
+Everything a file can ask for is bounded (size, entries, periods, simulator options), so a
+configuration that loads is one the monitor can run; `check_paths` adds what can be checked on
+this host without starting anything (for --check-config).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +30,12 @@ from otel_neuron.durations import format_duration, parse_duration
 
 DEFAULT_PERIOD = 5.0
 MIN_PERIOD = 0.01  # shorter periods would only keep a core busy collecting
+MAX_PERIOD = 86_400.0  # "24h"; far longer periods overflow the timestamp of the next collection
+MAX_FILE_BYTES = 1 << 20
+# Counted before the schema walks the lists (validating 20,000 entries takes seconds); the schema
+# states the same numbers as maxItems.
+MAX_RUNTIMES = 128
+MAX_GROUPS_PER_LIST = 16
 DEFAULT_RUNTIME_ADDRESS = "unix:/run/neuron.sock"
 RUNTIME_GROUP_TYPES = (
     "neuroncore_counters",
@@ -93,18 +106,57 @@ def load_config(path: str | Path, v2_source: str = "neuron-monitor:") -> Monitor
     """
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{name}: is a directory, not a configuration file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise ConfigError(f"{name}: cannot read: {reason}") from None
+        text = _read_regular_file(path, name).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{name}: cannot read: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{name}: cannot read: {error.strerror or error}") from None
     return parse_config(text, name, v2_source)
 
 
+def _read_regular_file(path: str | Path, name: str) -> bytes:
+    """At most MAX_FILE_BYTES of a regular file. Anything else is refused from its stat alone:
+    opening a FIFO for reading waits for a writer, a device may do something when opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: no such file") from None
+    _check_regular(mode, name)
+    # O_NONBLOCK: should a FIFO have taken the file's place since the stat, the open does not wait
+    # for a writer, and fstat refuses it.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(descriptor, "rb") as file:
+        _check_regular(os.fstat(descriptor).st_mode, name)
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(_too_large(name))
+    return data
+
+
+def _too_large(source: str) -> str:
+    return f"{source}: larger than {MAX_FILE_BYTES} bytes (1 MiB), too large for a configuration"
+
+
+def _check_regular(mode: int, name: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{name}: is a directory, not a configuration file")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{name}: is {_file_kind(mode)}, not a regular file")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
 def parse_config(text: str, source: str = "<config>", v2_source: str = "neuron-monitor:") -> MonitorConfig:
+    if len(text) > MAX_FILE_BYTES:
+        raise ConfigError(_too_large(source))
     if not text.strip():
         raise ConfigError(f"{source}: the file is empty; expected a JSON object")
     try:
@@ -142,6 +194,7 @@ def config_from_document(
     document: Any, source: str = "<config>", v2_source: str = "neuron-monitor:"
 ) -> MonitorConfig:
     document = config_v2_to_v1(document, source=v2_source)
+    _check_list_sizes(document, source)
     _check_schema(document, source)
     root_period = _period_at(document, DEFAULT_PERIOD, source, "period")
     runtimes = tuple(
@@ -152,11 +205,101 @@ def config_from_document(
     return MonitorConfig(runtimes=runtimes, system_groups=system_groups, source=source)
 
 
+def check_paths(config: MonitorConfig) -> None:
+    """The programs, files and directories the runtime addresses name are there (ConfigError if not).
+
+    For --check-config: stat and access checks only, nothing is opened or started. A running
+    monitor does not ask this: a missing neuron-monitor or driver is its runtime's `error`, picked
+    up once it appears.
+    """
+    for runtime in config.runtimes:
+        where = f"{config.source}: neuron_runtimes[{runtime.index}].address"
+        try:
+            problem = _address_problem(runtime.address)
+        except ValueError as error:  # its message names the address
+            raise ConfigError(f"{where}: {error}") from None
+        if problem:
+            raise ConfigError(f"{where}: {runtime.address!r}: {problem}")
+
+
+def _address_problem(address: str) -> str:
+    # Imported here: these sources are only needed by the configurations that name them.
+    from otel_neuron.sources.neuron_monitor_bridge import SPAWN_SCHEME, parse_bridge_address
+    from otel_neuron.sources.sysfs import SCHEME as SYSFS_SCHEME
+    from otel_neuron.sources.sysfs import parse_sysfs_address
+
+    if address.startswith(SPAWN_SCHEME):
+        bridge = parse_bridge_address(address)
+        return _program_problem(bridge.binary) or _file_problem(bridge.config)
+    if address.startswith(SYSFS_SCHEME):
+        root = parse_sysfs_address(address)
+        return "" if os.path.isdir(root) else f"the root {root} is not a directory"
+    return ""
+
+
+def _program_problem(program: str) -> str:
+    if os.sep not in program:
+        return "" if shutil.which(program) else f"no program {program!r} on PATH"
+    if not os.path.isfile(program):
+        return f"{program} does not exist" if not os.path.exists(program) else f"{program} is not a file"
+    return "" if os.access(program, os.X_OK) else f"{program} is not executable"
+
+
+def _file_problem(path: str | None) -> str:
+    if path is None or os.path.isfile(path):
+        return ""
+    return f"the config file {path} does not exist" if not os.path.exists(path) else f"{path} is not a file"
+
+
+def _check_list_sizes(document: Any, source: str) -> None:
+    if not isinstance(document, dict):
+        return  # the schema names the problem
+    runtimes = document.get("neuron_runtimes")
+    lists = [("neuron_runtimes", runtimes, MAX_RUNTIMES)]
+    lists.append(("system_metrics", document.get("system_metrics"), MAX_GROUPS_PER_LIST))
+    if isinstance(runtimes, list) and len(runtimes) <= MAX_RUNTIMES:
+        for index, runtime in enumerate(runtimes):
+            if isinstance(runtime, dict):
+                lists.append(
+                    (f"neuron_runtimes[{index}].metrics", runtime.get("metrics"), MAX_GROUPS_PER_LIST)
+                )
+    for path, items, limit in lists:
+        if isinstance(items, list) and len(items) > limit:
+            raise ConfigError(f"{source}: {path}: {_too_many(len(items), limit)}")
+
+
+def _too_many(count: int, limit: int) -> str:
+    return f"{count} entries; at most {limit} are allowed"
+
+
 def _runtime(index: int, runtime: Mapping[str, Any], root_period: float, source: str) -> RuntimeConfig:
     path = f"neuron_runtimes[{index}]"
     period = _period_at(runtime, root_period, source, f"{path}.period")
     groups = _groups(runtime["metrics"], period, source, f"{path}.metrics", _RUNTIME_GROUP_ALIASES)
-    return RuntimeConfig(index=index, address=runtime["address"].strip(), groups=groups)
+    address = runtime["address"].strip()
+    if address == "sim" or address.startswith("sim:"):
+        _check_simulator_options(address, source, f"{path}.address")
+    return RuntimeConfig(index=index, address=address, groups=groups)
+
+
+# A `sim:` query's option names that differ from SimulatorOptions' fields.
+_SIMULATOR_FIELDS = {"churn": "churn_s"}
+
+
+def _check_simulator_options(address: str, source: str, path: str) -> None:
+    """A simulated runtime's options within the simulator's own bounds, before any simulator exists."""
+    # Imported here: the runtime endpoint brings gRPC, which only a runtime address needs.
+    from otel_neuron.runtime.simulator import SimulatorOptions
+    from otel_neuron.sources.runtime_endpoint import parse_address
+
+    try:
+        options = parse_address(address).sim_options
+    except ValueError as error:
+        raise ConfigError(f"{source}: {path}: {error}") from None
+    try:
+        SimulatorOptions(**{_SIMULATOR_FIELDS.get(name, name): value for name, value in options.items()})
+    except ValueError as error:
+        raise ConfigError(f"{source}: {path}: {address!r}: {error}") from None
 
 
 def _groups(
@@ -184,10 +327,11 @@ def _period_at(container: Mapping[str, Any], inherited: float, source: str, path
         period = parse_duration(container["period"])
     except ValueError as error:
         raise ConfigError(f"{source}: {path}: {error}") from None
+    value = _describe_value(container["period"])
     if period < MIN_PERIOD:
-        raise ConfigError(
-            f'{source}: {path}: {json.dumps(container["period"])} is shorter than the minimum period, "10ms"'
-        )
+        raise ConfigError(f'{source}: {path}: {value} is shorter than the minimum period, "10ms"')
+    if period > MAX_PERIOD:
+        raise ConfigError(f'{source}: {path}: {value} is longer than the maximum period, "24h"')
     return period
 
 
@@ -209,12 +353,16 @@ def _describe_schema_error(error: jsonschema.ValidationError) -> str:
         return f"{json_path([*error.absolute_path, extra[0]])}: unknown key (allowed: {allowed})"
     if error.validator == "enum":
         known = ", ".join(error.validator_value)
-        return f"{where}: unknown metric group {json.dumps(error.instance)} (known: {known})"
+        return f"{where}: unknown metric group {_describe_value(error.instance)} (known: {known})"
     if error.validator == "pattern":
-        return f'{where}: {json.dumps(error.instance)} is not a duration like "500ms", "2s", "1m", "1h"'
+        return f'{where}: {_describe_value(error.instance)} is not a duration like "500ms", "2s", "1m", "1h"'
     if error.validator == "required":
         missing = [key for key in error.validator_value if key not in error.instance]
         return f"{where}: missing required key {json.dumps(missing[0])}"
+    if error.validator == "maxItems":
+        return f"{where}: {_too_many(len(error.instance), error.validator_value)}"
+    if error.validator == "maxLength":
+        return f"{where}: {len(error.instance)} characters; at most {error.validator_value} are allowed"
     if error.validator == "type":
         expected = _json_type_name(error.validator_value)
         return f"{where}: expected {expected}, got {_describe_value(error.instance)}"

@@ -24,8 +24,10 @@ def parse_duration(text: str) -> float:
 
 
 def _quoted(text: object) -> str:
-    """As the value appears in the JSON file, like the schema's messages."""
-    return json.dumps(text) if isinstance(text, str) else repr(text)
+    """As the value appears in the JSON file, like the schema's messages; cut short, so that the
+    error stays a readable line whatever the file holds."""
+    quoted = json.dumps(text) if isinstance(text, str) else repr(text)
+    return quoted if len(quoted) <= 40 else quoted[:37] + "..."
 
 
 def format_duration(seconds: float) -> str:

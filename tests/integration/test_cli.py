@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
+import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +125,94 @@ def test_check_config_without_a_file_shows_the_5s_defaults() -> None:
     assert [g["type"] for g in effective["system_metrics"]] == ["vcpu_usage", "memory_info"]
 
 
-@pytest.mark.parametrize("argument", [["--verbose", "5"], ["--verbose=x"], ["--max-reports", "0"]])
-def test_bad_arguments_are_an_argparse_error_not_a_traceback(argument: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("argument", "line"),
+    [
+        (["--verbose", "5"], "--verbose: 5 is outside 0..4"),
+        (["--verbose=x"], "--verbose: 'x' is not a number from 0 to 4"),
+        (["--max-reports", "0"], "--max-reports: 0 must be at least 1"),
+        (["--otlp-backlog", "0"], "--otlp-backlog: 0 must be at least 1"),
+        (["--prometheus", "70000"], "--prometheus: port 70000 is out of range 0..65535"),
+        (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["-c"], "-c/--config-file: expected one argument"),
+    ],
+)
+def test_a_bad_argument_is_one_line_on_stderr_and_exit_2(argument: list[str], line: str) -> None:
     result = run_monitor(argument)
-    assert result.returncode == 2
-    assert "otel-neuron-monitor: error: argument" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"otel-neuron-monitor: {line}\n"
+
+
+# --- what a configuration may ask for: every size and duration bounded, checked at load time
+
+LIMITS = [
+    pytest.param(
+        {"period": "99999999999999h", "system_metrics": [{"type": "vcpu_usage"}]},
+        'period: "99999999999999h" is longer than the maximum period, "24h"',
+        id="period-of-11-billion-years",
+    ),
+    pytest.param(
+        {"neuron_runtimes": [{"address": "sim:?cores=100000000", "metrics": [{"type": "memory_used"}]}]},
+        "neuron_runtimes[0].address: 'sim:?cores=100000000': cores must be between 1 and 128, not 100000000",
+        id="100-million-simulated-cores",
+    ),
+    pytest.param(
+        {"neuron_runtimes": [{"address": "sim:?models=99999999", "metrics": [{"type": "memory_used"}]}]},
+        "neuron_runtimes[0].address: 'sim:?models=99999999': models must be between 0 and 128, not 99999999",
+        id="100-million-simulated-models",
+    ),
+    pytest.param(
+        {"neuron_runtimes": [{"address": "sim:", "metrics": [{"type": "memory_used"}]}] * 100_000},
+        "larger than 1048576 bytes (1 MiB), too large for a configuration",
+        id="100000-runtimes",
+    ),
+    pytest.param(
+        {"neuron_runtimes": [{"address": "sim:", "metrics": []}] * 20_000},
+        "neuron_runtimes: 20000 entries; at most 128 are allowed",
+        id="20000-runtimes-in-1-mib",
+    ),
+]
+
+
+@pytest.mark.parametrize(("document", "message"), LIMITS)
+def test_a_config_past_a_limit_is_refused_at_load_time(tmp_path: Path, document: Any, message: str) -> None:
+    config = write_config(tmp_path, document)
+    for extra in (["--check-config"], ["--imds", "off", "--max-reports", "1"]):
+        result = run_monitor(["-c", str(config), *extra], timeout=20)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == f"otel-neuron-monitor: {config}: {message}\n"
+
+
+def test_a_fifo_as_the_config_file_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "monitor.conf"
+    os.mkfifo(fifo)
+    for extra in (["--check-config"], ["--imds", "off", "--max-reports", "1"]):
+        result = run_monitor(["-c", str(fifo), *extra], timeout=20)  # a regression fails, never hangs
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == f"otel-neuron-monitor: {fifo}: is a FIFO, not a regular file\n"
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("neuron-monitor:{tmp}/neuron-monitor", "{tmp}/neuron-monitor does not exist"),
+        ("neuron-monitor:{tmp}/not-a-program", "{tmp}/not-a-program is not executable"),
+        ("sysfs:{tmp}/no-driver-here", "the root {tmp}/no-driver-here is not a directory"),
+    ],
+)
+def test_check_config_checks_the_programs_and_directories_it_names(
+    tmp_path: Path, address: str, problem: str
+) -> None:
+    (tmp_path / "not-a-program").write_text("")
+    address, problem = address.format(tmp=tmp_path), problem.format(tmp=tmp_path)
+    group = "memory_used"
+    config = write_config(tmp_path, {"neuron_runtimes": [{"address": address, "metrics": [{"type": group}]}]})
+    result = run_monitor(["-c", str(config), "--check-config"])
+    assert (result.returncode, result.stdout) == (2, "")
+    assert (
+        result.stderr
+        == f"otel-neuron-monitor: {config}: neuron_runtimes[0].address: {address!r}: {problem}\n"
+    )
 
 
 def test_help_documents_the_guides_options() -> None:
@@ -282,6 +369,27 @@ def test_an_empty_proc_fails_every_group_but_the_monitor_keeps_reporting(tmp_pat
 # --- how it ends
 
 
+def test_check_config_into_head_1_is_a_quiet_exit_0(tmp_path: Path) -> None:
+    # 128 runtimes make the printed configuration larger than a pipe holds: head exits while the
+    # monitor still writes, every time.
+    runtimes = [
+        {"address": f"unix:{tmp_path}/runtime-{n}.sock", "metrics": [{"type": "memory_used"}]}
+        for n in range(128)
+    ]
+    config = write_config(tmp_path, {"period": "1s", "neuron_runtimes": runtimes})
+    command = " ".join(monitor_command()) + f" -c {config} --check-config 2>{tmp_path}/stderr | head -1"
+    for _ in range(5):
+        result = subprocess.run(
+            ["bash", "-c", f"set -o pipefail; {command}"],
+            env=clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert (result.returncode, result.stdout) == (0, "{\n")
+        assert (tmp_path / "stderr").read_text() == ""
+
+
 def test_the_reader_going_away_is_a_quiet_exit_0(tmp_path: Path) -> None:
     monitor = start_monitor(["-c", str(write_config(tmp_path, FAST)), "--imds", "off"])
     assert monitor.stdout is not None and monitor.stderr is not None
@@ -370,3 +478,77 @@ def test_the_guides_example_runs_with_no_runtime_there_and_says_so(tmp_path: Pat
     # The host groups carry on regardless.
     assert lines[-1]["system_data"]["vcpu_usage"]["error"] == ""
     assert lines[-1]["system_data"]["memory_info"]["error"] == ""
+
+
+# --- the other edges: the Prometheus port, the simulator's address
+
+
+def test_prometheus_0_says_at_verbose_1_which_port_it_chose(tmp_path: Path) -> None:
+    config = write_config(tmp_path, FAST)
+    monitor = start_monitor(["-c", str(config), "--imds", "off", "--prometheus", "0", "--verbose", "1"])
+    assert monitor.stderr is not None
+    first_line: list[str] = []
+    reader = threading.Thread(target=lambda: first_line.append(monitor.stderr.readline()), daemon=True)
+    reader.start()
+    try:
+        reader.join(timeout=15)  # a monitor that never says it leaves the list empty, and is killed
+        said = re.search(
+            r"NOTICE otel_neuron: Prometheus metrics served on http://127\.0\.0\.1:(\d+)/metrics$",
+            "".join(first_line).rstrip("\n"),
+        )
+        assert said, first_line
+        port = int(said.group(1))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        monitor.kill()
+        monitor.wait(timeout=5)
+    assert port != 0
+
+
+SIMULATOR = [sys.executable, "-m", "otel_neuron.runtime.simulator_cli"]
+
+
+def user_environment() -> dict[str, str]:
+    """As in a user's shell: without the GRPC_VERBOSITY that tests/conftest.py sets for the tests."""
+    env = clean_environment()
+    env.pop("GRPC_VERBOSITY", None)
+    return env
+
+
+def test_the_simulator_on_an_address_it_cannot_have_says_so_in_one_line_of_its_own() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        for address, line in (
+            (busy, f"otel-neuron-simulator: cannot listen on {busy}: "),
+            (
+                "127.0.0.1:99999",
+                "otel-neuron-simulator: '127.0.0.1:99999' is not an address like "
+                "127.0.0.1:50051 (the port must be 1 to 65535)",
+            ),
+        ):
+            result = subprocess.run(
+                [*SIMULATOR, "--address", address],
+                env=user_environment(),
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+            assert result.returncode == 2
+            assert "add_port.cc" not in result.stderr  # gRPC's own log line
+            assert len(result.stderr.splitlines()) == 1
+            assert result.stderr.startswith(line)
+
+
+def test_a_simulator_option_past_its_bound_is_one_line_and_exit_2() -> None:
+    result = subprocess.run(
+        [*SIMULATOR, "--address", "unix:/nonexistent/x.sock", "--cores", "100000000"],
+        env=user_environment(),
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "otel-neuron-simulator: error: cores must be between 1 and 128, not 100000000\n"

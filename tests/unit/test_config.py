@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_neuron.config import ConfigError, GroupConfig, MonitorConfig, load_config, parse_config
+from otel_neuron.config import (
+    MAX_GROUPS_PER_LIST,
+    MAX_RUNTIMES,
+    ConfigError,
+    GroupConfig,
+    MonitorConfig,
+    check_paths,
+    load_config,
+    load_schema,
+    parse_config,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -234,6 +245,64 @@ BAD = [
         'monitor.conf: neuron_runtimes[0].period: "5ms" is shorter than the minimum period, "10ms"',
         id="period-below-the-minimum",
     ),
+    *(
+        pytest.param(
+            json.dumps({"period": period, "system_metrics": [{"type": "vcpu_usage"}]}),
+            f'monitor.conf: period: "{period}" is longer than the maximum period, "24h"',
+            id=f"period-{period}-above-the-maximum",
+        )
+        for period in ("99999999999999h", "1441m", "86400.001s")
+    ),
+    *(
+        pytest.param(
+            json.dumps({"neuron_runtimes": [{"address": address, "metrics": [{"type": "memory_used"}]}]}),
+            f"monitor.conf: neuron_runtimes[0].address: '{address}': {reason}",
+            id=f"simulator-{reason.split()[0]}-out-of-bounds",
+        )
+        for address, reason in (
+            ("sim:?cores=100000000", "cores must be between 1 and 128, not 100000000"),
+            ("sim:?models=99999999", "models must be between 0 and 128, not 99999999"),
+            ("sim:?devices=40&cores=64", "devices must be between 1 and 32, not 40"),
+            ("sim:?rate=1e12", "rate must be between 0 and 100000, not 1000000000000.0"),
+            ("sim:?rate=nan", "rate must be between 0 and 100000, not nan"),
+            ("sim:?seed=-1", f"seed must be between 0 and {2**64 - 1}, not -1"),
+            ("sim:?churn=inf", "churn must be between 0 and 86400, not inf"),
+            ("sim:?ecc_per_hour=1e9", "ECC events per hour must be between 0 and 1000000, not 1000000000.0"),
+        )
+    ),
+    pytest.param(
+        json.dumps({"neuron_runtimes": [{"address": "sim:", "metrics": []}] * 100_000}),
+        "monitor.conf: larger than 1048576 bytes (1 MiB), too large for a configuration",
+        id="100000-runtimes-a-file-too-large",
+    ),
+    pytest.param(
+        json.dumps({"neuron_runtimes": [{"address": "sim:", "metrics": []}] * 20_000}),
+        "monitor.conf: neuron_runtimes: 20000 entries; at most 128 are allowed",
+        id="20000-runtimes",
+    ),
+    pytest.param(
+        json.dumps(
+            {"neuron_runtimes": [{"address": "unix:/a", "metrics": [{"type": "memory_used"}] * 40_000}]}
+        ),
+        "monitor.conf: neuron_runtimes[0].metrics: 40000 entries; at most 16 are allowed",
+        id="40000-groups-of-a-runtime",
+    ),
+    pytest.param(
+        json.dumps({"system_metrics": [{"type": "vcpu_usage"}] * 17}),
+        "monitor.conf: system_metrics: 17 entries; at most 16 are allowed",
+        id="17-system-groups",
+    ),
+    pytest.param(
+        json.dumps({"neuron_runtimes": [{"address": "unix:/" + "a" * 5000, "metrics": []}]}),
+        "monitor.conf: neuron_runtimes[0].address: 5006 characters; at most 4096 are allowed",
+        id="address-too-long",
+    ),
+    pytest.param(
+        json.dumps({"system_metrics": [{"type": "x" * 5000}]}),
+        'monitor.conf: system_metrics[0].type: unknown metric group "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... '
+        "(known: vcpu_usage, memory_info)",
+        id="a-long-value-is-cut-short",
+    ),
 ]
 
 
@@ -265,14 +334,98 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     path = write(tmp_path, '{"period": "1s"}')
     if os.geteuid() == 0:  # root reads a file of mode 000 anyway; have the read fail as it would for a user
 
-        def refuse(self: Path, *args: object, **kwargs: object) -> str:
-            raise PermissionError(13, "Permission denied", str(self))
+        def refuse(file: object, *args: object, **kwargs: object) -> int:
+            raise PermissionError(13, "Permission denied", str(file))
 
-        monkeypatch.setattr(Path, "read_text", refuse)
+        monkeypatch.setattr(os, "open", refuse)
     else:
         path.chmod(0)
     with pytest.raises(ConfigError, match=f"^{path}: cannot read: Permission denied$"):
         load_config(path)
+
+
+@pytest.mark.parametrize("kind", ["socket", "character device"])
+def test_a_file_that_is_not_regular_is_refused(tmp_path: Path, kind: str) -> None:
+    # A FIFO is the integration test's (a regression would block on it; there it has a timeout).
+    if kind == "socket":
+        path = tmp_path / "monitor.sock"
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(path))  # the socket file stays after close
+        expected = "is a socket"
+    else:
+        path = Path("/dev/null")
+        expected = "is a character device"
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: {expected}, not a regular file"
+
+
+def test_a_file_larger_than_1_mib_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({"period": "1s", "pad": "x" * (1 << 20)}))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: larger than 1048576 bytes (1 MiB), too large for a configuration"
+
+
+def test_the_schema_states_the_loaders_limits() -> None:
+    schema = load_schema("monitor-config.schema.json")
+    runtime = schema["$defs"]["runtime"]["properties"]
+    assert schema["properties"]["neuron_runtimes"]["maxItems"] == MAX_RUNTIMES
+    assert schema["properties"]["system_metrics"]["maxItems"] == MAX_GROUPS_PER_LIST
+    assert runtime["metrics"]["maxItems"] == MAX_GROUPS_PER_LIST
+
+
+def test_the_limits_themselves_are_allowed(tmp_path: Path) -> None:
+    runtime = {
+        "address": f"sim:?cores=128&devices=32&models=128&rate=100000&seed={2**64 - 1}&churn=86400",
+        "period": "24h",
+        "metrics": [{"type": "memory_used", "period": "10ms"}],
+    }
+    config = load_config(write(tmp_path, json.dumps({"neuron_runtimes": [runtime] * 128})))
+    assert len(config.runtimes) == 128
+    assert config.periods() == [0.01]
+
+
+# --- what --check-config checks on this host
+
+
+def runtime_at(address: str) -> MonitorConfig:
+    return parse_config(
+        json.dumps({"neuron_runtimes": [{"address": address, "metrics": [{"type": "memory_used"}]}]})
+    )
+
+
+def test_check_paths_accepts_what_is_there(tmp_path: Path) -> None:
+    program = tmp_path / "neuron-monitor"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    for address in (f"neuron-monitor:{program}", f"sysfs:{tmp_path}", "unix:/nowhere/neuron.sock", "stdin:"):
+        check_paths(runtime_at(address))
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("neuron-monitor:{tmp}/absent", "{tmp}/absent does not exist"),
+        ("neuron-monitor:{tmp}/plain", "{tmp}/plain is not executable"),
+        ("neuron-monitor:{tmp}", "{tmp} is not a file"),
+        ("neuron-monitor:no-such-program-here", "no program 'no-such-program-here' on PATH"),
+        (
+            "neuron-monitor:{tmp}/run?config={tmp}/absent.json",
+            "the config file {tmp}/absent.json does not exist",
+        ),
+        ("sysfs:{tmp}/absent", "the root {tmp}/absent is not a directory"),
+        ("sysfs:{tmp}/plain", "the root {tmp}/plain is not a directory"),
+    ],
+)
+def test_check_paths_names_what_is_missing(tmp_path: Path, address: str, problem: str) -> None:
+    (tmp_path / "plain").write_text("")
+    (tmp_path / "run").write_text("#!/bin/sh\n")
+    (tmp_path / "run").chmod(0o755)
+    address, problem = address.format(tmp=tmp_path), problem.format(tmp=tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        check_paths(runtime_at(address))
+    assert str(caught.value) == f"<config>: neuron_runtimes[0].address: {address!r}: {problem}"
 
 
 def test_file_that_fails_to_read() -> None:

@@ -39,8 +39,21 @@ _FAILURES = (
 _MODEL_NAMES = ("resnet50", "bert-base", "gpt2", "yolov5", "t5-small", "vit-b16", "whisper", "llama-7b")
 
 
+# What one simulated runtime may be: a trn2.48xlarge has 16 devices and 128 NeuronCores. Beyond
+# these a typo (cores=100000000) would take gigabytes or a core rather than describe a host.
+MAX_CORES = 128
+MAX_DEVICES = 32
+MAX_MODELS = 128
+MAX_RATE = 100_000  # inferences per second
+MAX_SEED = 2**64 - 1
+MAX_CHURN_S = 86_400
+MAX_ECC_PER_HOUR = 1_000_000
+
+
 @dataclass(frozen=True)
 class SimulatorOptions:
+    """A simulated runtime's shape and workload; ValueError naming the first option out of bounds."""
+
     cores: int = 4
     devices: int = 1
     models: int = 2
@@ -50,22 +63,25 @@ class SimulatorOptions:
     churn_s: float = 30.0  # mean seconds between a model unload + load; 0 disables it
     ecc_per_hour: float = 60.0  # mean ECC events per hour per device
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
-        if self.cores < 1:
-            raise ValueError(f"cores must be at least 1, not {self.cores}")
-        if self.devices < 1 or self.devices > self.cores:
-            raise ValueError(
-                f"devices must be between 1 and the number of cores ({self.cores}), not {self.devices}"
-            )
-        if self.models < 0:
-            raise ValueError(f"models must be 0 or more, not {self.models}")
-        if not (self.rate >= 0 and math.isfinite(self.rate)):
-            raise ValueError(f"rate must be a number of inferences per second >= 0, not {self.rate}")
-        if not 0 <= self.error_rate <= 1:
-            raise ValueError(f"error rate must be between 0 and 1, not {self.error_rate}")
-        if self.churn_s < 0 or self.ecc_per_hour < 0:
-            raise ValueError("churn and ECC rates must be >= 0")
+        _check_between("cores", self.cores, 1, MAX_CORES)
+        _check_between("devices", self.devices, 1, min(self.cores, MAX_DEVICES))
+        _check_between("models", self.models, 0, MAX_MODELS)
+        _check_between("rate", self.rate, 0, MAX_RATE)
+        _check_between("error rate", self.error_rate, 0, 1)
+        _check_between("seed", self.seed, 0, MAX_SEED)
+        _check_between("churn", self.churn_s, 0, MAX_CHURN_S)
+        _check_between("ECC events per hour", self.ecc_per_hour, 0, MAX_ECC_PER_HOUR)
+
+
+def _check_between(name: str, value: float, lowest: float, highest: float) -> None:
+    # `not (a <= x <= b)` rather than `x < a or x > b`: NaN fails every comparison and must fail here too.
+    if not lowest <= value <= highest:
+        raise ValueError(f"{name} must be between {lowest} and {highest}, not {value!r}")
 
 
 class Simulator:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 
-# gRPC's core logs each client going away at INFO on stderr; keep stderr for our own messages.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+# gRPC's core logs each client going away at INFO, and a port it cannot bind at ERROR (an
+# `add_port.cc` line), on stderr; stderr is for our own one-line messages. Must be set before grpc
+# is first imported.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import argparse
 import signal
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import NoReturn
 
-from otel_neuron.runtime.server import serve_runtime_endpoint
+from otel_neuron.runtime.server import serve_runtime_endpoint, unix_socket_path
 from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
 
 PROG = "otel-neuron-simulator"
@@ -72,8 +74,23 @@ def _options(arguments: argparse.Namespace) -> SimulatorOptions:
     )
 
 
+def _port_problem(address: str) -> str:
+    """Why a host:port address cannot be listened on ("" if it can be tried); gRPC would take a port
+    past 65535 modulo 65536 and listen somewhere else."""
+    if unix_socket_path(address) is not None or ":" not in address:
+        return ""  # serve_runtime_endpoint names these problems itself
+    port = address.rpartition(":")[2]
+    if port.isdigit() and not 0 < int(port) < 65536:
+        return f"{address!r} is not an address like 127.0.0.1:50051 (the port must be 1 to 65535)"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
+    problem = _port_problem(arguments.address)
+    if problem:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+        return 2
     simulator = Simulator(_options(arguments))
     try:
         server = serve_runtime_endpoint(
