@@ -43,9 +43,10 @@ def test_piped_neuron_monitor_and_sysfs_reach_the_json_report(tmp_path: Path) ->
     assert process.returncode == 0, err.decode()
     report = json.loads(out.decode().splitlines()[0])
     sysfs, bridged = report["neuron_runtime_data"]
+    # The trees' `total` files (tests/fixtures/sysfs/make_trees.py), not `present` (the last allocation).
     assert sysfs["report"]["memory_used"]["neuron_runtime_used_bytes"] == {
-        "host": 30000,
-        "neuron_device": 90000000,
+        "host": 108_000,
+        "neuron_device": 396_000_000,
     }
     stats = bridged["report"]["inference_stats"]
     assert stats["error"] == ""

@@ -10,7 +10,6 @@ JSON body, so the report can be rebuilt from OpenTelemetry data alone.
 
 from __future__ import annotations
 
-import enum
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,6 +20,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, overload
 
 import numpy
 
+# Declared once in semconv; re-exported here, where groups have always found them.
+from otel_neuron.semconv import InstrumentSpec as InstrumentSpec
+from otel_neuron.semconv import Kind as Kind
+
 if TYPE_CHECKING:
     from otel_neuron.sources.fetch_loop import Refreshable
 
@@ -30,23 +33,6 @@ Attributes = Mapping[str, AttributeValue]
 # Attribute keys shared by several groups.
 RUNTIME_INDEX = "neuron.runtime.index"
 GROUP = "neuron.monitor.group"
-
-
-class Kind(enum.Enum):
-    """How an instrument's point value is to be read."""
-
-    GAUGE = "gauge"  # a value over the period or at sample time (percentages, counts of things)
-    COUNTER = "counter"  # monotonic; the point value is the increase over the period
-    UPDOWN = "updowncounter"  # a current amount that goes up and down (bytes in use)
-    HISTOGRAM = "histogram"  # the point value is a HistogramDelta over the period
-
-
-@dataclass(frozen=True)
-class InstrumentSpec:
-    name: str
-    unit: str
-    description: str
-    kind: Kind
 
 
 BucketCounts = Sequence[int] | numpy.ndarray[Any, Any]
@@ -223,14 +209,15 @@ class MetricGroup(ABC):
     # Elsewhere keeping the points to compare costs more than rendering again.
     sections_repeat = False
 
-    def __init__(self, runtime_index: int | None = None) -> None:
+    def __init__(self, runtime_index: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.runtime_index = runtime_index
         self.last_sample: GroupSample | None = None
+        self._clock = clock  # seconds, monotonic: what periods are measured with
         self._previous_time: float | None = None
 
     def prime(self) -> None:
         """Take the baseline so that the first reported period already covers a real interval."""
-        self._previous_time = time.monotonic()
+        self._previous_time = self._clock()
         try:
             self._take_baseline()
         except Exception:  # noqa: BLE001 - a failing baseline shows up as the first sample's error
@@ -239,7 +226,7 @@ class MetricGroup(ABC):
     def sample(self) -> GroupSample:
         """Collect now. A failed collection keeps the start of the interval, so the next good one
         covers the whole gap with a period that says so (its counts span the gap too)."""
-        now = time.monotonic()
+        now = self._clock()
         period = now - self._previous_time if self._previous_time is not None else 0.0
         try:
             points = self._sample_points(period)
@@ -250,7 +237,7 @@ class MetricGroup(ABC):
 
     def error_sample(self, message: str) -> GroupSample:
         """Record a collection that could not finish (the pipeline's deadline passed)."""
-        now = time.monotonic()
+        now = self._clock()
         period = now - self._previous_time if self._previous_time is not None else 0.0
         return self._keep(GroupSample(period, message, time.time_ns(), {}))
 

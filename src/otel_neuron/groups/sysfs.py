@@ -4,9 +4,12 @@
 
 A `sysfs:` runtime entry (or `sysfs:/other/root`) gives, for the whole host:
 
-- memory_used: `neuron_runtime_used_bytes` host = the sum of host_mem categories' `present`,
-  neuron_device = the sum of every core's device_mem `present` (no loaded_models: sysfs does not
-  list them); each category also as neuron.runtime.host_memory.usage / neuron.core.memory.usage;
+- memory_used: `neuron_runtime_used_bytes` host = the sum of every device's host_mem categories'
+  `total` (the bytes in use now; `present` is only the last allocation's size), neuron_device =
+  the sum of every core's device_mem categories' `total` (no loaded_models: sysfs does not list
+  them); each category also as neuron.runtime.host_memory.usage / neuron.core.memory.usage, and
+  its `peak` (the most ever in use) as neuron.device.host_memory.peak / neuron.core.memory.peak
+  (OpenTelemetry only: the JSON memory_used keeps the guide's shape);
 - hw_counters: the ECC events of each device during the period (the increase of the driver's
   totals; a total that went down -- a driver reload -- counts from zero);
 - neuron_hardware_info: device type, count, NeuronCores per device (as neuron-monitor 2.x);
@@ -16,7 +19,8 @@ A `sysfs:` runtime entry (or `sysfs:/other/root`) gives, for the whole host:
 
 The whole tree is read once per tick and shared by the groups of one entry. A file that is
 unreadable or garbage is skipped; the group's error names it, and the rest still flows through
-OpenTelemetry.
+OpenTelemetry. A read that fails as a whole (no tree) keeps the start of the group's interval
+(`MetricGroup.sample`), so the next good period covers the gap, as its counts do.
 """
 
 from __future__ import annotations
@@ -27,63 +31,50 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from otel_neuron.groups import runtime as runtime_groups
-from otel_neuron.groups.base import (
-    GroupSample,
-    InstrumentSpec,
-    Kind,
-    MetricGroup,
-    Point,
-    PointsByMetric,
-    describe_error,
-)
-from otel_neuron.groups.neuron_monitor import (
-    CORE_MEMORY_BY_CATEGORY,
-    HOST_MEMORY_BY_CATEGORY,
-    MEMORY_CATEGORY,
-)
-from otel_neuron.groups.runtime import (
+from otel_neuron.groups.base import GroupSample, MetricGroup, Point, PointsByMetric
+from otel_neuron.semconv import (
+    CORE_COUNTER,
     CORE_INDEX,
+    CORE_MEMORY_BY_CATEGORY,
+    CORE_MEMORY_PEAK,
+    CORE_OTHER_COUNT,
+    CORE_STATUS,
+    CORE_STATUS_COUNT,
+    CORE_VERSION,
+    DEVICE_CORES,
+    DEVICE_HOST_MEMORY_PEAK,
     DEVICE_INDEX,
+    DEVICE_INFO,
+    DEVICE_TYPE,
     ECC_ERRORS,
+    ECC_KINDS_V1,
+    HOST_MEMORY_BY_CATEGORY,
+    HW_COUNTERS,
     HW_ERROR_TYPE,
+    INSTANCE_TYPE,
+    MEMORY_CATEGORY,
     MEMORY_LOCATION,
+    MEMORY_USED,
+    NEURON_HARDWARE_INFO,
+    NEURON_POWER,
+    NEURONCORE_STATUS,
+    POWER_STATISTIC,
+    POWER_STATUS,
+    POWER_STATUS_GAUGE,
+    POWER_UTILIZATION,
     RUNTIME_MEMORY,
 )
-from otel_neuron.sources.sysfs import SysfsSnapshot, parse_sysfs_address, read_sysfs
+from otel_neuron.sources.sysfs import (
+    ECC_FILES,
+    DeviceNode,
+    SysfsSnapshot,
+    parse_sysfs_address,
+    read_sysfs,
+)
 
-DEVICE_TYPE = "neuron.device.type"
-CORE_VERSION = "neuron.core.version"
-INSTANCE_TYPE = "host.type"
-POWER_STATISTIC = "neuron.power.statistic"  # min | max | avg
-POWER_STATUS = "neuron.power.status"  # valid | no_data | invalid
-CORE_STATUS = "neuron.core.status"
-CORE_COUNTER = "neuron.core.counter"
-
-DEVICE_INFO = InstrumentSpec(
-    "neuron.device.info", "1", "1 per Neuron device, its facts as attributes", Kind.GAUGE
-)
-DEVICE_CORES = InstrumentSpec(
-    "neuron.device.core.count", "{core}", "NeuronCores of a Neuron device", Kind.UPDOWN
-)
-POWER_UTILIZATION = InstrumentSpec(
-    "neuron.device.power.utilization",
-    "1",
-    "Power use of a Neuron device as a fraction of its limit",
-    Kind.GAUGE,
-)
-POWER_STATUS_GAUGE = InstrumentSpec(
-    "neuron.device.power.status", "1", "1 for the status of the device's latest power reading", Kind.GAUGE
-)
-CORE_STATUS_COUNT = InstrumentSpec(
-    "neuron.core.status.count", "{event}", "NeuronCore execution status counts by status", Kind.COUNTER
-)
-CORE_OTHER_COUNT = InstrumentSpec(
-    "neuron.core.other_info.count",
-    "{event}",
-    "Other NeuronCore counters (flops, loads, resets)",
-    Kind.COUNTER,
-)
+Clock = Callable[[], float]
 _POWER_STATISTICS = (("min", "minimum"), ("max", "maximum"), ("avg", "average"))
+_MAX_PROBLEMS = 3  # named in a group's error; the rest are counted
 
 
 class SysfsReader:
@@ -94,18 +85,23 @@ class SysfsReader:
     """
 
     def __init__(
-        self, root: str, read: Callable[[str], SysfsSnapshot] = read_sysfs, reuse_s: float = 0.5
+        self,
+        root: str,
+        read: Callable[[str], SysfsSnapshot] = read_sysfs,
+        reuse_s: float = 0.5,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.root = root
         self._read = read
         self._reuse_s = reuse_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._last: tuple[float, SysfsSnapshot] | None = None
         self._consumers: set[int] = set()
 
     def snapshot(self, consumer: object) -> SysfsSnapshot:
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             key = id(consumer)
             if self._last is None or key in self._consumers or now - self._last[0] >= self._reuse_s:
                 self._last = (now, self._read(self.root))
@@ -120,33 +116,32 @@ class SysfsGroup(MetricGroup):
     # Path fragments of the files this group reads, to pick its problems from the snapshot's.
     files: tuple[str, ...] = ()
 
-    def __init__(self, runtime_index: int | None, reader: SysfsReader) -> None:
-        super().__init__(runtime_index)
+    def __init__(self, runtime_index: int | None, reader: SysfsReader, clock: Clock = time.monotonic) -> None:
+        super().__init__(runtime_index, clock)
         self.reader = reader
         self._base = self.base_attributes()
+        self._problems: list[str] = []
 
     def sample(self) -> GroupSample:
-        now = time.monotonic()
-        period = now - self._previous_time if self._previous_time is not None else 0.0
-        self._previous_time = now
-        try:
-            snapshot = self.reader.snapshot(self)
-            points = self._points(snapshot)
-            problems = [p for p in snapshot.problems if any(fragment in p for fragment in self.files)]
-            error = "; ".join(problems[:3]) + (
-                f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-            )
-            result = GroupSample(period, error, time.time_ns(), points)
-        except Exception as error:  # noqa: BLE001 - a failing source becomes the group's error
-            result = GroupSample(period, describe_error(error), time.time_ns(), {})
-        self.last_sample = result
-        return result
+        """`MetricGroup.sample`, with the problems of the files this group read as its error."""
+        self._problems = []
+        sample = super().sample()
+        if sample.error or not self._problems:
+            return sample
+        problems = self._problems
+        error = "; ".join(problems[:_MAX_PROBLEMS])
+        if len(problems) > _MAX_PROBLEMS:
+            error += f" (and {len(problems) - _MAX_PROBLEMS} more)"
+        return self._keep(sample._replace(error=error))
 
     def _take_baseline(self) -> None:
         self._points(self.reader.snapshot(self))
 
     def _sample_points(self, period: float) -> PointsByMetric:
-        return self._points(self.reader.snapshot(self))
+        snapshot = self.reader.snapshot(self)
+        points = self._points(snapshot)
+        self._problems = [p for p in snapshot.problems if any(fragment in p for fragment in self.files)]
+        return points
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
         raise NotImplementedError
@@ -156,29 +151,38 @@ class SysfsGroup(MetricGroup):
 
 
 class SysfsMemoryUsed(SysfsGroup):
-    report_key = "memory_used"
-    instruments = (RUNTIME_MEMORY, HOST_MEMORY_BY_CATEGORY, CORE_MEMORY_BY_CATEGORY)
-    files = ("memory_usage",)
+    report_key = MEMORY_USED
+    instruments = (
+        RUNTIME_MEMORY,
+        HOST_MEMORY_BY_CATEGORY,
+        CORE_MEMORY_BY_CATEGORY,
+        DEVICE_HOST_MEMORY_PEAK,
+        CORE_MEMORY_PEAK,
+    )
+    files = ("host_mem/", "device_mem/")
     render = staticmethod(runtime_groups.MemoryUsedGroup.render)
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
         host_categories: dict[str, int] = {}
         core_points: list[Point] = []
+        host_peaks: list[Point] = []
+        core_peaks: list[Point] = []
         device_total = 0
         for device in snapshot.devices:
             for category, usage in device.host_memory.items():
-                if usage.present is not None:
-                    host_categories[category] = host_categories.get(category, 0) + usage.present
+                if usage.total is not None:
+                    host_categories[category] = host_categories.get(category, 0) + usage.total
+                if usage.peak is not None:
+                    where = {DEVICE_INDEX: device.index, MEMORY_CATEGORY: category}
+                    host_peaks.append((self._attrs(**where), usage.peak))
             for core in device.cores:
                 for category, usage in core.memory.items():
-                    if usage.present is not None:
-                        device_total += usage.present
-                        core_points.append(
-                            (
-                                self._attrs(**{CORE_INDEX: core.index, MEMORY_CATEGORY: category}),
-                                usage.present,
-                            )
-                        )
+                    where = {CORE_INDEX: core.index, MEMORY_CATEGORY: category}
+                    if usage.total is not None:
+                        device_total += usage.total
+                        core_points.append((self._attrs(**where), usage.total))
+                    if usage.peak is not None:
+                        core_peaks.append((self._attrs(**where), usage.peak))
         return {
             RUNTIME_MEMORY.name: [
                 (self._attrs(**{MEMORY_LOCATION: "host"}), sum(host_categories.values())),
@@ -189,11 +193,18 @@ class SysfsMemoryUsed(SysfsGroup):
                 for category, amount in sorted(host_categories.items())
             ],
             CORE_MEMORY_BY_CATEGORY.name: core_points,
+            DEVICE_HOST_MEMORY_PEAK.name: host_peaks,
+            CORE_MEMORY_PEAK.name: core_peaks,
         }
 
 
 class _Increases:
-    """Per-period increases of monotonic totals; a total that went down restarts from zero."""
+    """Per-period increases of monotonic totals; a total that went down restarts from zero.
+
+    A total missing from one reading (its file unreadable for a moment) keeps its last value, so
+    what happened meanwhile is counted when it is read again. The keys are the host's devices and
+    cores times the driver's counter names: bounded.
+    """
 
     def __init__(self) -> None:
         self._previous: dict[tuple[Any, ...], int] = {}
@@ -208,22 +219,19 @@ class _Increases:
                 increases[key] = total  # reset (driver reloaded): everything since counts
             else:
                 increases[key] = total - before
-        self._previous = dict(totals)
+        self._previous.update(totals)
         return increases
 
 
 class SysfsHwCounters(SysfsGroup):
-    report_key = "hw_counters"
+    report_key = HW_COUNTERS
     instruments = (ECC_ERRORS,)
-    files = ("hardware/",)
+    files = ECC_FILES
     render = staticmethod(runtime_groups.HwCountersGroup.render)
 
-    def __init__(self, runtime_index: int | None, reader: SysfsReader) -> None:
-        super().__init__(runtime_index, reader)
+    def __init__(self, runtime_index: int | None, reader: SysfsReader, clock: Clock = time.monotonic) -> None:
+        super().__init__(runtime_index, reader, clock)
         self._increases = _Increases()
-
-    def _take_baseline(self) -> None:
-        self._points(self.reader.snapshot(self))
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
         totals = {
@@ -232,7 +240,7 @@ class SysfsHwCounters(SysfsGroup):
         increases = self._increases.step(totals)
         points: list[Point] = []
         for device in snapshot.devices:
-            counts = dict.fromkeys(runtime_groups.ECC_KINDS, 0)
+            counts = dict.fromkeys(ECC_KINDS_V1, 0)  # the guide's hw_counters keys, always present
             counts.update({kind: increases[(device.index, kind)] for kind in device.ecc})
             for kind, count in counts.items():
                 points.append((self._attrs(**{DEVICE_INDEX: device.index, HW_ERROR_TYPE: kind}), count))
@@ -240,10 +248,10 @@ class SysfsHwCounters(SysfsGroup):
 
 
 class SysfsHardwareInfo(SysfsGroup):
-    report_key = "neuron_hardware_info"
+    report_key = NEURON_HARDWARE_INFO
     instruments = (DEVICE_INFO, DEVICE_CORES)
     sections_repeat = True
-    files = ("architecture", "core_count")
+    files = ("arch_type", "instance_type", "device_name", "core_count")
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
         info: list[Point] = []
@@ -252,7 +260,7 @@ class SysfsHardwareInfo(SysfsGroup):
             facts = {
                 DEVICE_INDEX: device.index,
                 DEVICE_TYPE: device.device_name.lower(),
-                CORE_VERSION: device.arch_type,
+                CORE_VERSION: _core_version(device),
                 INSTANCE_TYPE: device.instance_type,
             }
             info.append((self._attrs(**facts), 1))
@@ -278,9 +286,9 @@ class SysfsHardwareInfo(SysfsGroup):
 
 
 class SysfsPower(SysfsGroup):
-    report_key = "neuron_power"
+    report_key = NEURON_POWER
     instruments = (POWER_UTILIZATION, POWER_STATUS_GAUGE)
-    files = ("power/",)
+    files = ("power/utilization",)
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
         utilization: list[Point] = []
@@ -326,12 +334,12 @@ class SysfsPower(SysfsGroup):
 
 
 class SysfsNeuroncoreStatus(SysfsGroup):
-    report_key = "neuroncore_status"
+    report_key = NEURONCORE_STATUS
     instruments = (CORE_STATUS_COUNT, CORE_OTHER_COUNT)
-    files = ("stats/status/", "other_info/")
+    files = ("/status/", "/other_info/")
 
-    def __init__(self, runtime_index: int | None, reader: SysfsReader) -> None:
-        super().__init__(runtime_index, reader)
+    def __init__(self, runtime_index: int | None, reader: SysfsReader, clock: Clock = time.monotonic) -> None:
+        super().__init__(runtime_index, reader, clock)
         self._increases = _Increases()
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
@@ -365,6 +373,16 @@ class SysfsNeuroncoreStatus(SysfsGroup):
         return {"neuroncores": {str(index): cores[index] for index in sorted(cores)}}
 
 
+def _core_version(device: DeviceNode) -> str:
+    """The NeuronCore architecture ("NCv2"): a core's arch_type, else the device's with its ND made NC
+    (the driver names a device's architecture "NDv2", its cores' "NCv2")."""
+    for core in device.cores:
+        if core.arch_type:
+            return core.arch_type
+    arch = device.arch_type
+    return "NC" + arch[2:] if arch.upper().startswith("ND") else arch
+
+
 def _int(value: object) -> int:
     try:
         return int(value)  # type: ignore[call-overload, no-any-return]
@@ -379,11 +397,16 @@ SYSFS_GROUP_TYPES: dict[str, type[SysfsGroup]] = {
 
 
 def create_sysfs_groups(
-    runtime_index: int, address: str, group_types: Sequence[str], deadline_s: float = 1.0
+    runtime_index: int,
+    address: str,
+    group_types: Sequence[str],
+    deadline_s: float = 1.0,
+    clock: Clock = time.monotonic,
 ) -> list[MetricGroup]:
     """The requested groups of a `sysfs:` / `sysfs:/other/root` entry, sharing one reader.
 
-    Same call as `groups.runtime.create_runtime_groups` (`deadline_s` is unused: reads are local).
+    Same call as `groups.runtime.create_runtime_groups` (`deadline_s` is unused: reads are local);
+    `clock` (monotonic seconds) measures the periods.
     Raises ValueError for a bad address or a group sysfs cannot give (neuroncore_counters,
     inference_stats and neuron_runtime_vcpu_usage need a runtime or neuron-monitor).
     """
@@ -393,5 +416,5 @@ def create_sysfs_groups(
         raise ValueError(
             f"sysfs does not provide the group {unknown[0]!r} (it provides: {', '.join(SYSFS_GROUP_TYPES)})"
         )
-    reader = SysfsReader(root)
-    return [SYSFS_GROUP_TYPES[name](runtime_index, reader) for name in dict.fromkeys(group_types)]
+    reader = SysfsReader(root, clock=clock)
+    return [SYSFS_GROUP_TYPES[name](runtime_index, reader, clock) for name in dict.fromkeys(group_types)]

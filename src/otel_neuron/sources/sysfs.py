@@ -2,15 +2,24 @@
 
     snapshot = read_sysfs("/sys/devices/virtual/neuron_device")
 
-Read-only, always: a write to one of these files zeroes the counter. Every file is opened for
-reading, at most 4 KiB read, and parsed defensively: a missing file is skipped (the layout
-differs across driver versions and instance types), an unreadable or garbage one is skipped and
-named in `SysfsSnapshot.problems` ("neuron0/stats/power/utilization: ...").
+Read-only, always: the driver's counters are write-to-clear (writing anything to one sets it to
+0). Every file is opened with O_RDONLY, at most 4 KiB read, and parsed defensively: a missing file
+is skipped (the layout differs across driver versions and instance types), an unreadable or
+garbage one is skipped and named in `SysfsSnapshot.problems` ("neuron0/stats/power/utilization: ...").
 
-Nodes are discovered by walking the tree rather than assuming paths: devices are the
-directories `neuron<N>` under the root; NeuronCores are directories `neuron_core<M>` anywhere
-below a device; the files of each are found by the tail of their path (for example
-`memory_usage/host_mem/<category>/present`) however deep the driver put them. NeuronCores are
+A counter is a directory of `total`, `present` and (memory only) `peak`. For memory, `total` is
+what is in use now, `present` only the size of the last allocation or free, and `peak` the most
+ever in use; for the status and other_info counters, `total` is the count since the driver loaded.
+`present` is therefore never read.
+
+Nodes are discovered by walking the tree rather than assuming paths (driver 2.31 moved several
+nodes, and the old-to-new mapping is not published): devices are the directories `neuron<N>` under
+the root; NeuronCores are directories `neuron_core<M>` anywhere below a device. Within them each
+thing is recognised by the nearest name that says what it is, however deep the driver put it and
+whatever the directories in between are called: a counter directory under `host_mem` (of a
+device) or `device_mem`, `status`, `other_info` (of a core); an ECC file by its own name
+(`mem_ecc_uncorrected`, ...); `arch_type`, `instance_type`, `device_name`, `core_count` by theirs;
+power by `power/utilization`. Where a name occurs twice the shallower path wins. NeuronCores are
 numbered across devices the way neuron-monitor numbers them: device 0's cores first.
 """
 
@@ -21,6 +30,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from otel_neuron.semconv import ECC_KINDS_SYSFS
+
 DEFAULT_ROOT = "/sys/devices/virtual/neuron_device"
 SCHEME = "sysfs:"
 
@@ -28,8 +39,9 @@ _DEVICE_DIR = re.compile(r"neuron(\d+)")
 _CORE_DIR = re.compile(r"neuron_core(\d+)")
 _MAX_DEPTH = 8
 _MAX_READ = 4096
-ECC_FILES = ("mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_corrected", "sram_ecc_uncorrected",
-             "mem_ecc_repairable_uncorrected")  # fmt: skip
+_COUNTER_FILES = ("total", "present", "peak")  # any of them marks a counter directory
+# The ECC files the driver may have (no public driver has the *_corrected ones: skipped when absent).
+ECC_FILES = ECC_KINDS_SYSFS
 POWER_STATUSES = ("VALID", "NO_DATA", "INVALID")
 
 
@@ -39,10 +51,10 @@ class SysfsError(RuntimeError):
 
 @dataclass(frozen=True)
 class Usage:
-    """One counter directory: total, present and (memory only) peak; None where absent."""
+    """One counter directory: `total` (memory: bytes in use now; other counters: the count since the
+    driver loaded) and, for memory, `peak` (the most ever in use); None where absent or unreadable."""
 
     total: int | None = None
-    present: int | None = None
     peak: int | None = None
 
 
@@ -60,6 +72,7 @@ class CoreNode:
     index: int  # numbered across devices
     local_index: int  # neuron_core<M> within its device
     device_index: int
+    arch_type: str = ""  # the NeuronCore's, as "NCv2"
     memory: Mapping[str, Usage] = field(default_factory=dict)  # device_mem categories
     status: Mapping[str, Usage] = field(default_factory=dict)
     other_info: Mapping[str, Usage] = field(default_factory=dict)
@@ -69,7 +82,7 @@ class CoreNode:
 class DeviceNode:
     index: int
     core_count: int | None
-    arch_type: str
+    arch_type: str  # the device's, as "NDv2" (older drivers: as a core's, "NCv2")
     instance_type: str
     device_name: str
     host_memory: Mapping[str, Usage] = field(default_factory=dict)  # host_mem categories
@@ -108,13 +121,21 @@ class _Reader:
 
     def text(self, path: str) -> str | None:
         try:
-            with open(path, encoding="utf-8", errors="replace") as file:  # read-only, never "w"
-                return file.read(_MAX_READ).strip()
+            # O_RDONLY, never anything that could write: a write clears the driver's counter.
+            descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as error:
             self.problem(path, error.strerror or str(error))
             return None
+        try:
+            # One read: a sysfs attribute gives its whole value at offset 0.
+            return os.read(descriptor, _MAX_READ).decode("utf-8", errors="replace").strip()
+        except OSError as error:
+            self.problem(path, error.strerror or str(error))
+            return None
+        finally:
+            os.close(descriptor)
 
     def integer(self, path: str) -> int | None:
         text = self.text(path)
@@ -156,29 +177,31 @@ def _walk(top: str, skip: re.Pattern[str] | None) -> list[str]:
     return found
 
 
-def _find_usages(reader: _Reader, top: str, paths: list[str], parent_tail: str) -> dict[str, Usage]:
+def _shallow_first(path: str) -> tuple[int, str]:
+    return path.count("/"), path
+
+
+def _find_usages(
+    reader: _Reader, top: str, paths: list[str], parent: str, peak: bool = False
+) -> dict[str, Usage]:
+    """The counters `<parent>/<name>/{total,present,peak}` at any depth below `top`, by name."""
     directories: dict[str, str] = {}
-    tail = "/" + parent_tail + "/"
-    for path in paths:
-        marked = "/" + path
-        position = marked.rfind(tail)
-        if position < 0:
-            continue
-        name, _, leaf = marked[position + len(tail) :].partition("/")
-        if name and leaf in ("total", "present", "peak"):
-            directories.setdefault(name, os.path.join(top, marked[1 : position + len(tail)] + name))
+    for path in sorted(paths, key=_shallow_first):
+        parts = path.split("/")
+        if len(parts) >= 3 and parts[-3] == parent and parts[-1] in _COUNTER_FILES:
+            directories.setdefault(parts[-2], os.path.join(top, *parts[:-1]))
     return {
         name: Usage(
             total=reader.integer(os.path.join(directory, "total")),
-            present=reader.integer(os.path.join(directory, "present")),
-            peak=reader.integer(os.path.join(directory, "peak")),
+            peak=reader.integer(os.path.join(directory, "peak")) if peak else None,
         )
         for name, directory in sorted(directories.items())
     }
 
 
 def _find_file(top: str, paths: list[str], tail: str) -> str | None:
-    for path in sorted(paths, key=len):
+    """The shallowest path ending in `tail` (a name, or names joined by '/')."""
+    for path in sorted(paths, key=_shallow_first):
         if path == tail or path.endswith("/" + tail):
             return os.path.join(top, path)
     return None
@@ -208,11 +231,11 @@ def _read_device(reader: _Reader, path: str, index: int, first_core: int) -> Dev
     core_count = reader.integer(core_count_file) if core_count_file else None
     facts = {}
     for name in ("arch_type", "instance_type", "device_name"):
-        found = _find_file(path, paths, f"architecture/{name}")
+        found = _find_file(path, paths, name)
         facts[name] = (reader.text(found) or "") if found else ""
     ecc: dict[str, int] = {}
     for name in ECC_FILES:
-        found = _find_file(path, paths, f"hardware/{name}")
+        found = _find_file(path, paths, name)
         if found is None:
             continue
         # Some drivers make each counter a directory of total/present.
@@ -236,12 +259,14 @@ def _read_device(reader: _Reader, path: str, index: int, first_core: int) -> Dev
     cores = []
     for position, (local, core_path) in enumerate(sorted(core_dirs)):
         core_paths = _walk(core_path, None)
+        arch_file = _find_file(core_path, core_paths, "arch_type")
         cores.append(
             CoreNode(
                 index=first_core + position,
                 local_index=local,
                 device_index=index,
-                memory=_find_usages(reader, core_path, core_paths, "memory_usage/device_mem"),
+                arch_type=(reader.text(arch_file) or "") if arch_file else "",
+                memory=_find_usages(reader, core_path, core_paths, "device_mem", peak=True),
                 status=_find_usages(reader, core_path, core_paths, "status"),
                 other_info=_find_usages(reader, core_path, core_paths, "other_info"),
             )
@@ -252,7 +277,7 @@ def _read_device(reader: _Reader, path: str, index: int, first_core: int) -> Dev
         arch_type=facts["arch_type"],
         instance_type=facts["instance_type"],
         device_name=facts["device_name"],
-        host_memory=_find_usages(reader, path, paths, "memory_usage/host_mem"),
+        host_memory=_find_usages(reader, path, paths, "host_mem", peak=True),
         ecc=ecc,
         power=power,
         cores=tuple(cores),
