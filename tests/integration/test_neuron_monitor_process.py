@@ -1,13 +1,18 @@
-"""The bridge running a (fake) neuron-monitor binary: argument list, generated config, restarts."""
+"""The bridge running a (fake) neuron-monitor binary: argument list, generated config, restarts;
+and the CLI reading hostile neuron-monitor lines from stdin."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from monitor_cli import clean_environment, monitor_command
+from neuron_monitor_mutations import fixture_documents, random_hostile_line
 
 from otel_neuron.groups.base import GroupSample
 from otel_neuron.groups.neuron_monitor import create_bridge_groups
@@ -16,6 +21,7 @@ from otel_neuron.sources.neuron_monitor_bridge import BridgeRegistry
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "neuron-monitor"
 FAKE = FIXTURES / "fake-neuron-monitor"
 CRASHING = FIXTURES / "crashing-neuron-monitor"
+OUT_OF_RANGE = FIXTURES / "out-of-range.jsonl"
 
 
 def wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -119,3 +125,65 @@ def test_a_missing_binary_is_a_group_error_not_a_crash() -> None:
 
 def test_the_fake_binary_is_executable() -> None:
     assert os.access(FAKE, os.X_OK) and os.access(CRASHING, os.X_OK)
+
+
+def test_hostile_lines_from_a_spawned_neuron_monitor_never_stop_its_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAKE_NM_STREAM", str(OUT_OF_RANGE))
+    registry = BridgeRegistry()
+    groups = create_bridge_groups(
+        0, f"neuron-monitor:{FAKE}", ["inference_stats", "memory_used"], 0.8, registry=registry
+    )
+    for group in groups:
+        group.prime()
+    bridge = registry.bridges()[0]
+    wait_for(lambda: bridge.parser.lines >= 7)  # the five lines, then repeats of the last one
+    stats = next(group for group in groups if group.report_key == "inference_stats")
+    sample = stats.sample()
+    assert sample.error == ""
+    assert completed(sample) == 50 + 60 + 70 + 80  # a percentile of 400 digits, NaN, 1e999, ...
+    assert bridge.parser.malformed == 1  # 20,000 nested arrays
+    assert bridge.starts == 1  # read on, not restarted
+    for group in groups:
+        group.close()  # type: ignore[attr-defined]
+
+
+def run_from_stdin(lines: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*monitor_command(), "--from-stdin", "--validate", "--imds", "off"],
+        input="\n".join(lines) + "\n",
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=30,  # before issue 15 the monitor never ended: it had stopped reading
+        check=False,
+    )
+
+
+def test_the_cli_reads_on_after_a_line_of_400_digits_and_ends_at_end_of_input() -> None:
+    hostile = OUT_OF_RANGE.read_text().splitlines()
+    result = run_from_stdin([hostile[0], hostile[-1]])  # a percentile of 400 digits, then a good line
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no traceback, and --validate found every report as the schema says
+    (line,) = result.stdout.splitlines()  # the end of input ended the monitor
+    entry = json.loads(line)["neuron_runtime_data"][0]
+    assert entry["error"] == "stdin closed: no more neuron-monitor reports"
+    stats = entry["report"]["inference_stats"]
+    assert stats["error"] == ""
+    assert stats["inference_summary"]["completed"] == 50 + 80
+
+
+def test_the_cli_reads_a_fuzzed_stream_to_its_end_and_reports_within_the_schema() -> None:
+    documents = fixture_documents()
+    rng = random.Random(15)
+    lines = [random_hostile_line(rng, documents) for _ in range(300)]
+    good = json.loads((FIXTURES / "v1.jsonl").read_text().splitlines()[0])
+    good["neuron_runtime_data"][0]["report"]["memory_used"]["neuron_runtime_used_bytes"]["host"] = 123456789
+    result = run_from_stdin([*lines, json.dumps(good)])
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    (line,) = result.stdout.splitlines()
+    memory = json.loads(line)["neuron_runtime_data"][0]["report"]["memory_used"]
+    assert memory["error"] == ""
+    assert memory["neuron_runtime_used_bytes"]["host"] == 123456789  # the last line was read and used

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import io
+import itertools
+import json
+import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from neuron_monitor_mutations import hostile_lines
+from opentelemetry.sdk.resources import Resource
 
-from otel_neuron.groups.base import GroupSample
+from otel_neuron.exporters.report_json import ReportJsonExporter
+from otel_neuron.groups.base import GroupSample, HistogramDelta
 from otel_neuron.groups.neuron_monitor import create_bridge_groups
 from otel_neuron.groups.runtime import INFERENCE_COUNT
+from otel_neuron.pipeline import MonitorPipeline, ScheduledGroup
+from otel_neuron.report_schema import report_problem
+from otel_neuron.sources import neuron_monitor_bridge
 from otel_neuron.sources.neuron_monitor_bridge import (
     BridgeRegistry,
     generated_config,
@@ -233,3 +245,171 @@ def test_generated_config_is_a_2x_config_for_the_requested_groups() -> None:
 def test_unknown_group_is_refused() -> None:
     with pytest.raises(ValueError, match="does not provide the group 'vcpu_usage'"):
         create_bridge_groups(0, "stdin:", ["vcpu_usage"], 0.8, registry=BridgeRegistry())
+
+
+# --------------------------------------------------------------------------- one line never ends the bridge
+
+
+def completed(sample: GroupSample) -> int:
+    return sum(
+        int(value)  # type: ignore[arg-type]
+        for attributes, value in sample.points[INFERENCE_COUNT.name]
+        if attributes["neuron.inference.outcome"] == "completed"
+    )
+
+
+def test_a_line_of_400_digits_is_survived_and_the_next_line_bridged(pipe: Pipe) -> None:
+    registry = BridgeRegistry(stdin=pipe.reader)
+    (stats,) = create_bridge_groups(0, "stdin:", ["inference_stats"], 0.8, registry=registry)
+    stats.prime()
+    hostile = lines("out-of-range.jsonl")
+    pipe.write_lines([hostile[0], hostile[-1]])  # a percentile of 400 digits, then a good line
+    pipe.close()
+    bridge = registry.bridges()[0]
+    wait_for(bridge.finished.is_set)  # the reader went on to the end of the stream
+    assert (bridge.parser.lines, bridge.parser.reports, bridge.parser.malformed) == (2, 2, 0)
+    sample = stats.sample()
+    assert sample.error == ""
+    assert completed(sample) == 50 + 80
+    stats.close()  # type: ignore[attr-defined]
+
+
+def test_every_hostile_line_is_used_or_skipped_and_the_reader_goes_on(pipe: Pipe) -> None:
+    registry = BridgeRegistry(stdin=pipe.reader)
+    groups = create_bridge_groups(0, "stdin:", ALL_GROUPS, 0.8, registry=registry)
+    for group in groups:
+        group.prime()
+    pipe.write_lines(lines("out-of-range.jsonl"))
+    pipe.close()
+    bridge = registry.bridges()[0]
+    wait_for(bridge.finished.is_set)
+    assert (bridge.parser.lines, bridge.parser.reports, bridge.parser.malformed) == (5, 4, 1)
+    assert "line 4: not JSON" in bridge.parser.last_problem  # 20,000 nested arrays
+    samples = sample_all(groups)
+    assert all(sample.error == "" for sample in samples.values()), samples
+    assert completed(samples["inference_stats"]) == 50 + 60 + 70 + 80
+    for group in groups:
+        group.close()  # type: ignore[attr-defined]
+
+
+class FailingStream:
+    """A stream whose reading fails once after its first line; read again, it gives the rest."""
+
+    def __init__(self, first: list[bytes], rest: list[bytes]) -> None:
+        self._reads = [first, rest]
+        self.drained = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        first = not self.drained
+        lines = self._reads[0] if first else self._reads[1]
+        self.drained = True
+        yield from lines
+        if first:
+            raise RuntimeError("the stream broke")
+
+
+def test_a_reader_that_fails_says_so_in_the_groups_error_and_the_end_of_input_ends_it() -> None:
+    good = [line.encode() for line in lines("v2.jsonl")]
+    stream = FailingStream(good[:1], good[1:])
+    registry = BridgeRegistry(stdin=stream)  # type: ignore[arg-type]
+    groups = create_bridge_groups(0, "stdin:", ["inference_stats", "memory_used"], 0.8, registry=registry)
+    for group in groups:
+        group.prime()
+    bridge = registry.bridges()[0]
+    wait_for(bridge.finished.is_set)
+    assert stream.drained  # read to its end, so a writer never blocks on it
+    for group in groups:
+        assert group.sample().error == "reading stdin failed: the stream broke"
+        assert group.source_finished()  # the monitor ends, as at the end of its input
+        group.close()  # type: ignore[attr-defined]
+
+
+def test_a_report_that_cannot_be_folded_is_skipped_counted_and_the_next_one_used(
+    pipe: Pipe, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = neuron_monitor_bridge.histogram_from_percentiles
+
+    def fails_for_a_single_execution(percentiles: Mapping[str, float], count: int) -> HistogramDelta:
+        if count == 1:  # a fault nobody foresaw, in folding rather than parsing
+            raise ArithmeticError("cannot place the percentiles")
+        return real(percentiles, count)
+
+    monkeypatch.setattr(neuron_monitor_bridge, "histogram_from_percentiles", fails_for_a_single_execution)
+    registry = BridgeRegistry(stdin=pipe.reader)
+    (stats,) = create_bridge_groups(0, "stdin:", ["inference_stats"], 0.8, registry=registry)
+    stats.prime()
+    document = json.loads(lines("v1.jsonl")[0])
+    document["neuron_runtime_data"][0]["report"]["inference_stats"]["inference_summary"]["completed"] = 1
+    with caplog.at_level(logging.WARNING):
+        pipe.write_lines([json.dumps(document), lines("v1.jsonl")[1]])
+        pipe.close()
+        bridge = registry.bridges()[0]
+        wait_for(bridge.finished.is_set)
+    assert (bridge.parser.lines, bridge.parser.reports, bridge.parser.malformed) == (2, 1, 1)
+    assert (
+        "line 1: could not be used: ArithmeticError: cannot place the percentiles"
+        in bridge.parser.last_problem
+    )
+    assert any("skipped malformed report line 1" in record.message for record in caplog.records)
+    assert completed(stats.sample()) == 110  # the second line's
+    stats.close()  # type: ignore[attr-defined]
+
+
+class BridgedReports:
+    """The monitor's JSON report (schema-checked) of the five bridge groups, made after each line the
+    bridge's reader takes."""
+
+    def __init__(self) -> None:
+        self._pipe = Pipe()  # stays empty: lines are handed to the reader's per-line step
+        registry = BridgeRegistry(stdin=self._pipe.reader)
+        self.groups = create_bridge_groups(0, "stdin:", ALL_GROUPS, 0.8, registry=registry)
+        self.bridge = registry.bridges()[0]
+        self._out, self.problems = io.StringIO(), io.StringIO()
+        exporter = ReportJsonExporter(1, out=self._out, validate=report_problem, problems=self.problems)
+        scheduled = [ScheduledGroup(group, 1.0) for group in self.groups]
+        self.pipeline = MonitorPipeline(scheduled, [exporter], Resource.create({}))
+        for group in self.groups:
+            group.prime()
+
+    def after(self, line: str) -> dict:  # type: ignore[type-arg]
+        self.bridge.take(line)
+        self._out.seek(0)
+        self._out.truncate()
+        self.pipeline.tick([1.0])
+        return json.loads(self._out.getvalue())
+
+    def close(self) -> None:
+        self.pipeline.shutdown()
+        self._pipe.close()
+
+
+@pytest.fixture(scope="module")
+def bridged_reports() -> Iterator[BridgedReports]:
+    reports = BridgedReports()
+    yield reports
+    reports.close()
+
+
+_sentinels = itertools.count(1_000_001)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(hostile_lines(), min_size=1, max_size=3))
+def test_fuzz_every_report_written_matches_the_schema_and_the_reader_goes_on(
+    bridged_reports: BridgedReports, hostile: list[str]
+) -> None:
+    parser = bridged_reports.bridge.parser
+    lines_before = parser.lines
+    for line in hostile:
+        bridged_reports.after(line)
+        assert bridged_reports.problems.getvalue() == ""  # --validate's complaint, had there been one
+    assert parser.lines == lines_before + len(hostile)
+    assert parser.reports + parser.malformed == parser.lines
+    # A good line after them is bridged as if nothing had happened.
+    good = json.loads(lines("v1.jsonl")[0])
+    count = next(_sentinels)
+    good["neuron_runtime_data"][0]["report"]["inference_stats"]["inference_summary"]["completed"] = count
+    report = bridged_reports.after(json.dumps(good))
+    assert bridged_reports.problems.getvalue() == ""
+    stats = report["neuron_runtime_data"][0]["report"]["inference_stats"]
+    assert stats["error"] == "" and stats["inference_summary"]["completed"] == count

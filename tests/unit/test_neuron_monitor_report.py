@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from neuron_monitor_mutations import (
+    HOSTILE_KEYS,
+    HOSTILE_VALUES,
+    encode,
+    hostile_lines,
+    paths,
+    renamed,
+    replaced,
+)
 
 from otel_neuron.sources.neuron_monitor_report import (
+    MAX_INDEX,
+    MAX_INTEGER,
+    MAX_MESSAGE,
+    MAX_SECONDS,
+    MonitorReport,
     ReportParseError,
     ReportParser,
     parse_report,
@@ -208,3 +224,110 @@ def test_fuzz_truncated_real_lines(seed: int, data: st.DataObject) -> None:
     parser = ReportParser()
     parser.feed(line[:cut])
     assert parser.reports + parser.malformed == parser.lines
+
+
+# --------------------------------------------------------------------------- values out of range
+
+
+def test_a_percentile_of_400_digits_reads_as_absent_and_the_rest_of_the_line_is_used() -> None:
+    parser = ReportParser()
+    report = parser.feed(fixture_lines("out-of-range.jsonl")[0])  # issue 15: it killed the reader
+    assert report is not None and (parser.reports, parser.malformed) == (1, 0)
+    stats = report.runtimes[0].execution_stats
+    assert stats is not None and stats.outcomes["completed"] == 50
+    assert stats.total_latency is not None and "p50" not in stats.total_latency.values
+    assert stats.total_latency.values["p99"] == 0.018
+    assert report.hw_counters is not None
+    assert "mem_ecc_corrected" not in report.hw_counters.devices[0].counters  # also 400 digits
+
+
+def test_nan_infinities_negative_indexes_and_booleans_read_as_absent() -> None:
+    report = parse_report_line(fixture_lines("out-of-range.jsonl")[1])
+    (runtime,) = report.runtimes
+    assert runtime.neuroncore_counters is not None
+    cores = runtime.neuroncore_counters.cores
+    assert sorted(cores) == [0, 1] and cores[0].utilization is None  # NaN; the core "-1" is gone
+    assert runtime.vcpu_usage is not None and runtime.vcpu_usage.period == 0.0  # Infinity
+    stats = runtime.execution_stats
+    assert stats is not None and "completed_with_err" not in stats.outcomes  # true
+    assert stats.device_latency is not None and "p99" not in stats.device_latency.values  # -Infinity
+    memory = runtime.memory_used
+    assert memory is not None
+    kept, gone = memory.loaded_models
+    assert kept.model_id == 7 and gone.model_id is None
+    assert {sub.name: sub.neuroncore_index for sub in kept.subgraphs} == {"sg_kept": 0, "sg_gone": None}
+    assert report.hw_counters is not None
+    assert [device.neuron_device_index for device in report.hw_counters.devices] == [0]
+    past_float = parse_report_line(fixture_lines("out-of-range.jsonl")[2]).runtimes[0].execution_stats
+    assert past_float is not None and "timed_out" not in past_float.outcomes  # 1e999
+
+
+def test_an_upstream_error_becomes_one_short_line() -> None:
+    document = json.loads(fixture_lines("v2.jsonl")[0])
+    document["neuron_runtime_data"][0]["error"] = "first line\n" + "x" * 10_000
+    document["neuron_runtime_data"][1]["error"] = "y" * 10_000
+    first, second = parse_report(document).runtimes
+    assert first.error == "first line"
+    assert len(second.error) == MAX_MESSAGE and second.error.endswith("...")
+
+
+def _numbers_in_range(value: object, field: str = "") -> list[str]:
+    """Where a parsed report holds a number out of its field's range (see the module docstring)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        found = []
+        for item in dataclasses.fields(value):
+            found += _numbers_in_range(getattr(value, item.name), item.name)
+        return found
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            if isinstance(key, int) and not 0 <= key <= MAX_INDEX:
+                found.append(f"{field}: index {key}")
+            found += _numbers_in_range(item, field if field in ("values", "system_data") else str(key))
+        return found
+    if isinstance(value, (list, tuple)):
+        return [problem for item in value for problem in _numbers_in_range(item, field)]
+    if isinstance(value, bool):
+        return [] if field == "is_running" else [f"{field}: {value}"]
+    if isinstance(value, int):
+        high = MAX_INDEX if field.endswith("index") or field.endswith("_count") else MAX_INTEGER
+        return [] if 0 <= value <= high else [f"{field}: {value}"]
+    if isinstance(value, float):
+        high = {"utilization": 100.0, "user": 100.0, "system": 100.0, "period": MAX_SECONDS}.get(field)
+        high = MAX_SECONDS if field == "values" else high  # latency percentiles
+        ok = math.isfinite(value) and value >= 0 and (high is None or value <= high)
+        return [] if ok else [f"{field}: {value}"]
+    if isinstance(value, str) and field == "error":
+        return [] if "\n" not in value and len(value) <= MAX_MESSAGE else [f"error: {value[:20]}..."]
+    return []
+
+
+def _without_system_data(report: MonitorReport) -> MonitorReport:
+    # system_data and instance are kept as given (nothing reads their numbers)
+    return dataclasses.replace(report, system_data={}, instance={})
+
+
+def test_a_hostile_value_at_any_path_never_reaches_the_parsed_report() -> None:
+    documents = [json.loads(fixture_lines("v1.jsonl")[0]), json.loads(fixture_lines("v2.jsonl")[0])]
+    parser = ReportParser()
+    for document in documents:
+        for path in paths(document):
+            numbers = HOSTILE_VALUES[:11]  # every kind of number out of range, and true
+            variants = [replaced(document, path, value) for value in numbers]
+            variants += [renamed(document, path, key) for key in HOSTILE_KEYS[:2]]
+            for variant in variants:
+                report = parser.feed(encode(variant))
+                if report is not None:
+                    assert _numbers_in_range(_without_system_data(report)) == [], (path, variant)
+    assert parser.reports + parser.malformed == parser.lines
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(hostile_lines(), min_size=1, max_size=4))
+def test_fuzz_hostile_lines_give_in_range_reports_or_counted_skips(lines: list[str]) -> None:
+    parser = ReportParser()
+    for line in lines:
+        report = parser.feed(line)
+        if report is not None:
+            assert _numbers_in_range(_without_system_data(report)) == []
+    assert parser.reports + parser.malformed == parser.lines == len(lines)

@@ -15,7 +15,8 @@ neuron-monitor since the group's previous sample (`neuron_monitor_bridge.BridgeW
   as error.type "model"); the latency percentiles as a synthesized histogram (see
   `sources.percentile_histogram`) merged over the fresh upstream periods;
 - memory_used: the latest body per matching runtime, summed; 2.x usage_breakdown categories as
-  two extra gauges;
+  two extra gauges; a loaded model without a valid model_id, or a subgraph without valid
+  NeuronCore and device indexes, cannot be named in the report and is left out;
 - neuron_runtime_vcpu_usage: user/system time-weighted per runtime, summed over runtimes;
 - hw_counters: ECC events summed per device and kind (2.x `sram_ecc_corrected` included).
 
@@ -211,8 +212,9 @@ class BridgeMemoryUsed(BridgeGroup):
                 for category, amount in categories.items():
                     core_categories[(core, category)] = core_categories.get((core, category), 0) + amount
             for model in memory.loaded_models:
-                model_id = model.model_id if model.model_id is not None else -1
-                identity = {MODEL_NAME: model.name, MODEL_UUID: model.uuid, MODEL_ID: model_id}
+                if model.model_id is None:
+                    continue
+                identity = {MODEL_NAME: model.name, MODEL_UUID: model.uuid, MODEL_ID: model.model_id}
                 running.append((self._attrs(**identity), 1 if model.is_running else 0))
                 models.append((self._attrs(**identity, **{MEMORY_LOCATION: "host"}), model.memory.host))
                 models.append(
@@ -222,16 +224,14 @@ class BridgeMemoryUsed(BridgeGroup):
                     )
                 )
                 for subgraph in model.subgraphs:
+                    if subgraph.neuroncore_index is None or subgraph.neuron_device_index is None:
+                        continue
                     placed = {
-                        MODEL_ID: model_id,
+                        MODEL_ID: model.model_id,
                         MODEL_NAME: model.name,
                         SUBGRAPH_NAME: subgraph.name,
-                        CORE_INDEX: subgraph.neuroncore_index
-                        if subgraph.neuroncore_index is not None
-                        else -1,
-                        DEVICE_INDEX: subgraph.neuron_device_index
-                        if subgraph.neuron_device_index is not None
-                        else -1,
+                        CORE_INDEX: subgraph.neuroncore_index,
+                        DEVICE_INDEX: subgraph.neuron_device_index,
                     }
                     subgraphs.append(
                         (self._attrs(**placed, **{MEMORY_LOCATION: "host"}), subgraph.memory.host)

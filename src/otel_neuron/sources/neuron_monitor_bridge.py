@@ -16,7 +16,11 @@ entries by ``neuron_runtime_index``; without either, every runtime entry of the 
 the configured runtime.
 
 A reader thread parses every line (`neuron_monitor_report`) and folds each *fresh* group into
-the windows of the otel-neuron groups that subscribed to it. neuron-monitor repeats a group that
+the windows of the otel-neuron groups that subscribed to it. A line that cannot be parsed or
+folded, whatever the reason, is skipped (counted and logged) and the reader goes on with the
+next. Should a reader thread itself ever fail, the subscribers' groups carry that failure as
+their error from then on; a piped stream is still read to its end (so its writer never blocks)
+and its end still ends the monitor. neuron-monitor repeats a group that
 was not due with its previous body, so a group body equal to the one last seen for the same
 runtime is not counted again. Per-period counts (executions, errors, ECC events) are summed
 since the subscriber's previous sample: the sums are increases, which the pipeline turns into
@@ -42,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import parse_qs
 
-from otel_neuron.groups.base import HistogramDelta
+from otel_neuron.groups.base import HistogramDelta, describe_error
 from otel_neuron.histogram import merge_histograms
 from otel_neuron.sources.neuron_monitor_report import (
     CoreCounters,
@@ -54,6 +58,7 @@ from otel_neuron.sources.neuron_monitor_report import (
     ReportParser,
     RuntimeReport,
     RuntimeVcpu,
+    one_line,
 )
 from otel_neuron.sources.percentile_histogram import histogram_from_percentiles
 
@@ -238,7 +243,8 @@ class _Subscription:
             for gone in set(latest) - keys:
                 del latest[gone]
 
-    def add(self, runtime_key: str, body: Any) -> None:
+    def add(self, runtime_key: str, body: Any, latencies: Latencies = (None, None)) -> None:
+        """Fold one fresh body in; `latencies` are an ExecutionStats body's, made by `latencies_of`."""
         self.fresh += 1
         if isinstance(body, NeuroncoreCounters):
             self.latest_cores[runtime_key] = body
@@ -251,15 +257,8 @@ class _Subscription:
         elif isinstance(body, ExecutionStats):
             _add_counts(self.outcomes, body.outcomes)
             _add_counts(self.errors, body.errors)
-            executed = sum(body.outcomes.get(name, 0) for name in EXECUTED_OUTCOMES)
-            # Percentiles without a count still describe at least one execution.
-            for attribute, percentiles in (
-                ("total_latency", body.total_latency),
-                ("device_latency", body.device_latency),
-            ):
-                if percentiles is not None:
-                    histogram = histogram_from_percentiles(percentiles.values, max(executed, 1))
-                    setattr(self, attribute, merge_histograms(getattr(self, attribute), histogram))
+            self.total_latency = merge_histograms(self.total_latency, latencies[0])
+            self.device_latency = merge_histograms(self.device_latency, latencies[1])
         elif isinstance(body, MemoryUsed):
             self.latest_memory[runtime_key] = body
         elif isinstance(body, HwCounters):
@@ -308,6 +307,31 @@ class _Subscription:
         return window
 
 
+Latencies = tuple[HistogramDelta | None, HistogramDelta | None]  # total, device
+
+
+def latencies_of(body: Any) -> Latencies:
+    """The histograms an ExecutionStats body's percentiles stand for (None, None for other bodies)."""
+    if not isinstance(body, ExecutionStats):
+        return (None, None)
+    # Percentiles without a count still describe at least one execution.
+    executed = max(sum(body.outcomes.get(name, 0) for name in EXECUTED_OUTCOMES), 1)
+    return (
+        histogram_from_percentiles(body.total_latency.values, executed) if body.total_latency else None,
+        histogram_from_percentiles(body.device_latency.values, executed) if body.device_latency else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """A fresh group body of one report, ready to be folded into one subscriber."""
+
+    subscription: _Subscription
+    runtime_key: str
+    body: Any
+    latencies: Latencies
+
+
 def _add_counts(into: dict[str, int], counts: Mapping[str, int]) -> None:
     for name, count in counts.items():
         into[name] = into.get(name, 0) + count
@@ -353,7 +377,9 @@ class NeuronMonitorBridge:
         self.status = f"waiting for the first report from {address.describe_source()}"
         self.last_report_time: float | None = None  # monotonic
         self.starts = 0  # processes started (spawn mode)
-        self.finished = threading.Event()  # the stream ended for good (stdin mode)
+        # No more reports will come: the stream ended (stdin mode) or a reader thread failed.
+        self.finished = threading.Event()
+        self._failure = ""  # why a reader thread failed, for good
 
     # -- subscribers
 
@@ -381,6 +407,8 @@ class NeuronMonitorBridge:
             status, last = self.status, self.last_report_time
             errors = [self._errors[key] for key in subscription.runtimes if self._errors.get(key)]
             ended_with_data = self.finished.is_set() and subscription.fresh > 0
+            if self._failure:
+                raise BridgeError(self._failure)
             if last is None or (status and not ended_with_data):
                 # Keep what arrived: the next successful sample covers it.
                 raise BridgeError(status)
@@ -394,38 +422,54 @@ class NeuronMonitorBridge:
     # -- folding reports in
 
     def apply(self, report: MonitorReport) -> None:
-        """Fold one parsed report into every subscriber (the reader thread calls this)."""
+        """Fold one parsed report into every subscriber (the reader thread calls this).
+
+        All of it or, should anything fail, none of it: whatever can fail is done before the
+        first change.
+        """
         with self._lock:
+            folds = self._fresh_folds(report)
             self.last_report_time = time.monotonic()
             self.status = ""
             for runtime in report.runtimes:
                 self._errors[runtime.key] = runtime.error
+            for fold in folds:
+                self._last_seen[(fold.runtime_key, id(fold.subscription))] = fold.body
+                if getattr(fold.body, "error", "") and not _has_data(fold.body):
+                    self._errors[fold.runtime_key] = fold.body.error
+                else:
+                    fold.subscription.add(fold.runtime_key, fold.body, fold.latencies)
             for subscription in self._subscriptions:
-                matched = [runtime for runtime in report.runtimes if subscription.matches(runtime)]
-                for runtime in matched:
-                    self._fold(subscription, runtime.key, getattr(runtime, _RUNTIME_BODY[subscription.key]))
-                if subscription.key == "hw_counters" and report.hw_counters is not None:
-                    self._fold(subscription, SYSTEM_KEY, report.hw_counters)  # 2.x: a system group
-                subscription.retain(runtime.key for runtime in matched)
+                subscription.retain(
+                    runtime.key for runtime in report.runtimes if subscription.matches(runtime)
+                )
             live = {runtime.key for runtime in report.runtimes} | {SYSTEM_KEY}
             for seen in [seen for seen in self._last_seen if seen[0] not in live]:
                 del self._last_seen[seen]
             for gone in set(self._errors) - live:
                 del self._errors[gone]
 
-    def _fold(self, subscription: _Subscription, runtime_key: str, body: Any) -> None:
-        if body is None:
-            return
-        # A body equal to the last one seen for this runtime is neuron-monitor repeating a group
-        # that was not due: it was counted already.
-        seen_key = (runtime_key, id(subscription))
-        if self._last_seen.get(seen_key) == body:
-            return
-        self._last_seen[seen_key] = body
-        if getattr(body, "error", "") and not _has_data(body):
-            self._errors[runtime_key] = body.error
-            return
-        subscription.add(runtime_key, body)
+    def _fresh_folds(self, report: MonitorReport) -> list[_Fold]:
+        """The bodies of `report` each subscriber has not seen yet; changes nothing."""
+        folds: list[_Fold] = []
+        this_report: dict[tuple[str, int], Any] = {}
+        for subscription in self._subscriptions:
+            bodies = [
+                (runtime.key, getattr(runtime, _RUNTIME_BODY[subscription.key]))
+                for runtime in report.runtimes
+                if subscription.matches(runtime)
+            ]
+            if subscription.key == "hw_counters" and report.hw_counters is not None:
+                bodies.append((SYSTEM_KEY, report.hw_counters))  # 2.x: a system group
+            for runtime_key, body in bodies:
+                # A body equal to the last one seen for this runtime is neuron-monitor repeating a
+                # group that was not due: it was counted already.
+                seen_key = (runtime_key, id(subscription))
+                if body is None or this_report.get(seen_key, self._last_seen.get(seen_key)) == body:
+                    continue
+                this_report[seen_key] = body
+                folds.append(_Fold(subscription, runtime_key, body, latencies_of(body)))
+        return folds
 
     # -- running
 
@@ -444,32 +488,69 @@ class NeuronMonitorBridge:
 
     def _spawn_thread(self, target: Any, *args: Any) -> None:
         thread = threading.Thread(
-            target=target, args=args, name=f"neuron-monitor-bridge-{target.__name__}", daemon=True
+            target=self._run_guarded,
+            args=(target, *args),
+            name=f"neuron-monitor-bridge-{target.__name__}",
+            daemon=True,
         )
         thread.start()
         self._threads.append(thread)
 
-    def _read_stream_forever(self, stream: IO[bytes]) -> None:
-        self._consume(stream)
+    def _run_guarded(self, target: Any, *args: Any) -> None:
+        """A reader thread's body: should it ever fail, the groups say so and the source is done."""
+        try:
+            target(*args)
+        except Exception as error:  # noqa: BLE001 - a thread that dies silently hides every later line
+            self._reader_failed(error)
+            self._stop_child()
+            self.finished.set()
+
+    def _reader_failed(self, error: BaseException) -> None:
+        _logger.error("%s: the reader failed", self.address.describe_source(), exc_info=error)
         with self._lock:
-            self.status = "stdin closed: no more neuron-monitor reports"
-        _logger.warning("stdin closed after %d reports", self.parser.reports)
+            self._failure = (
+                f"reading {self.address.describe_source()} failed: {one_line(describe_error(error))}"
+            )
+            self.status = self._failure
+
+    def _read_stream_forever(self, stream: IO[bytes]) -> None:
+        try:
+            self._consume(stream)
+        except Exception as error:  # noqa: BLE001 - said in the groups' error, and read on to the end
+            self._reader_failed(error)
+            _drain(stream)
+        else:
+            with self._lock:
+                self.status = "stdin closed: no more neuron-monitor reports"
+            _logger.warning("stdin closed after %d reports", self.parser.reports)
         self.finished.set()
 
-    def _consume(self, stream: IO[bytes]) -> None:
+    def _consume(self, stream: Iterable[bytes]) -> None:
         try:
             for line in stream:
                 if self._stop.is_set():
                     return
-                report = self.parser.feed(line)
-                if report is not None:
-                    try:
-                        self.apply(report)
-                    except Exception:  # noqa: BLE001 - the bridge never dies on input
-                        _logger.exception("%s: could not use a report", self.address.describe_source())
+                self.take(line)
         except (OSError, ValueError) as error:
             if not self._stop.is_set():
                 _logger.warning("%s: read failed: %s", self.address.describe_source(), error)
+
+    def take(self, line: str | bytes) -> MonitorReport | None:
+        """Parse one line and fold it into the subscribers: the reader threads call this per line.
+
+        Returns the report, or None when the line was skipped (counted and logged by `parser`);
+        never raises, whatever the line holds.
+        """
+        report = self.parser.feed(line)
+        if report is None:
+            return None
+        try:
+            self.apply(report)
+        except Exception as error:  # noqa: BLE001 - one line never stops the reader
+            _logger.debug("%s: folding a report failed", self.address.describe_source(), exc_info=True)
+            self.parser.unusable(f"could not be used: {type(error).__name__}: {error}")
+            return None
+        return report
 
     def config_path(self) -> str:
         """The config file the child runs with: the user's, or one generated from the subscribers."""
@@ -490,43 +571,15 @@ class NeuronMonitorBridge:
     def _supervise(self) -> None:
         backoff = self._initial_backoff
         while not self._stop.is_set():
-            command = self.command()
             started = time.monotonic()
-            stderr_tail: list[str] = []
             try:
-                process = subprocess.Popen(  # noqa: S603 - an argument list, no shell
-                    command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-                )
-            except OSError as error:
-                reason = error.strerror or str(error)
-                message = f"cannot start {self.address.binary}: {reason}"
-            else:
-                with self._lock:
-                    self._process = process
-                    stopping = self._stop.is_set()
-                if stopping:  # close() ran while we were starting it: it must not outlive us
-                    _stop_process(process)
-                    return
-                self.starts += 1
-                with self._lock:
-                    self._last_seen.clear()  # a new process: its first bodies are all fresh
-                _logger.info("started %s (pid %d)", " ".join(command), process.pid)
-                assert process.stdout is not None and process.stderr is not None
-                stderr_thread = threading.Thread(
-                    target=_tail_stderr,
-                    args=(process.stderr, stderr_tail),
-                    name="neuron-monitor-stderr",
-                    daemon=True,
-                )
-                stderr_thread.start()
-                self._consume(process.stdout)
-                returncode = process.wait()
-                stderr_thread.join(timeout=1.0)
-                if self._stop.is_set():
-                    return
-                message = f"{self.address.binary} exited with status {returncode}"
-                if stderr_tail:
-                    message += f": {stderr_tail[-1]}"
+                message = self._run_once()
+            except Exception as error:  # noqa: BLE001 - a run that fails is restarted like one that exits
+                _logger.error("%s: the run failed", self.address.describe_source(), exc_info=error)
+                self._stop_child()
+                message = f"reading {self.address.binary} failed: {one_line(describe_error(error))}"
+            if message is None:
+                return
             if time.monotonic() - started >= HEALTHY_RUN:
                 backoff = self._initial_backoff
             with self._lock:
@@ -535,6 +588,54 @@ class NeuronMonitorBridge:
             if self._stop.wait(backoff):
                 return
             backoff = min(backoff * 2, self._max_backoff)
+
+    def _run_once(self) -> str | None:
+        """Run neuron-monitor until it exits; why it ended, or None when the bridge is closing."""
+        try:
+            command = self.command()
+        except OSError as error:  # the generated config could not be written
+            return f"cannot write a neuron-monitor config: {error.strerror or error}"
+        stderr_tail: list[str] = []
+        try:
+            process = subprocess.Popen(  # noqa: S603 - an argument list, no shell
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        except OSError as error:
+            return f"cannot start {self.address.binary}: {error.strerror or error}"
+        with self._lock:
+            self._process = process
+            stopping = self._stop.is_set()
+        if stopping:  # close() ran while we were starting it: it must not outlive us
+            _stop_process(process)
+            return None
+        self.starts += 1
+        with self._lock:
+            self._last_seen.clear()  # a new process: its first bodies are all fresh
+        _logger.info("started %s (pid %d)", " ".join(command), process.pid)
+        assert process.stdout is not None and process.stderr is not None
+        stderr_thread = threading.Thread(
+            target=_tail_stderr,
+            args=(_pipe_lines(process.stderr), stderr_tail),
+            name="neuron-monitor-stderr",
+            daemon=True,
+        )
+        stderr_thread.start()
+        try:
+            self._consume(_pipe_lines(process.stdout))
+            returncode = process.wait()
+            stderr_thread.join(timeout=1.0)
+        finally:
+            process.stdout.close()
+        if self._stop.is_set():
+            return None
+        message = f"{self.address.binary} exited with status {returncode}"
+        return f"{message}: {stderr_tail[-1]}" if stderr_tail else message
+
+    def _stop_child(self) -> None:
+        with self._lock:
+            process = self._process
+        if process is not None:
+            _stop_process(process)
 
     def close(self) -> None:
         """Stop the child process and the threads (idempotent)."""
@@ -596,13 +697,27 @@ class _FdLines:
             yield pending
 
 
-def _tail_stderr(stream: IO[bytes], tail: list[str]) -> None:
+def _pipe_lines(pipe: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a child's pipe; a line longer than MAX_LINE comes in pieces (each malformed)."""
+    return iter(lambda: pipe.readline(_FdLines.MAX_LINE), b"")
+
+
+def _tail_stderr(stream: Iterable[bytes], tail: list[str]) -> None:
     for raw in stream:
         line = raw.decode("utf-8", "replace").rstrip()
         if line:
-            _logger.debug("neuron-monitor: %s", line)
-            tail.append(line)
+            _logger.debug("neuron-monitor: %s", one_line(line))
+            tail.append(one_line(line))
             del tail[:-5]
+
+
+def _drain(stream: Iterable[bytes]) -> None:
+    """Read a stream to its end, unused: its writer must not block on a reader that failed."""
+    try:
+        for _ in stream:
+            pass
+    except Exception:  # noqa: BLE001, S110 - the failure that brought us here is already reported
+        pass
 
 
 # --------------------------------------------------------------------------- sharing

@@ -14,10 +14,18 @@ Every line neuron-monitor prints is one complete report. This module turns one l
   `sram_ecc_corrected`); the root holds `instance_info` and `neuron_hardware_info`.
 
 The parser is tolerant: a line that is not a JSON object, or an object with none of the
-report's sections, raises `ReportParseError`; inside a report, a field of the wrong type is
-dropped (a number that is not a number reads as absent, a group that is not an object is
-skipped) rather than failing the line. `ReportParser.feed` counts and logs bad lines and
-never raises.
+report's sections, raises `ReportParseError`; inside a report, a malformed value is dropped
+rather than failing the line. A value is malformed when it has the wrong type (a boolean or a
+string where a number goes, a group that is not an object) or is out of range for its field:
+
+- counts, amounts and ids: integers (or integral floats) from 0 to MAX_INTEGER;
+- indexes (runtime, device, NeuronCore, the keys of `neuroncores_in_use`): 0 to MAX_INDEX;
+- seconds (periods, latency percentiles): finite, 0 to MAX_SECONDS;
+- percentages (utilization, vCPU usage): finite, 0 to 100; other numbers (flops): finite, >= 0;
+- NaN, infinities (JSON's non-standard tokens) and integers past the float range are in no range.
+
+A dropped value reads as absent. Error messages are cut to one line of MAX_MESSAGE characters.
+`ReportParser.feed` counts and logs bad lines and never raises, whatever the line holds.
 """
 
 from __future__ import annotations
@@ -48,6 +56,14 @@ ECC_COUNTERS = (
     "sram_ecc_uncorrected",
     "mem_ecc_repairable_uncorrected",
 )
+
+
+# Past these a value is not one neuron-monitor could mean (see the module docstring).
+MAX_INTEGER = 2**53 - 1  # the largest integer every JSON reader keeps exactly
+MAX_INDEX = 2**31 - 1  # a device or NeuronCore index is a 32-bit integer in the runtime's APIs
+MAX_SECONDS = 1e9  # about 32 years: no period or latency is longer
+MAX_PERCENT = 100.0
+MAX_MESSAGE = 300
 
 
 class ReportParseError(ValueError):
@@ -195,22 +211,67 @@ class MonitorReport:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number; booleans, NaN, infinities and integers past the float range read as absent."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
     return number if math.isfinite(number) else None
 
 
-def _count(value: Any) -> int | None:
-    """A non-negative integer count; floats with an integral value are accepted."""
+def _bounded(value: Any, high: float) -> float | None:
     number = _number(value)
-    if number is None or number < 0 or number != int(number) or number > 2**63:
+    return number if number is not None and 0 <= number <= high else None
+
+
+def _integer(value: Any, high: int) -> int | None:
+    """An integer from 0 to `high`; floats with an integral value are accepted."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if 0 <= value <= high else None
+    number = _bounded(value, high)
+    if number is None or number != int(number):
         return None
     return int(number)
 
 
+def _count(value: Any) -> int | None:
+    """A count, an amount of bytes or an id."""
+    return _integer(value, MAX_INTEGER)
+
+
+def _index(value: Any) -> int | None:
+    return _integer(value, MAX_INDEX)
+
+
+def _seconds(value: Any) -> float | None:
+    return _bounded(value, MAX_SECONDS)
+
+
+def _percent(value: Any) -> float | None:
+    return _bounded(value, MAX_PERCENT)
+
+
+def _amount(value: Any) -> float | None:
+    """A non-negative finite number (flops)."""
+    return _bounded(value, math.inf)
+
+
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """The first line of `text`, cut to `limit` characters: fit to be a group's error."""
+    stripped = text.strip()
+    line = stripped.splitlines()[0] if stripped else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _message(value: Any) -> str:
+    """An upstream error string, as one line."""
+    return one_line(_text(value))
 
 
 def _object(value: Any) -> Mapping[str, Any]:
@@ -218,16 +279,15 @@ def _object(value: Any) -> Mapping[str, Any]:
 
 
 def _period(group: Mapping[str, Any]) -> float:
-    period = _number(group.get("period"))
-    return period if period is not None and period >= 0 else 0.0
+    period = _seconds(group.get("period"))
+    return period if period is not None else 0.0
 
 
 def _index_key(key: Any) -> int | None:
-    try:
-        index = int(key)
-    except (TypeError, ValueError):
+    """The index a key such as "3" names: ASCII digits only (int() would also take " 3", "+3", "٣")."""
+    if not isinstance(key, str) or not key.isascii() or not key.isdigit() or len(key) > 10:
         return None
-    return index if index >= 0 else None
+    return _index(int(key))
 
 
 def _counts(group: Mapping[str, Any], names: tuple[str, ...] | None = None) -> dict[str, int]:
@@ -250,9 +310,9 @@ def _percentiles(value: Any) -> Percentiles | None:
     body = _object(value)
     values = {}
     for name in PERCENTILES:
-        number = _number(body.get(name))
-        if number is not None and number >= 0:
-            values[name] = number
+        seconds = _seconds(body.get(name))
+        if seconds is not None:
+            values[name] = seconds
     return Percentiles(values) if values else None
 
 
@@ -268,12 +328,12 @@ def parse_neuroncore_counters(group: Mapping[str, Any]) -> NeuroncoreCounters:
             continue
         models = body.get("loaded_models")
         cores[index] = CoreCounters(
-            utilization=_number(body.get("neuroncore_utilization")),
+            utilization=_percent(body.get("neuroncore_utilization")),
             loaded_models=tuple(m for m in models if isinstance(m, str)) if isinstance(models, list) else (),
-            flops=_number(body.get("flops")),
-            effective_flops=_number(body.get("effective_flops")),
+            flops=_amount(body.get("flops")),
+            effective_flops=_amount(body.get("effective_flops")),
         )
-    return NeuroncoreCounters(_period(group), _text(group.get("error")), cores)
+    return NeuroncoreCounters(_period(group), _message(group.get("error")), cores)
 
 
 def parse_execution_stats(group: Mapping[str, Any]) -> ExecutionStats:
@@ -281,7 +341,7 @@ def parse_execution_stats(group: Mapping[str, Any]) -> ExecutionStats:
     latency = _object(group.get("latency_stats"))
     return ExecutionStats(
         period=_period(group),
-        error=_text(group.get("error")),
+        error=_message(group.get("error")),
         errors=_counts(_object(group.get("error_summary"))),
         outcomes=_counts(_object(summary)),
         total_latency=_percentiles(latency.get("total_latency")),
@@ -304,8 +364,8 @@ def _loaded_model(value: Any) -> LoadedModel | None:
             SubgraphInfo(
                 name=str(name),
                 memory=_memory(sub_body.get("memory_used_bytes")),
-                neuroncore_index=_count(sub_body.get("neuroncore_index")),
-                neuron_device_index=_count(sub_body.get("neuron_device_index")),
+                neuroncore_index=_index(sub_body.get("neuroncore_index")),
+                neuron_device_index=_index(sub_body.get("neuron_device_index")),
             )
         )
     running = body.get("is_running")
@@ -331,7 +391,7 @@ def parse_memory_used(group: Mapping[str, Any]) -> MemoryUsed:
     loaded = [_loaded_model(model) for model in models] if isinstance(models, list) else []
     return MemoryUsed(
         period=_period(group),
-        error=_text(group.get("error")),
+        error=_message(group.get("error")),
         runtime=_memory(used),
         host_breakdown=_breakdown(breakdown.get("host")),
         core_breakdown=per_core,
@@ -344,17 +404,20 @@ def parse_hw_counters(group: Mapping[str, Any]) -> HwCounters:
     entries = group.get("neuron_devices")
     for entry in entries if isinstance(entries, list) else []:
         body = _object(entry)
-        index = _count(body.get("neuron_device_index"))
+        index = _index(body.get("neuron_device_index"))
         if index is None:
             continue
         devices.append(DeviceEcc(index, _counts(body, ECC_COUNTERS)))
-    return HwCounters(_period(group), _text(group.get("error")), tuple(devices))
+    return HwCounters(_period(group), _message(group.get("error")), tuple(devices))
 
 
 def parse_runtime_vcpu(group: Mapping[str, Any]) -> RuntimeVcpu:
     usage = _object(group.get("vcpu_usage"))
     return RuntimeVcpu(
-        _period(group), _text(group.get("error")), _number(usage.get("user")), _number(usage.get("system"))
+        _period(group),
+        _message(group.get("error")),
+        _percent(usage.get("user")),
+        _percent(usage.get("system")),
     )
 
 
@@ -365,10 +428,10 @@ def parse_hardware_info(value: Any) -> HardwareInfo | None:
     return HardwareInfo(
         neuron_device_type=_text(body.get("neuron_device_type")),
         neuroncore_version=_text(body.get("neuroncore_version")),
-        neuron_device_count=_count(body.get("neuron_device_count")),
+        neuron_device_count=_index(body.get("neuron_device_count")),
         neuron_device_memory_size=_count(body.get("neuron_device_memory_size")),
-        neuroncore_per_device_count=_count(body.get("neuroncore_per_device_count")),
-        error=_text(body.get("error")),
+        neuroncore_per_device_count=_index(body.get("neuroncore_per_device_count")),
+        error=_message(body.get("error")),
     )
 
 
@@ -388,11 +451,11 @@ def parse_runtime_entry(entry: Mapping[str, Any]) -> RuntimeReport:
     hw = _group(report, "hw_counters", "neuron_hw_counters")
     vcpu = _group(report, "neuron_runtime_vcpu_usage", "vcpu_usage")
     return RuntimeReport(
-        index=_count(entry.get("neuron_runtime_index")),
+        index=_index(entry.get("neuron_runtime_index")),
         pid=_count(entry.get("pid")),
         tag=_text(entry.get("neuron_runtime_tag")),
         address=_text(entry.get("address")),
-        error=_text(entry.get("error")),
+        error=_message(entry.get("error")),
         neuroncore_counters=parse_neuroncore_counters(cores) if cores is not None else None,
         execution_stats=parse_execution_stats(execution) if execution is not None else None,
         memory_used=parse_memory_used(memory) if memory is not None else None,
@@ -463,7 +526,11 @@ def parse_report_line(line: str | bytes) -> MonitorReport:
 
 
 class ReportParser:
-    """Parses a stream line by line, counting and logging (not raising on) bad lines."""
+    """Parses a stream line by line, counting and logging (not raising on) bad lines.
+
+    Whatever a line holds, `feed` returns its report or None: a line that fails in a way the
+    parser did not foresee is skipped like a malformed one, so one line never stops a reader.
+    """
 
     def __init__(self, source: str = "neuron-monitor") -> None:
         self.source = source
@@ -479,15 +546,26 @@ class ReportParser:
         try:
             report = parse_report_line(line)
         except ReportParseError as error:
-            self.malformed += 1
-            self.last_problem = f"line {self.lines}: {error}"
-            _logger.warning(
-                "%s: skipped malformed report line %d (%s); %d skipped so far",
-                self.source,
-                self.lines,
-                error,
-                self.malformed,
-            )
+            self._skip(str(error))
+            return None
+        except Exception as error:  # noqa: BLE001 - one line never stops the reader
+            self._skip(f"could not be read: {type(error).__name__}: {error}")
             return None
         self.reports += 1
         return report
+
+    def unusable(self, problem: str) -> None:
+        """The last report `feed` returned could not be used after all: count its line as skipped."""
+        self.reports -= 1
+        self._skip(problem)
+
+    def _skip(self, problem: str) -> None:
+        self.malformed += 1
+        self.last_problem = f"line {self.lines}: {one_line(problem)}"
+        _logger.warning(
+            "%s: skipped malformed report line %d (%s); %d skipped so far",
+            self.source,
+            self.lines,
+            one_line(problem),
+            self.malformed,
+        )
