@@ -3,6 +3,8 @@
 One `InferenceRecorder` per runtime. The hot path (`record`, `time`, `add_core_busy`) writes
 only to a shard owned by the calling thread, so threads never wait for each other; `snapshot()`
 merges the shards into the cumulative `runtime_pb2.Snapshot` served by the runtime endpoint.
+When a thread ends, the next new thread continues its shard: a service running each request on a
+thread of its own keeps as many shards as threads that recorded at once.
 Registering models, memory and ECC events are rare and take a small lock.
 
     recorder = InferenceRecorder(cores=2, devices=1)
@@ -181,6 +183,25 @@ class _Shard:
         self.closed: deque[tuple[int, float, float, float, float]] = deque()
 
 
+class _ShardLease:
+    """A thread's hold on its shard, kept in the thread's local storage.
+
+    When the thread ends Python frees its local storage, and with it the lease, which hands the
+    shard back to the recorder: the next new thread continues it. Its counts are cumulative, so
+    they stay counted; and a service that runs each request on a thread of its own keeps as many
+    shards as threads ever recorded at once, not one per request.
+    """
+
+    __slots__ = ("shard", "free")
+
+    def __init__(self, shard: _Shard, free: deque[_Shard]) -> None:
+        self.shard = shard
+        self.free = free
+
+    def __del__(self) -> None:
+        self.free.append(self.shard)  # deque.append is atomic: no lock taken while a thread ends
+
+
 class InferenceRecorder:
     """Cumulative inference, latency, core, memory, CPU and ECC state of one runtime.
 
@@ -207,6 +228,7 @@ class InferenceRecorder:
         self._start_monotonic = time.monotonic_ns()
         self._local = threading.local()
         self._shards: list[_Shard] = []
+        self._free_shards: deque[_Shard] = deque()  # of ended threads, for the next new thread
         self._shards_lock = threading.Lock()
         self._epoch = 1  # the epoch latencies are currently recorded in
         self._windows: dict[int, list[float]] = {}  # epoch -> [total min, max, device min, max]
@@ -527,9 +549,14 @@ class InferenceRecorder:
         return _sum_of([held[epoch] for epoch in range(since_epoch + 1, closing + 1)])
 
     def _new_shard(self) -> _Shard:
-        shard = _Shard(self.cores)
+        """The calling thread's first record: it takes over an ended thread's shard, else a new one."""
         with self._shards_lock:
-            self._shards.append(shard)
+            try:
+                shard = self._free_shards.popleft()
+            except IndexError:
+                shard = _Shard(self.cores)
+                self._shards.append(shard)
+        self._local.lease = _ShardLease(shard, self._free_shards)
         self._local.shard = shard
         return shard
 

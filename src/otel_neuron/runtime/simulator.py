@@ -17,13 +17,16 @@ import math
 import random
 import threading
 import time
+from array import array
 from dataclasses import dataclass
 
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import ECC_KINDS, ERROR_TYPES, OUTCOMES, InferenceRecorder, Subgraph
 
 _TICK_S = 0.02
-_MAX_LATENCIES = 200_000  # latencies kept for the ground truth between two marks
+# Latencies kept for the ground truth between two marks (3.2 MB at most): a test's window, while a
+# client that marked once and left cannot make a long-running simulator grow past it.
+_MAX_LATENCIES = 200_000
 
 # Failure mix: (outcome, error type, weight) among failed inferences.
 _FAILURES = (
@@ -109,8 +112,11 @@ class Simulator:
         self._errors = dict.fromkeys(ERROR_TYPES, 0)
         self._ecc = [dict.fromkeys(ECC_KINDS, 0) for _ in range(self.options.devices)]
         self._latency_count = 0
-        self._total_latencies: list[float] = []
-        self._device_latencies: list[float] = []
+        # Only once a client has marked: nothing else reads them, and a simulator nobody marks runs
+        # for months (polled by a monitor, or as `sim:` inside one).
+        self._marked = False
+        self._total_latencies = array("d")
+        self._device_latencies = array("d")
         self.recorder.set_runtime_memory(host_bytes=64 << 20, device_bytes=128 << 20)
         for _ in range(self.options.models):
             self._load_model()
@@ -146,7 +152,8 @@ class Simulator:
     # -- ground truth ------------------------------------------------------------------------
 
     def ground_truth(self, mark: bool = False) -> runtime_pb2.GroundTruth:
-        """Everything recorded since start; with `mark`, also the latencies since the previous mark."""
+        """Everything recorded since start; with `mark`, also the latencies since the previous mark
+        (none at the first mark: latencies are kept only from then on)."""
         with self._gate:
             truth = runtime_pb2.GroundTruth(latency_count=self._latency_count)
             for name, value in self._outcomes.items():
@@ -158,8 +165,9 @@ class Simulator:
             if mark:
                 truth.total_latencies.extend(self._total_latencies)
                 truth.device_latencies.extend(self._device_latencies)
-                self._total_latencies = []
-                self._device_latencies = []
+                self._total_latencies = array("d")
+                self._device_latencies = array("d")
+                self._marked = True
         return truth
 
     # -- workload ----------------------------------------------------------------------------
@@ -206,7 +214,7 @@ class Simulator:
             else:
                 self.recorder.record(name, outcome, total, device_latency, error_type)
                 self._latency_count += 1
-                if len(self._total_latencies) < _MAX_LATENCIES:
+                if self._marked and len(self._total_latencies) < _MAX_LATENCIES:
                     self._total_latencies.append(total)
                     self._device_latencies.append(device_latency)
                 self._cpu[0] += total * 0.02

@@ -1,0 +1,136 @@
+"""A recorder or simulator that runs for months keeps a bounded amount of memory (issue 15).
+
+Memory is measured with tracemalloc, counting only what the module under test allocates, so that the
+interpreter's own caches do not blur it; time is the simulator's `step(elapsed)` and the recorder's
+epochs (one per snapshot), so nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import tracemalloc
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from otel_neuron.runtime import recorder as recorder_module
+from otel_neuron.runtime import simulator as simulator_module
+from otel_neuron.runtime.recorder import InferenceRecorder, Subgraph
+from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
+
+
+@pytest.fixture
+def traced() -> Iterator[None]:
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()
+
+
+def growth_kb(module_file: str | None, action: Callable[[], None]) -> float:
+    """KB held, after `action`, by what `module_file` allocated, beyond what it held before."""
+    filters = [tracemalloc.Filter(True, str(Path(module_file).resolve()))] if module_file else []
+    gc.collect()
+    before = tracemalloc.take_snapshot().filter_traces(filters)
+    action()
+    gc.collect()
+    after = tracemalloc.take_snapshot().filter_traces(filters)
+    return sum(stat.size_diff for stat in after.compare_to(before, "filename")) / 1024
+
+
+def test_a_thread_per_request_keeps_the_recorder_flat_and_every_count(traced: None) -> None:
+    recorder = InferenceRecorder(cores=2)
+    recorder.register_model("resnet", [Subgraph("sg0", 0), Subgraph("sg1", 1)])
+    since = [0]
+
+    def serve(requests: int) -> None:  # each request on a thread of its own, as ThreadingHTTPServer does
+        for number in range(requests):
+            latency = 0.001 * (1 + number % 40)
+            worker = threading.Thread(target=recorder.record, args=("resnet", "completed", latency, latency))
+            worker.start()
+            worker.join()
+            if number % 20 == 0:
+                since[0] = recorder.snapshot(since[0]).epoch
+
+    serve(300)  # the latency windows fill up to their bound, the buckets in use appear
+    growth = growth_kb(recorder_module.__file__, lambda: serve(3000))
+
+    assert growth < 64, f"the recorder grew {growth:.0f} KB over 3000 requests"  # 1.8 KB a thread if kept
+    snapshot = recorder.snapshot()
+    assert snapshot.inferences.completed == 3300  # an ended thread's counts stay counted
+    assert snapshot.total_latency.count == 3300
+    expected_busy = sum(0.001 * (1 + number % 40) for number in range(300)) + sum(
+        0.001 * (1 + number % 40) for number in range(3000)
+    )
+    assert sum(core.busy_seconds for core in snapshot.cores) == pytest.approx(expected_busy)
+
+
+def test_threads_recording_at_once_each_count_and_a_later_thread_continues_a_shard() -> None:
+    recorder = InferenceRecorder(cores=1)
+    recorder.register_model("m", [Subgraph("sg0", 0)])
+    together = threading.Barrier(4)
+
+    def work(latency: float) -> None:
+        together.wait()  # all four alive at once: four shards
+        for _ in range(100):
+            recorder.record("m", "completed", latency)
+
+    first = [threading.Thread(target=work, args=(0.001 * (n + 1),)) for n in range(4)]
+    for thread in first:
+        thread.start()
+    for thread in first:
+        thread.join()
+    before = recorder.snapshot()
+    later = threading.Thread(target=recorder.record, args=("m", "timed_out", 0.5, None, "runtime"))
+    later.start()
+    later.join()
+    after = recorder.snapshot(before.epoch)
+
+    assert before.inferences.completed == 400 and before.total_latency.max == pytest.approx(0.004)
+    assert after.inferences.completed == 400 and after.inferences.timed_out == 1
+    assert after.errors.runtime == 1
+    assert after.total_latency.count == 401 and after.total_latency.sum == pytest.approx(1.5)
+    assert [(w.total_min, w.total_max) for w in after.latency_windows] == [(0.5, 0.5)]
+    assert after.period_total_latency.count == 1 and after.period_total_latency.max == 0.5
+
+
+def test_many_epochs_keep_a_bounded_number_of_windows_and_period_histograms() -> None:
+    recorder = InferenceRecorder(cores=1)
+    recorder.register_model("m", [Subgraph("sg0", 0)])
+    since = 0
+    for number in range(1000):  # a monitor at 100 ms: one epoch per poll, latencies in each
+        recorder.record("m", "completed", 0.002 + 0.0001 * (number % 7))
+        since = recorder.snapshot(since).epoch
+
+    everything = recorder.snapshot()
+    assert len(everything.latency_windows) == 255  # of the 256 epochs a runtime keeps, the last had none
+    assert everything.oldest_epoch == everything.epoch - 255
+    recent = recorder.snapshot(since_epoch=everything.epoch - 20)
+    assert recent.period_since_epoch == everything.epoch - 20 and recent.period_total_latency.count == 19
+    stale = recorder.snapshot(since_epoch=everything.epoch - 40)  # its epochs are no longer held
+    assert stale.period_since_epoch == 0 and stale.total_latency.count == 1000
+
+
+def test_a_simulator_nobody_marks_keeps_no_latencies_and_churned_models_go(traced: None) -> None:
+    simulator = Simulator(SimulatorOptions(rate=200, churn_s=5, seed=3))
+    since = [0]
+
+    def run(seconds: int) -> None:  # a monitor polling every second
+        for _ in range(seconds):
+            simulator.step(1.0)
+            since[0] = simulator.snapshot(since[0]).epoch
+
+    run(10)
+    growth = growth_kb(simulator_module.__file__, lambda: run(60))
+
+    assert growth < 16, f"the simulator grew {growth:.0f} KB over 12 000 inferences"  # 64 B each if kept
+    snapshot = simulator.snapshot()
+    assert len(snapshot.models) == 2 and snapshot.models_revision > 10
+    assert simulator.ground_truth(mark=True).total_latencies == []  # none kept before the first mark
+    simulator.step(0.1)
+    truth = simulator.ground_truth(mark=True)
+    assert len(truth.total_latencies) == len(truth.device_latencies) > 10
+    assert simulator.ground_truth(mark=True).total_latencies == []
