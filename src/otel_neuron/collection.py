@@ -1,7 +1,8 @@
 """Sample the groups that are due, all under one deadline.
 
 Runtime endpoints are fetched concurrently on the fetch loop while the system groups are sampled
-here; their groups then sample from what was handed over (or its error). Other runtime-level
+here; each runtime's groups then sample from what was handed over (or its error) as soon as its
+answer is in, so a slow or hung runtime never moves another's collection. Other runtime-level
 sources (the bridge, sysfs) run in a worker per runtime. Whatever hangs costs its own groups an
 error: the system groups are sampled on time and the report leaves by the deadline.
 """
@@ -26,20 +27,25 @@ class _Plan(NamedTuple):
     """How one set of due groups is collected: worked out once, since the same sets recur every tick."""
 
     system: list[MetricGroup]  # sampled in the collector's thread
-    fetched: list[MetricGroup]  # sampled from what their sources' fetch handed over
-    sources: list[Refreshable]  # each fetched group's source, once
+    sources: list[Refreshable]  # the fetched groups' sources, each once
+    fetched: list[list[MetricGroup]]  # the groups of each source, sampled once its fetch is handed over
     by_runtime: dict[int, list[MetricGroup]]  # the other runtime groups, sampled in a worker per runtime
 
 
 def _plan(groups: Sequence[MetricGroup]) -> _Plan:
     system = [g for g in groups if g.runtime_index is None]
-    fetched = [g for g in groups if g.runtime_index is not None and g.refreshable() is not None]
+    fetched: dict[int, tuple[Refreshable, list[MetricGroup]]] = {}
     by_runtime: dict[int, list[MetricGroup]] = defaultdict(list)
     for group in groups:
-        if group.runtime_index is not None and group.refreshable() is None:
+        if group.runtime_index is None:
+            continue
+        source = group.refreshable()
+        if source is None:
             by_runtime[group.runtime_index].append(group)
-    sources = list({id(r): r for g in fetched if (r := g.refreshable()) is not None}.values())
-    return _Plan(system, fetched, sources, dict(by_runtime))
+        else:
+            fetched.setdefault(id(source), (source, []))[1].append(group)
+    sources = [source for source, _ in fetched.values()]
+    return _Plan(system, sources, [of_source for _, of_source in fetched.values()], dict(by_runtime))
 
 
 class Collector:
@@ -65,8 +71,13 @@ class Collector:
         tick = FETCH_LOOP.start(plan.sources, at)
 
         collected = [Collected(group, group.sample()) for group in plan.system]
-        tick.finish(deadline)
-        collected.extend([Collected(group, group.sample()) for group in plan.fetched])
+        # Each runtime's groups sample as soon as its answer is in, so its period is its own,
+        # whatever another runtime takes; the report keeps the plan's order.
+        fetched: list[list[Collected]] = [[] for _ in plan.sources]
+        for number in tick.hand_over_each(deadline):
+            fetched[number] = [Collected(group, group.sample()) for group in plan.fetched[number]]
+        for of_source in fetched:
+            collected.extend(of_source)
         if at is not None:
             tick.book_next()
         if futures:
@@ -80,6 +91,25 @@ class Collector:
             _logger.info("%s", message)
             collected.extend(Collected(g, g.error_sample(message)) for g in runtime_groups)
         return collected
+
+    def prime(self, groups: Sequence[MetricGroup], deadline_s: float) -> float:
+        """Take every group's baseline the way a tick collects, and return the monotonic time the
+        schedule starts from: the system groups' baselines are taken while the runtimes are fetched,
+        and each runtime's once its answer is in, so a slow or hung runtime (its groups then start
+        with an error) delays neither the others' baselines nor their first period."""
+        plan = _plan(groups)
+        for runtime_groups in plan.by_runtime.values():  # a source of their own, each read in turn
+            for group in runtime_groups:
+                group.prime()
+        deadline = time.monotonic() + deadline_s
+        tick = FETCH_LOOP.start(plan.sources)
+        for group in plan.system:
+            group.prime()
+        start = time.monotonic()
+        for number in tick.hand_over_each(deadline):
+            for group in plan.fetched[number]:
+                group.prime()
+        return start
 
     def _plan_of(self, groups: Sequence[MetricGroup]) -> _Plan:
         if type(groups) is not tuple:

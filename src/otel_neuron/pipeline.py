@@ -130,11 +130,11 @@ class MonitorPipeline:
 
     def run(self, stop: threading.Event, max_reports: int | None = None) -> None:
         """Collect and export until `stop` is set, the output is closed, or `max_reports` were made."""
-        # Runtime baselines may wait on a slow runtime; the system groups' are taken last, right
-        # before the schedule starts, so their first period is the configured one.
-        for scheduled in sorted(self._groups, key=lambda g: g.group.runtime_index is None):
-            scheduled.group.prime()
-        schedule = FixedRateSchedule({g.period for g in self._groups}, time.monotonic())
+        # The baselines are taken as a tick collects (the collector's prime), and the schedule starts
+        # when the system groups' are taken, so every first period is the configured one.
+        periods = {g.period for g in self._groups}
+        start = self._collector.prime(self._due(sorted(periods)), DEADLINE_FRACTION * min(periods))
+        schedule = FixedRateSchedule(periods, start)
         # A piped stream that ended is noticed within half a second; with no such source the loop
         # sleeps until the next tick (each wake-up of an idle process costs CPU of its own).
         can_finish = self._sources_can_finish()

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import math
+import os
 import select
 import socket
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, Protocol
 
 
@@ -48,7 +49,12 @@ _Numbered = tuple[int, Refreshable]
 
 
 class TickFetch:
-    """The fetches of one tick, running while the collector does other work."""
+    """The fetches of one tick, running while the collector does other work.
+
+    Answers are taken as they come (`hand_over_each`): each source is handed its own as soon as it
+    is in, so a runtime that answers keeps its cadence whatever another one does; the rest are told
+    at the deadline that no answer came. A result coming later is not this tick's.
+    """
 
     def __init__(self, sources: Sequence[Refreshable], loop: FetchLoop, at: float | None = None) -> None:
         self._sources = sources
@@ -56,7 +62,11 @@ class TickFetch:
         self._lock = threading.Lock()
         self._results: dict[int, object] = {}
         self._closed = False
+        # Written to by the loop's thread whenever it delivers, so the collector's poll() wakes for
+        # loop results as for socket answers; made only when some fetch runs on the loop.
+        self._wake: tuple[int, int] | None = None
         self._awaiting_sockets: dict[socket.socket, _Numbered] = {}
+        self._futures: list[concurrent.futures.Future[Any]] = []
         on_loop: list[_Numbered] = []
         for number, source in enumerate(sources):
             sent = source.send_socket_request(at)
@@ -64,51 +74,101 @@ class TickFetch:
                 on_loop.append((number, source))
             else:
                 self._awaiting_sockets[sent] = (number, source)
-        self._futures = [self._loop.submit(_fetch_together(on_loop, self))] if on_loop else []
+        if on_loop:
+            self._submit(on_loop)
+
+    def _submit(self, sources: Sequence[_Numbered]) -> None:
+        if self._wake is None:
+            reading, writing = os.pipe()
+            os.set_blocking(reading, False)
+            os.set_blocking(writing, False)
+            self._wake = (reading, writing)
+        self._futures.append(self._loop.submit(_fetch_together(sources, self)))
 
     def _deliver(self, number: int, result: object) -> None:
         with self._lock:
-            if not self._closed:  # a fetch finishing after the deadline is not this tick's anymore
-                self._results[number] = result
+            if self._closed:  # a fetch finishing after the deadline is not this tick's anymore
+                return
+            self._results[number] = result
+            if self._wake is not None:
+                try:
+                    os.write(self._wake[1], b"\0")
+                except BlockingIOError:  # the pipe is full of wake-ups already
+                    pass
 
     def results(self, deadline: float) -> list[object | None]:
         """Wait until the monotonic `deadline` at most; each source's result, None if it had none."""
-        self._read_socket_answers(deadline)
-        for future in self._futures:
-            try:
-                future.result(timeout=max(deadline - time.monotonic(), 0.0))
-            except concurrent.futures.TimeoutError:
-                future.cancel()  # cancels the fetches still running
-        with self._lock:
-            self._closed = True
-            return [self._results.get(number) for number in range(len(self._sources))]
+        for _ in self._arrivals(deadline):
+            pass
+        return [self._results.get(number) for number in range(len(self._sources))]
 
     def finish(self, deadline: float) -> None:
-        """Wait until the monotonic `deadline` at most, then hand every source its result, all at once."""
-        for source, result in zip(self._sources, self.results(deadline), strict=True):
-            source.hand_over(result)
+        """Wait until the monotonic `deadline` at most, handing every source its result."""
+        for _ in self.hand_over_each(deadline):
+            pass
+
+    def hand_over_each(self, deadline: float) -> Iterator[int]:
+        """Hand each source its result as soon as it is in and yield its number (the caller samples
+        its groups before the next one is waited for); at the deadline, those without one are handed
+        None, and yielded too."""
+        for number in self._arrivals(deadline):
+            self._sources[number].hand_over(self._results.get(number))
+            yield number
 
     def book_next(self) -> None:
         """Book each source's answer for the next tick (after the groups read this one's)."""
         for source in self._sources:
             source.book_socket_answer()
 
-    def _read_socket_answers(self, deadline: float) -> None:
+    def _arrivals(self, deadline: float) -> Iterator[int]:
+        """The number of each source as its result comes in, until the deadline; then of the rest."""
+        pending = set(range(len(self._sources)))
         # poll(), not a selector: its sockets are registered in this process, not in the kernel, so
         # a tick costs one system call per wait and one per read (epoll adds two per socket).
-        waiting = {sent.fileno(): sent for sent in self._awaiting_sockets}
         poller = select.poll()
+        waiting = {sent.fileno(): sent for sent in self._awaiting_sockets}
         for descriptor in waiting:
             poller.register(descriptor, select.POLLIN)
+        watched_wake: int | None = None
         timeout_ms = 0  # the first look costs nothing to wait for: most answers are in already
-        while waiting:
-            for descriptor, _ in poller.poll(timeout_ms):
-                if self._read_socket(waiting[descriptor]):
-                    poller.unregister(descriptor)
-                    del waiting[descriptor]
-            timeout_ms = math.ceil((deadline - time.monotonic()) * 1000)
-            if timeout_ms <= 0:
-                return
+        try:
+            while pending:
+                if self._wake is not None and watched_wake is None:  # a fetch went to the loop
+                    watched_wake = self._wake[0]
+                    poller.register(watched_wake, select.POLLIN)
+                arrived: set[int] = set()
+                for descriptor, _ in poller.poll(timeout_ms):
+                    if descriptor == watched_wake:
+                        _drain(descriptor)
+                        with self._lock:
+                            arrived.update(number for number in pending if number in self._results)
+                        continue
+                    sent = waiting[descriptor]
+                    if self._read_socket(sent):
+                        poller.unregister(descriptor)
+                        del waiting[descriptor]
+                        number = self._awaiting_sockets[sent][0]
+                        if number in self._results:  # answered here, not sent to the loop
+                            arrived.add(number)
+                for number in arrived:
+                    pending.discard(number)
+                    yield number
+                timeout_ms = math.ceil((deadline - time.monotonic()) * 1000)
+                if timeout_ms <= 0:
+                    break
+        finally:
+            self._close()
+        yield from pending
+
+    def _close(self) -> None:
+        for future in self._futures:
+            future.cancel()  # cancels the fetches still running
+        with self._lock:
+            self._closed = True
+            wake, self._wake = self._wake, None
+        if wake is not None:
+            os.close(wake[0])
+            os.close(wake[1])
 
     def _read_socket(self, sent: socket.socket) -> bool:
         """Read what `sent` holds; True once its source is done with it (answered, or failed over)."""
@@ -116,12 +176,20 @@ class TickFetch:
         try:
             result = source.read_socket_answer()
         except OSError:  # the source gave its socket up: the loop asks it now, over gRPC
-            self._futures.append(self._loop.submit(_fetch_together([(number, source)], self)))
+            self._submit([(number, source)])
             return True
         if result is None:
             return False
         self._deliver(number, result)
         return True
+
+
+def _drain(descriptor: int) -> None:
+    try:
+        while os.read(descriptor, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 class FetchLoop:

@@ -38,6 +38,10 @@ from otel_neuron.sources.snapshot_socket_route import SnapshotSocketRoute
 _METHOD = "/otel_neuron.runtime.v1.RuntimeMetrics/GetSnapshot"
 _CHANNEL_OPTIONS = [
     ("grpc.enable_http_proxy", 0),  # a runtime is local; never route it through a proxy
+    # A channel of its own connections: a new channel (made after any error) then connects at once,
+    # instead of sharing the previous one's connection and waiting out its reconnect backoff, so a
+    # restarted runtime is read at the first tick after its socket is back.
+    ("grpc.use_local_subchannel_pool", 1),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
