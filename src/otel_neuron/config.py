@@ -27,6 +27,7 @@ import jsonschema
 
 from otel_neuron.config_v2 import config_v2_to_v1
 from otel_neuron.durations import format_duration, parse_duration
+from otel_neuron.semconv import RUNTIME_GROUP_ALIASES, RUNTIME_GROUPS, SYSTEM_GROUPS
 
 DEFAULT_PERIOD = 5.0
 MIN_PERIOD = 0.01  # shorter periods would only keep a core busy collecting
@@ -37,16 +38,9 @@ MAX_FILE_BYTES = 1 << 20
 MAX_RUNTIMES = 128
 MAX_GROUPS_PER_LIST = 16
 DEFAULT_RUNTIME_ADDRESS = "unix:/run/neuron.sock"
-RUNTIME_GROUP_TYPES = (
-    "neuroncore_counters",
-    "inference_stats",
-    "memory_used",
-    "hw_counters",
-    "neuron_runtime_vcpu_usage",
-)
-SYSTEM_GROUP_TYPES = ("vcpu_usage", "memory_info")
-# The guide calls the runtime's vCPU group both names.
-_RUNTIME_GROUP_ALIASES = {"vcpu_usage": "neuron_runtime_vcpu_usage"}
+# The configurable groups; the guide also calls the runtime's vCPU group `vcpu_usage`.
+RUNTIME_GROUP_TYPES = RUNTIME_GROUPS
+SYSTEM_GROUP_TYPES = SYSTEM_GROUPS
 
 
 class ConfigError(ValueError):
@@ -275,7 +269,7 @@ def _too_many(count: int, limit: int) -> str:
 def _runtime(index: int, runtime: Mapping[str, Any], root_period: float, source: str) -> RuntimeConfig:
     path = f"neuron_runtimes[{index}]"
     period = _period_at(runtime, root_period, source, f"{path}.period")
-    groups = _groups(runtime["metrics"], period, source, f"{path}.metrics", _RUNTIME_GROUP_ALIASES)
+    groups = _groups(runtime["metrics"], period, source, f"{path}.metrics", RUNTIME_GROUP_ALIASES)
     address = runtime["address"].strip()
     if address == "sim" or address.startswith("sim:"):
         _check_simulator_options(address, source, f"{path}.address")

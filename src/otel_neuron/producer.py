@@ -34,8 +34,6 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_neuron import __version__
 from otel_neuron.groups.base import (
-    GROUP,
-    RUNTIME_INDEX,
     AttributeValue,
     FrozenAttributes,
     GroupSample,
@@ -48,28 +46,9 @@ from otel_neuron.groups.base import (
     bucket_list,
 )
 from otel_neuron.histogram import merge_histograms
+from otel_neuron.semconv import ERROR_MESSAGE, GROUP, GROUP_ERROR, GROUP_PERIOD, RUNTIME_ERROR, RUNTIME_INDEX
 
 SCOPE = InstrumentationScope("otel_neuron", __version__)
-
-GROUP_PERIOD = InstrumentSpec(
-    "neuron.monitor.group.period",
-    "s",
-    "Actual seconds between this collection of a group and its previous one",
-    Kind.GAUGE,
-)
-GROUP_ERROR = InstrumentSpec(
-    "neuron.monitor.group.error",
-    "1",
-    "1 when the group's last collection failed (error.message says why)",
-    Kind.GAUGE,
-)
-RUNTIME_ERROR = InstrumentSpec(
-    "neuron.monitor.runtime.error",
-    "1",
-    "1 when the runtime could not be reached (error.message says why)",
-    Kind.GAUGE,
-)
-ERROR_MESSAGE = "error.message"
 
 
 class Collected(NamedTuple):  # immutable, and cheaper to build than a frozen dataclass (82 a tick)

@@ -31,29 +31,42 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_neuron.groups import runtime as runtime_groups
-from otel_neuron.groups.base import InstrumentSpec, Kind, MetricGroup, Point, PointsByMetric
-from otel_neuron.groups.runtime import (
+from otel_neuron.groups.base import MetricGroup, Point, PointsByMetric
+from otel_neuron.semconv import (
+    CORE_EFFECTIVE_FLOPS,
+    CORE_FLOPS,
     CORE_INDEX,
+    CORE_MEMORY_BY_CATEGORY,
     CORE_SUBGRAPHS,
     CORE_UTILIZATION,
     CPU_MODE,
     DEVICE_INDEX,
     DEVICE_LATENCY,
     ECC_ERRORS,
+    ECC_KINDS_V1,
     ERROR_TYPE,
+    ERROR_TYPES,
+    HOST_MEMORY_BY_CATEGORY,
+    HW_COUNTERS,
     HW_ERROR_TYPE,
     INFERENCE_COUNT,
     INFERENCE_ERRORS,
     INFERENCE_LATENCY,
+    INFERENCE_STATS,
+    MEMORY_CATEGORY,
     MEMORY_LOCATION,
+    MEMORY_USED,
     MODEL_ID,
     MODEL_MEMORY,
     MODEL_NAME,
     MODEL_RUNNING,
     MODEL_UUID,
+    NEURONCORE_COUNTERS,
     OUTCOME,
+    OUTCOMES,
     RUNTIME_CPU,
     RUNTIME_MEMORY,
+    RUNTIME_VCPU_USAGE,
     SUBGRAPH_MEMORY,
     SUBGRAPH_NAME,
 )
@@ -62,27 +75,6 @@ from otel_neuron.sources.neuron_monitor_bridge import (
     BridgeRegistry,
     BridgeWindow,
     parse_bridge_address,
-)
-
-MEMORY_CATEGORY = "neuron.memory.category"
-
-CORE_FLOPS = InstrumentSpec(
-    "neuron.core.flops",
-    "{flop}",
-    "Floating-point operations of the NeuronCore (neuron-monitor 2.x)",
-    Kind.GAUGE,
-)
-CORE_EFFECTIVE_FLOPS = InstrumentSpec(
-    "neuron.core.effective_flops",
-    "{flop}",
-    "Effective floating-point operations of the NeuronCore (neuron-monitor 2.x)",
-    Kind.GAUGE,
-)
-HOST_MEMORY_BY_CATEGORY = InstrumentSpec(
-    "neuron.runtime.host_memory.usage", "By", "Host memory of the runtime by category", Kind.UPDOWN
-)
-CORE_MEMORY_BY_CATEGORY = InstrumentSpec(
-    "neuron.core.memory.usage", "By", "Device memory of a NeuronCore by category", Kind.UPDOWN
 )
 
 
@@ -127,7 +119,7 @@ class BridgeGroup(MetricGroup):
 
 
 class BridgeNeuronCoreCounters(BridgeGroup):
-    report_key = "neuroncore_counters"
+    report_key = NEURONCORE_COUNTERS
     instruments = (CORE_UTILIZATION, CORE_SUBGRAPHS, CORE_FLOPS, CORE_EFFECTIVE_FLOPS)
     render = staticmethod(runtime_groups.NeuronCoreCountersGroup.render)
 
@@ -160,14 +152,14 @@ class BridgeNeuronCoreCounters(BridgeGroup):
 
 
 class BridgeInferenceStats(BridgeGroup):
-    report_key = "inference_stats"
+    report_key = INFERENCE_STATS
     instruments = (INFERENCE_COUNT, INFERENCE_ERRORS, INFERENCE_LATENCY, DEVICE_LATENCY)
     render = staticmethod(runtime_groups.InferenceStatsGroup.render)
 
     def _points(self, window: BridgeWindow) -> PointsByMetric:
-        outcomes = {name: 0 for name in runtime_groups.OUTCOMES}
+        outcomes = {name: 0 for name in OUTCOMES}
         outcomes.update(window.outcomes)
-        errors = {name: 0 for name in runtime_groups.ERROR_TYPES}
+        errors = {name: 0 for name in ERROR_TYPES}
         errors.update(window.errors)
         base = self._attrs()
         return {
@@ -185,7 +177,7 @@ class BridgeInferenceStats(BridgeGroup):
 
 
 class BridgeMemoryUsed(BridgeGroup):
-    report_key = "memory_used"
+    report_key = MEMORY_USED
     instruments = (
         RUNTIME_MEMORY,
         MODEL_MEMORY,
@@ -262,7 +254,7 @@ class BridgeMemoryUsed(BridgeGroup):
 
 
 class BridgeRuntimeVcpuUsage(BridgeGroup):
-    report_key = "neuron_runtime_vcpu_usage"
+    report_key = RUNTIME_VCPU_USAGE
     instruments = (RUNTIME_CPU,)
     render = staticmethod(runtime_groups.RuntimeVcpuUsageGroup.render)
 
@@ -278,14 +270,14 @@ class BridgeRuntimeVcpuUsage(BridgeGroup):
 
 
 class BridgeHwCounters(BridgeGroup):
-    report_key = "hw_counters"
+    report_key = HW_COUNTERS
     instruments = (ECC_ERRORS,)
     render = staticmethod(runtime_groups.HwCountersGroup.render)
 
     def _points(self, window: BridgeWindow) -> PointsByMetric:
         points: list[Point] = []
         for device in sorted(window.ecc):
-            counts = {kind: 0 for kind in runtime_groups.ECC_KINDS}
+            counts = {kind: 0 for kind in ECC_KINDS_V1}
             counts.update(window.ecc[device])
             for kind, count in counts.items():
                 points.append((self._attrs(**{DEVICE_INDEX: device, HW_ERROR_TYPE: kind}), count))

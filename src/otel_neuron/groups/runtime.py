@@ -35,8 +35,6 @@ from otel_neuron.groups.base import (
     AttributeValue,
     FrozenAttributes,
     HistogramDelta,
-    InstrumentSpec,
-    Kind,
     MetricGroup,
     Point,
     PointColumns,
@@ -53,61 +51,41 @@ from otel_neuron.histogram import (
     subtract_buckets,
 )
 from otel_neuron.runtime import runtime_pb2
-from otel_neuron.runtime.recorder import ECC_KINDS, ERROR_TYPES, OUTCOMES
+from otel_neuron.semconv import (
+    CORE_INDEX,
+    CORE_SUBGRAPHS,
+    CORE_UTILIZATION,
+    CPU_MODE,
+    DEVICE_INDEX,
+    DEVICE_LATENCY,
+    ECC_ERRORS,
+    ERROR_TYPE,
+    ERROR_TYPES,
+    HW_COUNTERS,
+    HW_ERROR_TYPE,
+    INFERENCE_COUNT,
+    INFERENCE_ERRORS,
+    INFERENCE_LATENCY,
+    INFERENCE_STATS,
+    MEMORY_LOCATION,
+    MEMORY_LOCATIONS,
+    MEMORY_USED,
+    MODEL_ID,
+    MODEL_MEMORY,
+    MODEL_NAME,
+    MODEL_RUNNING,
+    MODEL_UUID,
+    NEURONCORE_COUNTERS,
+    OUTCOME,
+    OUTCOMES,
+    RUNTIME_CPU,
+    RUNTIME_MEMORY,
+    RUNTIME_VCPU_USAGE,
+    SUBGRAPH_MEMORY,
+    SUBGRAPH_NAME,
+)
+from otel_neuron.semconv import ECC_KINDS_V1 as ECC_KINDS
 from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError
-
-# Attribute keys.
-CORE_INDEX = "neuron.core.index"
-DEVICE_INDEX = "neuron.device.index"
-MODEL_NAME = "neuron.model.name"
-MODEL_UUID = "neuron.model.uuid"
-MODEL_ID = "neuron.model.id"
-SUBGRAPH_NAME = "neuron.subgraph.name"
-MEMORY_LOCATION = "neuron.memory.location"  # "host" | "neuron_device"
-OUTCOME = "neuron.inference.outcome"
-ERROR_TYPE = "error.type"
-HW_ERROR_TYPE = "hw.error.type"  # "mem_ecc_corrected" | "mem_ecc_uncorrected" | "sram_ecc_uncorrected"
-CPU_MODE = "cpu.mode"
-
-CORE_UTILIZATION = InstrumentSpec(
-    "neuron.core.utilization", "1", "Fraction of the period the NeuronCore was busy", Kind.GAUGE
-)
-CORE_SUBGRAPHS = InstrumentSpec(
-    "neuron.core.subgraphs", "{subgraph}", "Model subgraphs loaded on the NeuronCore", Kind.UPDOWN
-)
-INFERENCE_COUNT = InstrumentSpec(
-    "neuron.inference.count", "{inference}", "Inferences by outcome", Kind.COUNTER
-)
-INFERENCE_ERRORS = InstrumentSpec(
-    "neuron.inference.errors", "{error}", "Inference errors by type", Kind.COUNTER
-)
-INFERENCE_LATENCY = InstrumentSpec(
-    "neuron.inference.latency", "s", "Latency of an inference as measured by the runtime", Kind.HISTOGRAM
-)
-DEVICE_LATENCY = InstrumentSpec(
-    "neuron.inference.device.latency", "s", "Time an inference spent on the Neuron device", Kind.HISTOGRAM
-)
-RUNTIME_MEMORY = InstrumentSpec(
-    "neuron.runtime.memory.usage", "By", "Memory used by the runtime", Kind.UPDOWN
-)
-MODEL_MEMORY = InstrumentSpec("neuron.model.memory.usage", "By", "Memory used by a loaded model", Kind.UPDOWN)
-SUBGRAPH_MEMORY = InstrumentSpec(
-    "neuron.subgraph.memory.usage", "By", "Memory used by a loaded model's subgraph", Kind.UPDOWN
-)
-MODEL_RUNNING = InstrumentSpec(
-    "neuron.model.running", "1", "1 if the loaded model is started, else 0", Kind.GAUGE
-)
-RUNTIME_CPU = InstrumentSpec(
-    "neuron.runtime.cpu.utilization",
-    "1",
-    "Fraction of all vCPUs' time the runtime process spent in each mode over the period",
-    Kind.GAUGE,
-)
-ECC_ERRORS = InstrumentSpec(
-    "neuron.device.ecc.errors", "{error}", "ECC events of a Neuron device by type", Kind.COUNTER
-)
-
-_LOCATIONS = ("host", "neuron_device")
 
 # The protocol's fixed sets of totals, read in one C-level call each; a core's fields likewise.
 _CORE_INDEX_OF = operator.attrgetter("index")
@@ -250,7 +228,7 @@ def _elapsed_s(current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | N
 class NeuronCoreCountersGroup(RuntimeGroup):
     """neuroncore_counters: per-core utilization over the period and the model:subgraph pairs on it."""
 
-    report_key = "neuroncore_counters"
+    report_key = NEURONCORE_COUNTERS
     instruments = (CORE_UTILIZATION, CORE_SUBGRAPHS)
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
@@ -412,7 +390,7 @@ def _loaded_model_names(attributes: Sequence[Attributes]) -> tuple[tuple[int, st
 class InferenceStatsGroup(RuntimeGroup):
     """inference_stats: outcome and error counts and latency histograms of the period."""
 
-    report_key = "inference_stats"
+    report_key = INFERENCE_STATS
     instruments = (INFERENCE_COUNT, INFERENCE_ERRORS, INFERENCE_LATENCY, DEVICE_LATENCY)
     takes_latencies = True
 
@@ -625,7 +603,7 @@ def _window_min_max(
 class MemoryUsedGroup(RuntimeGroup):
     """memory_used: the runtime's and each loaded model's (and subgraph's) memory at the snapshot."""
 
-    report_key = "memory_used"
+    report_key = MEMORY_USED
     instruments = (RUNTIME_MEMORY, MODEL_MEMORY, MODEL_RUNNING, SUBGRAPH_MEMORY)
     needs_baseline = False
     sections_repeat = True
@@ -635,7 +613,7 @@ class MemoryUsedGroup(RuntimeGroup):
         self._models_generation = 0  # of the models the model points were built from
         self._model_points = (_as_columns([]), _as_columns([]), _as_columns([]))
         self._locations = AttributeColumn(
-            self._attrs(**{MEMORY_LOCATION: location}) for location in _LOCATIONS
+            self._attrs(**{MEMORY_LOCATION: location}) for location in MEMORY_LOCATIONS
         )
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
@@ -687,7 +665,7 @@ class MemoryUsedGroup(RuntimeGroup):
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
-        used = dict.fromkeys(_LOCATIONS, 0)
+        used = dict.fromkeys(MEMORY_LOCATIONS, 0)
         for attributes, value in points.get(RUNTIME_MEMORY.name, ()):
             location = str(attributes.get(MEMORY_LOCATION))
             if location in used:
@@ -703,7 +681,7 @@ class MemoryUsedGroup(RuntimeGroup):
                     "uuid": str(attributes.get(MODEL_UUID, "")),
                     "model_id": _int(model_id),
                     "is_running": False,
-                    "memory_used_bytes": dict.fromkeys(_LOCATIONS, 0),
+                    "memory_used_bytes": dict.fromkeys(MEMORY_LOCATIONS, 0),
                     "subgraphs": {},
                 }
             return entry
@@ -712,7 +690,7 @@ class MemoryUsedGroup(RuntimeGroup):
             model_entry(attributes)["is_running"] = bool(value)
         for attributes, value in points.get(MODEL_MEMORY.name, ()):
             location = str(attributes.get(MEMORY_LOCATION))
-            if location in _LOCATIONS:
+            if location in MEMORY_LOCATIONS:
                 model_entry(attributes)["memory_used_bytes"][location] = int(value)  # type: ignore[arg-type]
         for attributes, value in points.get(SUBGRAPH_MEMORY.name, ()):
             subgraphs = model_entry(attributes)["subgraphs"]
@@ -720,12 +698,12 @@ class MemoryUsedGroup(RuntimeGroup):
             subgraph = subgraphs.get(name)
             if subgraph is None:
                 subgraph = subgraphs[name] = {
-                    "memory_used_bytes": dict.fromkeys(_LOCATIONS, 0),
+                    "memory_used_bytes": dict.fromkeys(MEMORY_LOCATIONS, 0),
                     "neuroncore_index": _int(attributes.get(CORE_INDEX)),
                     "neuron_device_index": _int(attributes.get(DEVICE_INDEX)),
                 }
             location = str(attributes.get(MEMORY_LOCATION))
-            if location in _LOCATIONS:
+            if location in MEMORY_LOCATIONS:
                 subgraph["memory_used_bytes"][location] = int(value)  # type: ignore[arg-type]
         ordered = [models[key] for key in sorted(models, key=_int)]
         return {"neuron_runtime_used_bytes": used, "loaded_models": ordered}
@@ -734,7 +712,7 @@ class MemoryUsedGroup(RuntimeGroup):
 class RuntimeVcpuUsageGroup(RuntimeGroup):
     """neuron_runtime_vcpu_usage: the runtime process's user/system CPU as a share of all vCPUs."""
 
-    report_key = "neuron_runtime_vcpu_usage"
+    report_key = RUNTIME_VCPU_USAGE
     instruments = (RUNTIME_CPU,)
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
@@ -766,7 +744,7 @@ def _share(part: float, whole: float) -> float:
 class HwCountersGroup(RuntimeGroup):
     """hw_counters: ECC events per Neuron device during the period (per-period counts)."""
 
-    report_key = "hw_counters"
+    report_key = HW_COUNTERS
     instruments = (ECC_ERRORS,)
     sections_repeat = True
 

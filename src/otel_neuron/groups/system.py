@@ -11,8 +11,6 @@ import numpy
 from otel_neuron.groups.base import (
     AttributeColumn,
     Attributes,
-    InstrumentSpec,
-    Kind,
     MetricGroup,
     Point,
     PointColumns,
@@ -21,6 +19,21 @@ from otel_neuron.groups.base import (
     derived_from,
     percent,
     values_of,
+)
+from otel_neuron.semconv import (
+    CONTEXT_SWITCHES,
+    CPU_COUNT,
+    CPU_LOGICAL_NUMBER,
+    CPU_MODE,
+    CPU_UTILIZATION,
+    MEMORY_INFO,
+    MEMORY_LIMIT,
+    MEMORY_STATE,
+    MEMORY_USAGE,
+    PAGING_STATE,
+    PAGING_USAGE,
+    SEMCONV_CPU_MODE,
+    VCPU_USAGE,
 )
 from otel_neuron.sources.procfs import (
     CPU_MODES,
@@ -31,36 +44,13 @@ from otel_neuron.sources.procfs import (
     read_memory,
 )
 
-CPU_UTILIZATION = InstrumentSpec(
-    "system.cpu.utilization", "1", "Fraction of the period each vCPU spent in each mode", Kind.GAUGE
-)
-CONTEXT_SWITCHES = InstrumentSpec(
-    "system.cpu.context_switches", "{context_switch}", "Context switches of all vCPUs", Kind.COUNTER
-)
-CPU_COUNT = InstrumentSpec("system.cpu.logical.count", "{cpu}", "Number of logical vCPUs", Kind.UPDOWN)
-MEMORY_USAGE = InstrumentSpec(
-    "system.memory.usage", "By", "Host memory in use (MemTotal - MemAvailable)", Kind.UPDOWN
-)
-MEMORY_LIMIT = InstrumentSpec("system.memory.limit", "By", "Total host memory (MemTotal)", Kind.UPDOWN)
-PAGING_USAGE = InstrumentSpec("system.paging.usage", "By", "Swap space by state (used, free)", Kind.UPDOWN)
-
-# OpenTelemetry's cpu.mode values for the guide's seven mode names.
-SEMCONV_CPU_MODE = {
-    "user": "user",
-    "nice": "nice",
-    "system": "system",
-    "idle": "idle",
-    "io_wait": "iowait",
-    "irq": "interrupt",
-    "soft_irq": "softirq",
-}
 _GUIDE_CPU_MODE = {semconv: guide for guide, semconv in SEMCONV_CPU_MODE.items()}
 
 
 class VcpuUsageGroup(MetricGroup):
     """Per-vCPU mode percentages and context switches over the period, from /proc/stat."""
 
-    report_key = "vcpu_usage"
+    report_key = VCPU_USAGE
     instruments = (CPU_UTILIZATION, CONTEXT_SWITCHES, CPU_COUNT)
 
     def __init__(self, read: Callable[[], CpuTimes] = read_cpu_times) -> None:
@@ -100,7 +90,7 @@ class VcpuUsageGroup(MetricGroup):
         """One attribute set per (mode, vCPU), mode-major like the shares; built once per vCPU count."""
         if len(self._attributes) != cpus * len(CPU_MODES):
             self._attributes = AttributeColumn(
-                {"cpu.logical_number": cpu, "cpu.mode": SEMCONV_CPU_MODE[mode]}
+                {CPU_LOGICAL_NUMBER: cpu, CPU_MODE: SEMCONV_CPU_MODE[mode]}
                 for mode in CPU_MODES
                 for cpu in range(cpus)
             )
@@ -124,10 +114,10 @@ def _usage_point_by_point(points: Iterable[Point]) -> _Usage:
     usage: dict[Any, dict[str, float]] = {}
     sums = dict.fromkeys(CPU_MODES, 0.0)
     for attributes, value in points:
-        mode = _GUIDE_CPU_MODE.get(attributes.get("cpu.mode"))  # type: ignore[arg-type]
+        mode = _GUIDE_CPU_MODE.get(attributes.get(CPU_MODE))  # type: ignore[arg-type]
         if mode is None:
             continue
-        cpu = attributes.get("cpu.logical_number")
+        cpu = attributes.get(CPU_LOGICAL_NUMBER)
         row = usage.get(cpu)
         if row is None:
             row = usage[cpu] = dict.fromkeys(CPU_MODES, 0.0)
@@ -165,9 +155,9 @@ def _row_labels(attributes: Sequence[Attributes]) -> tuple[str, ...] | None:
     if cpus == 0 or cpus * len(CPU_MODES) != len(attributes):
         return None
     expected_modes, expected_cpus = _mode_major_layout(cpus)
-    if values_of("cpu.mode", attributes) != expected_modes:
+    if values_of(CPU_MODE, attributes) != expected_modes:
         return None
-    cpu_numbers = values_of("cpu.logical_number", attributes)
+    cpu_numbers = values_of(CPU_LOGICAL_NUMBER, attributes)
     if cpu_numbers != expected_cpus:  # numbers equal as dict keys are: the rows are the same
         return None
     return tuple(map(str, cpu_numbers[:cpus]))
@@ -228,12 +218,12 @@ def _cpu_order(cpu: Any) -> int:
 class MemoryInfoGroup(MetricGroup):
     """Host memory and swap from /proc/meminfo; used = MemTotal - MemAvailable (OTel's definition)."""
 
-    report_key = "memory_info"
+    report_key = MEMORY_INFO
     instruments = (MEMORY_LIMIT, MEMORY_USAGE, PAGING_USAGE)
 
-    _USED = {"system.memory.state": "used"}
-    _SWAP_USED = {"system.paging.state": "used"}
-    _SWAP_FREE = {"system.paging.state": "free"}
+    _USED = {MEMORY_STATE: "used"}
+    _SWAP_USED = {PAGING_STATE: "used"}
+    _SWAP_FREE = {PAGING_STATE: "free"}
 
     def __init__(self, read: Callable[[], MemoryFacts] = read_memory) -> None:
         super().__init__()
@@ -255,10 +245,10 @@ class MemoryInfoGroup(MetricGroup):
         def value(metric: str, key: str = "", state: str = "") -> int:
             return sum(_whole(v) for a, v in points.get(metric, ()) if not key or a.get(key) == state)
 
-        swap_used = value(PAGING_USAGE.name, "system.paging.state", "used")
+        swap_used = value(PAGING_USAGE.name, PAGING_STATE, "used")
         return {
             "memory_total_bytes": value(MEMORY_LIMIT.name),
-            "memory_used_bytes": value(MEMORY_USAGE.name, "system.memory.state", "used"),
-            "swap_total_bytes": swap_used + value(PAGING_USAGE.name, "system.paging.state", "free"),
+            "memory_used_bytes": value(MEMORY_USAGE.name, MEMORY_STATE, "used"),
+            "swap_total_bytes": swap_used + value(PAGING_USAGE.name, PAGING_STATE, "free"),
             "swap_used_bytes": swap_used,
         }
