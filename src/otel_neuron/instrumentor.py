@@ -54,21 +54,31 @@ from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from otel_neuron import __version__
 from otel_neuron import process_recorder as process
 from otel_neuron.config import (
-    RUNTIME_GROUP_TYPES,
-    SYSTEM_GROUP_TYPES,
     ConfigError,
     MonitorConfig,
     config_from_document,
     load_config,
 )
-from otel_neuron.groups.base import GROUP, RUNTIME_INDEX, HistogramDelta, MetricGroup, bucket_list
+from otel_neuron.groups.base import HistogramDelta, MetricGroup, bucket_list
 from otel_neuron.groups.observable import ObservedGroups
-from otel_neuron.groups.runtime import DEVICE_LATENCY, GROUP_TYPES, INFERENCE_LATENCY, InferenceStatsGroup
+from otel_neuron.groups.runtime import GROUP_TYPES, InferenceStatsGroup
 from otel_neuron.histogram import SCALE, bucket_bounds
 from otel_neuron.pipeline import SYSTEM_GROUP_FACTORIES
-from otel_neuron.producer import ERROR_MESSAGE, GROUP_ERROR, GROUP_PERIOD, RUNTIME_ERROR, SCOPE
+from otel_neuron.producer import SCOPE
 from otel_neuron.runtime.recorder import InferenceRecorder
 from otel_neuron.runtime.server import RuntimeEndpointServer
+from otel_neuron.semconv import (
+    DEVICE_LATENCY,
+    ERROR_MESSAGE,
+    GROUP,
+    GROUP_ERROR,
+    GROUP_PERIOD,
+    INFERENCE_LATENCY,
+    RUNTIME_ERROR,
+    RUNTIME_INDEX,
+)
+from otel_neuron.semconv import RUNTIME_GROUPS as RUNTIME_GROUP_TYPES
+from otel_neuron.semconv import SYSTEM_GROUPS as SYSTEM_GROUP_TYPES
 from otel_neuron.sources.in_process import InProcessEndpoint
 from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint
 
