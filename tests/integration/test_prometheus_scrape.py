@@ -1,14 +1,20 @@
-"""A real Prometheus scrapes otel-neuron in both naming modes; PromQL agrees with the JSON report."""
+"""A real Prometheus scrapes otel-neuron in both naming modes; PromQL agrees with the JSON report.
+
+And the CLI's /metrics holds under load: many concurrent scrapers, idle and slow clients."""
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
+import socket
 import threading
+from pathlib import Path
 
 import pytest
+from monitor_cli import start_monitor
 from monitor_harness import FACTS
-from peers import Prometheus
+from peers import Prometheus, free_port, stop, wait_for_port
 
 from otel_neuron.exporters.prometheus import PrometheusExporter
 from otel_neuron.exporters.report_json import ReportJsonExporter
@@ -92,3 +98,83 @@ def test_opentelemetry_names_match_the_report(scraped):
     target = prometheus.wait_for('target_info{job="otel"}')[0]["metric"]
     assert target["host_id"] == FACTS.instance_id
     assert target["service_name"] == "otel-neuron-monitor"
+
+
+# ---------------------------------------------------------------------------------------------
+# Under load: the CLI's /metrics with 50 concurrent scrapers, an idle connection and a slow client
+
+SCRAPERS = 50
+SCRAPES_EACH = 20
+# As long as Prometheus waits for a scrape by default (scrape_timeout: 10s).
+SCRAPE_TIMEOUT_S = 10.0
+# Longer than the server's deadline for a client to send its request, by far.
+IDLE_WAIT_S = 30.0
+
+
+def scrape(port: int) -> tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=SCRAPE_TIMEOUT_S)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        connection.close()
+
+
+def storm(port: int) -> list[str]:
+    """Every scrape's failure, as text; SCRAPERS threads scrape SCRAPES_EACH times each at once."""
+    failures: list[str] = []
+    start = threading.Barrier(SCRAPERS)
+
+    def scraper() -> None:
+        start.wait()
+        for _ in range(SCRAPES_EACH):
+            try:
+                status, content_type, body = scrape(port)
+            except OSError as error:
+                failures.append(repr(error))
+                continue
+            if status != 200 or not content_type.startswith("text/plain") or b"target_info" not in body:
+                failures.append(f"{status} {content_type} {body[:80]!r}")
+
+    threads = [threading.Thread(target=scraper) for _ in range(SCRAPERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def test_fifty_concurrent_scrapers_all_succeed_beside_idle_and_slow_clients(tmp_path: Path) -> None:
+    config = tmp_path / "monitor.conf"
+    config.write_text(
+        json.dumps(
+            {
+                "period": "1s",
+                "neuron_runtimes": [{"address": "sim:?seed=1", "metrics": [{"type": "neuroncore_counters"}]}],
+                "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info"}],
+            }
+        )
+    )
+    port = free_port()
+    process = start_monitor(["--imds", "off", "-c", str(config), "--prometheus", f"127.0.0.1:{port}"])
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline(), "no report"  # the first export is done: /metrics has data
+        wait_for_port(port, process)
+        idle = socket.create_connection(("127.0.0.1", port))
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the end of its headers
+        try:
+            assert storm(port) == []
+            idle.settimeout(IDLE_WAIT_S)
+            slow.settimeout(IDLE_WAIT_S)
+            assert idle.recv(1) == b"", "the server answered a connection that asked nothing"
+            assert slow.recv(1) == b"", "the server answered a request that never ended"
+        finally:
+            idle.close()
+            slow.close()
+        assert process.poll() is None
+    finally:
+        stop(process)
+    assert "Traceback" not in (process.stderr.read() if process.stderr else "")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import copy
+import gzip
+import http.client
 import json
+import socket
+import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +28,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_neuron.exporters.prometheus import (
@@ -31,6 +37,7 @@ from otel_neuron.exporters.prometheus import (
     explicit_histogram_point,
     parse_listen_address,
 )
+from otel_neuron.exporters.scrape_server import MAX_REQUEST_HEAD, WORKERS
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "reports"
 GUIDE_REPORT = json.loads((FIXTURES / "guide-report.json").read_text())
@@ -280,3 +287,121 @@ def test_parse_listen_address(text, mode, expected):
 def test_parse_listen_address_rejects(bad):
     with pytest.raises(ValueError, match="--prometheus"):
         parse_listen_address(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# The HTTP server: answers as prometheus_client's would, bounded threads, no client holds it
+
+CLIENT_TIMEOUT_S = 0.2
+# Far longer than any deadline of the server: reached only if the server never acts.
+GENEROUS_S = 30.0
+
+
+@pytest.fixture
+def served() -> Iterator[PrometheusExporter]:
+    exporter = PrometheusExporter(
+        listen=("127.0.0.1", 0),
+        names="neuron-monitor",
+        report_builder=lambda r: r,
+        client_timeout=CLIENT_TIMEOUT_S,
+    )
+    exporter.export(GUIDE_REPORT)  # type: ignore[arg-type]
+    try:
+        yield exporter
+    finally:
+        exporter.shutdown()
+
+
+def get(
+    exporter: PrometheusExporter, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    assert exporter.address is not None
+    connection = http.client.HTTPConnection(*exporter.address, timeout=GENEROUS_S)
+    try:
+        connection.request("GET", "/metrics", headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def connect(exporter: PrometheusExporter) -> socket.socket:
+    assert exporter.address is not None
+    return socket.create_connection(exporter.address, timeout=GENEROUS_S)
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,
+        "application/openmetrics-text; version=1.0.0",
+        "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+    ],
+)
+def test_scrapes_answer_what_prometheus_client_renders(served, accept):
+    encoder, content_type = choose_encoder(accept)
+    status, headers, body = get(served, {"Accept": accept} if accept else {})
+    assert (status, headers["Content-Type"], body) == (200, content_type, encoder(served.registry))
+    status, headers, body = get(served, {"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == generate_latest(served.registry)
+
+
+def test_an_idle_connection_is_closed_by_the_server(served):
+    with connect(served) as idle:
+        assert idle.recv(1) == b""  # closed, not answered
+    assert get(served)[0] == 200
+
+
+def test_slow_clients_do_not_keep_others_from_scraping(served):
+    slow = [connect(served) for _ in range(2 * WORKERS)]
+    try:
+        for client in slow:
+            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        for _ in range(3):
+            assert get(served)[0] == 200
+        for client in slow:
+            assert client.recv(1) == b""
+    finally:
+        for client in slow:
+            client.close()
+
+
+def test_a_request_head_longer_than_any_scrapers_is_cut_off(served):
+    with connect(served) as client:
+        client.sendall(b"GET /metrics HTTP/1.1\r\n" + b"X-Padding: " + b"x" * MAX_REQUEST_HEAD)
+        try:
+            assert client.recv(1) == b""
+        except ConnectionResetError:  # closed with our bytes unread
+            pass
+    assert get(served)[0] == 200
+
+
+def test_idle_connections_take_no_more_than_the_workers_threads():
+    before = threading.active_count()
+    exporter = PrometheusExporter(listen=("127.0.0.1", 0), client_timeout=CLIENT_TIMEOUT_S)
+    idle = [connect(exporter) for _ in range(3 * WORKERS)]
+    try:
+        # Accepted in order: when this scrape is answered, every idle connection has been taken.
+        assert get(exporter)[0] == 200
+        assert threading.active_count() <= before + WORKERS + 2  # the workers, accept loop, waiting room
+    finally:
+        for client in idle:
+            client.close()
+        exporter.shutdown()
+
+
+def test_shutdown_hangs_up_on_clients_still_connected():
+    # The clients' deadline is far off: only shutdown() can close their connections in time.
+    exporter = PrometheusExporter(listen=("127.0.0.1", 0), client_timeout=4 * GENEROUS_S)
+    idle = [connect(exporter) for _ in range(WORKERS + 2)]  # every worker busy, the accept loop waiting
+    try:
+        exporter.shutdown()
+        for client in idle:
+            try:
+                assert client.recv(1) == b""
+            except ConnectionResetError:  # never accepted: the kernel resets it with the listening socket
+                pass
+    finally:
+        for client in idle:
+            client.close()

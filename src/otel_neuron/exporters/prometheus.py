@@ -45,10 +45,11 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from otel_neuron.exporters.scrape_server import CLIENT_TIMEOUT_S, ScrapeServer
 from otel_neuron.exporters.temporality import CUMULATIVE_PREFERRED, DELTA_PREFERRED
 
 _logger = logging.getLogger(__name__)
@@ -424,7 +425,8 @@ class PrometheusExporter(MetricExporter):
     `names="otel"` wants cumulative data (Prometheus counters are totals) and keeps the latest
     point per series. `names="neuron-monitor"` wants per-period (delta) data, renders it as the
     guide's JSON report with `report_builder`, and accumulates the counters itself.
-    `listen=None` starts no server (tests read `registry` directly).
+    `listen=None` starts no server (tests read `registry` directly). A scraper has `client_timeout`
+    seconds to send its request and as long again to read the answer (see `scrape_server`).
     """
 
     def __init__(
@@ -432,6 +434,7 @@ class PrometheusExporter(MetricExporter):
         listen: tuple[str, int] | None = (DEFAULT_HOST, DEFAULT_PORTS["otel"]),
         names: str = "otel",
         report_builder: ReportBuilder | None = None,
+        client_timeout: float = CLIENT_TIMEOUT_S,
     ) -> None:
         if names not in NAMING_MODES:
             raise ValueError(f'--prometheus-names: "{names}" is not one of {", ".join(NAMING_MODES)}')
@@ -445,18 +448,17 @@ class PrometheusExporter(MetricExporter):
             self.registry.register(_OtelNamesCollector(self._cache))
         else:
             self.registry.register(self._compat)
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server: ScrapeServer | None = None
         self.address: tuple[str, int] | None = None
         if listen is not None:
             host, port = listen
             try:
-                self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+                self._server = ScrapeServer(make_wsgi_app(self.registry), host, port, client_timeout)
             except OSError as error:
                 raise OSError(
                     f"--prometheus: cannot listen on {host}:{port}: {error.strerror or error}"
                 ) from None
-            self.address = (host, int(self._server.server_address[1]))
+            self.address = self._server.address
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
@@ -476,11 +478,8 @@ class PrometheusExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.shutdown(timeout_millis / 1000)
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout_millis / 1000)
 
 
 __all__ = [
