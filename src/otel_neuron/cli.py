@@ -34,7 +34,6 @@ from otel_neuron.exporters.options import (
 )
 from otel_neuron.exporters.prometheus import PrometheusExporter
 from otel_neuron.exporters.report_json import ReportJsonExporter
-from otel_neuron.exporters.report_v2 import report_to_v2
 from otel_neuron.pipeline import MonitorPipeline, build_groups, close_groups, settle_garbage_collector
 from otel_neuron.report_schema import report_problem
 from otel_neuron.resource import LookupResource
@@ -218,7 +217,7 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
         runtime_count=len(config.runtimes),
         out=sys.stdout,
         validate=report_problem if args.validate else None,
-        transform=report_to_v2 if args.output_format == "2" else None,
+        output_format=args.output_format,
     )
     try:
         network = build_network_exporters(args)

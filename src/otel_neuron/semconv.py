@@ -137,6 +137,19 @@ LATENCY_PERCENTILE = "neuron.latency.percentile"  # "p0" ... "p100", as upstream
 class Kind(enum.Enum):
     """How an instrument's point value is to be read."""
 
+# The report's instance_data (1.x) / instance_info (2.x) fields and the resource attribute each travels
+# in (cloud.*/host.* where the conventions have one), in the report's order.
+INSTANCE_RESOURCE_ATTRIBUTES = {
+    "instance_name": "host.name",
+    "instance_id": "host.id",
+    "instance_type": "host.type",
+    "instance_availability_zone": "cloud.availability_zone",
+    "instance_availability_zone_id": "aws.ec2.availability_zone_id",
+    "instance_region": "cloud.region",
+    "ami_id": "host.image.id",
+    "subnet_id": "aws.ec2.subnet_id",
+    "error": "neuron.instance.error",
+}
     GAUGE = "gauge"  # a value over the period or at sample time (percentages, counts of things)
     COUNTER = "counter"  # monotonic; the point value is the increase over the period
     UPDOWN = "updowncounter"  # a current amount that goes up and down (bytes in use)

@@ -36,9 +36,10 @@ from otel_neuron.groups.system import (
     SEMCONV_CPU_MODE,
     MemoryInfoGroup,
     VcpuUsageGroup,
-    _percents,
 )
 from otel_neuron.producer import Collected, MetricsDataProducer
+from otel_neuron.report.routing import SectionPoints
+from otel_neuron.report.system import percents_of
 from otel_neuron.report_schema import report_problem
 from otel_neuron.resource import build_resource
 from otel_neuron.sources.instance import InstanceFacts
@@ -314,7 +315,7 @@ def test_a_numpy_column_reads_as_python_numbers_point_by_point() -> None:
     )
 )
 def test_vcpu_percents_are_the_doubles_round_gives(fraction: float) -> None:
-    (by_columns,) = _percents([fraction])
+    (by_columns,) = percents_of([fraction])
     assert by_columns == round(fraction * 100.0, 2) and math.copysign(1, by_columns) == math.copysign(
         1, fraction
     )
@@ -362,10 +363,8 @@ def test_a_groups_attribute_column_cannot_change_so_what_is_derived_from_it_is_k
 
 
 def test_a_block_spanning_runtimes_is_split_by_each_points_runtime_index() -> None:
-    from otel_neuron.exporters.report_json import _SectionPoints
-
     attributes = AttributeColumn([{"neuron.runtime.index": i % 2, "neuron.core.index": i} for i in range(4)])
-    sections = _SectionPoints()
+    sections = SectionPoints()
     sections.file("neuron.core.utilization", [PointColumns(attributes, [0.1, 0.2, 0.3, 0.4])])
     odd = sections.of(["neuron.core.utilization"], 1)["neuron.core.utilization"]
     assert [(a["neuron.core.index"], v) for a, v in odd] == [(1, 0.2), (3, 0.4)]

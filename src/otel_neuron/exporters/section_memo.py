@@ -11,7 +11,7 @@ comparisons: a group's attribute sets are shared objects, so comparing them is a
 Equal values render the same, as every renderer reads them through int(), float() or round(); only
 the sign of a zero could differ (0.0 == -0.0): a section may show the zero as the period before did.
 The rendered objects are then shared by consecutive reports, so nothing may change them in place:
-`merge_report` replaces sections whole and the 2.x transform deep-copies.
+both standing reports (1.x `merge_report`, 2.x `StandingReportV2`) replace sections whole.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ class SectionMemo:
         found = derive()
         self._derived[key] = (source, found)
         return found
+
+    def forget(self, gone: Callable[[Hashable], bool]) -> None:
+        """Drop the renderings of the sections `gone` says will not come back (an application that
+        exited), so what is kept stays bounded by the sections that exist."""
+        for section in [section for section in self._last if gone(section)]:
+            del self._last[section]
 
     def render(self, section: Hashable, render: Render, points: PointsByMetric) -> dict[str, Any]:
         """`render(points)`, or the rendering of the same points last time (the same object)."""
