@@ -74,8 +74,9 @@ class Collector:
         # Each runtime's groups sample as soon as its answer is in, so its period is its own,
         # whatever another runtime takes; the report keeps the plan's order.
         fetched: list[list[Collected]] = [[] for _ in plan.sources]
-        for number in tick.hand_over_each(deadline):
-            fetched[number] = [Collected(group, group.sample()) for group in plan.fetched[number]]
+        for arrived in tick.hand_over_as_answered(deadline):
+            for number in arrived:
+                fetched[number] = [Collected(group, group.sample()) for group in plan.fetched[number]]
         for of_source in fetched:
             collected.extend(of_source)
         if at is not None:
@@ -106,9 +107,10 @@ class Collector:
         for group in plan.system:
             group.prime()
         start = time.monotonic()
-        for number in tick.hand_over_each(deadline):
-            for group in plan.fetched[number]:
-                group.prime()
+        for arrived in tick.hand_over_as_answered(deadline):
+            for number in arrived:
+                for group in plan.fetched[number]:
+                    group.prime()
         return start
 
     def _plan_of(self, groups: Sequence[MetricGroup]) -> _Plan:

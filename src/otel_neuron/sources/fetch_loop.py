@@ -51,7 +51,7 @@ _Numbered = tuple[int, Refreshable]
 class TickFetch:
     """The fetches of one tick, running while the collector does other work.
 
-    Answers are taken as they come (`hand_over_each`): each source is handed its own as soon as it
+    Answers are taken as they come (`hand_over_as_answered`): each source is handed its own as soon as it
     is in, so a runtime that answers keeps its cadence whatever another one does; the rest are told
     at the deadline that no answer came. A result coming later is not this tick's.
     """
@@ -65,6 +65,7 @@ class TickFetch:
         # Written to by the loop's thread whenever it delivers, so the collector's poll() wakes for
         # loop results as for socket answers; made only when some fetch runs on the loop.
         self._wake: tuple[int, int] | None = None
+        self._wake_pending = False  # only touched on the loop's thread
         self._awaiting_sockets: dict[socket.socket, _Numbered] = {}
         self._futures: list[concurrent.futures.Future[Any]] = []
         on_loop: list[_Numbered] = []
@@ -79,22 +80,30 @@ class TickFetch:
 
     def _submit(self, sources: Sequence[_Numbered]) -> None:
         if self._wake is None:
-            reading, writing = os.pipe()
-            os.set_blocking(reading, False)
-            os.set_blocking(writing, False)
-            self._wake = (reading, writing)
+            # Blocking ends will do: the collector reads only once poll() saw bytes, and the loop
+            # writes at most a byte a turn, far from filling the pipe before the tick closes it.
+            self._wake = os.pipe()
         self._futures.append(self._loop.submit(_fetch_together(sources, self)))
 
     def _deliver(self, number: int, result: object) -> None:
         with self._lock:
-            if self._closed:  # a fetch finishing after the deadline is not this tick's anymore
-                return
-            self._results[number] = result
-            if self._wake is not None:
-                try:
-                    os.write(self._wake[1], b"\0")
-                except BlockingIOError:  # the pipe is full of wake-ups already
-                    pass
+            if not self._closed:  # a fetch finishing after the deadline is not this tick's anymore
+                self._results[number] = result
+
+    def _deliver_on_loop(self, number: int, result: object) -> None:
+        """`_deliver` from the loop's thread, waking the collector's poll() once for all that the
+        loop delivers in one turn (`sim:` runtimes all answer in the same one): a wake-up per answer
+        would hand the interpreter back and forth between the two threads for each."""
+        self._deliver(number, result)
+        if not self._wake_pending:
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._wake_collector)
+
+    def _wake_collector(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+            if self._wake is not None and not self._closed:
+                os.write(self._wake[1], b"\0")
 
     def results(self, deadline: float) -> list[object | None]:
         """Wait until the monotonic `deadline` at most; each source's result, None if it had none."""
@@ -104,24 +113,26 @@ class TickFetch:
 
     def finish(self, deadline: float) -> None:
         """Wait until the monotonic `deadline` at most, handing every source its result."""
-        for _ in self.hand_over_each(deadline):
+        for _ in self.hand_over_as_answered(deadline):
             pass
 
-    def hand_over_each(self, deadline: float) -> Iterator[int]:
-        """Hand each source its result as soon as it is in and yield its number (the caller samples
-        its groups before the next one is waited for); at the deadline, those without one are handed
-        None, and yielded too."""
-        for number in self._arrivals(deadline):
-            self._sources[number].hand_over(self._results.get(number))
-            yield number
+    def hand_over_as_answered(self, deadline: float) -> Iterator[list[int]]:
+        """Hand the sources their results as they come in, yielding the numbers of those just handed
+        theirs (the caller samples their groups before more are waited for); at the deadline, those
+        without one are handed None, and yielded too."""
+        for arrived in self._arrivals(deadline):
+            for number in arrived:
+                self._sources[number].hand_over(self._results.get(number))
+            yield arrived
 
     def book_next(self) -> None:
         """Book each source's answer for the next tick (after the groups read this one's)."""
         for source in self._sources:
             source.book_socket_answer()
 
-    def _arrivals(self, deadline: float) -> Iterator[int]:
-        """The number of each source as its result comes in, until the deadline; then of the rest."""
+    def _arrivals(self, deadline: float) -> Iterator[list[int]]:
+        """The numbers of the sources whose results came in, a list per wake-up, until the deadline;
+        then those of the rest."""
         pending = set(range(len(self._sources)))
         # poll(), not a selector: its sockets are registered in this process, not in the kernel, so
         # a tick costs one system call per wait and one per read (epoll adds two per socket).
@@ -136,29 +147,33 @@ class TickFetch:
                 if self._wake is not None and watched_wake is None:  # a fetch went to the loop
                     watched_wake = self._wake[0]
                     poller.register(watched_wake, select.POLLIN)
-                arrived: set[int] = set()
+                arrived: list[int] = []
                 for descriptor, _ in poller.poll(timeout_ms):
                     if descriptor == watched_wake:
-                        _drain(descriptor)
+                        os.read(descriptor, 4096)  # every wake-up written so far
                         with self._lock:
-                            arrived.update(number for number in pending if number in self._results)
+                            ready = [number for number in pending if number in self._results]
+                        pending.difference_update(ready)
+                        arrived.extend(ready)
                         continue
                     sent = waiting[descriptor]
-                    if self._read_socket(sent):
+                    answered = self._read_socket(sent)
+                    if answered is not None:
                         poller.unregister(descriptor)
                         del waiting[descriptor]
+                    if answered:
                         number = self._awaiting_sockets[sent][0]
-                        if number in self._results:  # answered here, not sent to the loop
-                            arrived.add(number)
-                for number in arrived:
-                    pending.discard(number)
-                    yield number
+                        pending.discard(number)
+                        arrived.append(number)
+                if arrived:
+                    yield arrived
                 timeout_ms = math.ceil((deadline - time.monotonic()) * 1000)
                 if timeout_ms <= 0:
                     break
         finally:
             self._close()
-        yield from pending
+        if pending:
+            yield list(pending)
 
     def _close(self) -> None:
         for future in self._futures:
@@ -170,26 +185,19 @@ class TickFetch:
             os.close(wake[0])
             os.close(wake[1])
 
-    def _read_socket(self, sent: socket.socket) -> bool:
-        """Read what `sent` holds; True once its source is done with it (answered, or failed over)."""
+    def _read_socket(self, sent: socket.socket) -> bool | None:
+        """Read what `sent` holds: True once answered, False when its source gave the socket up (the
+        loop asks it now), None while more is due."""
         number, source = self._awaiting_sockets[sent]
         try:
             result = source.read_socket_answer()
         except OSError:  # the source gave its socket up: the loop asks it now, over gRPC
             self._submit([(number, source)])
-            return True
-        if result is None:
             return False
+        if result is None:
+            return None
         self._deliver(number, result)
         return True
-
-
-def _drain(descriptor: int) -> None:
-    try:
-        while os.read(descriptor, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 class FetchLoop:
@@ -222,7 +230,7 @@ class FetchLoop:
 
 async def _fetch_together(sources: Sequence[_Numbered], tick: TickFetch) -> None:
     async def fetch(number: int, source: Refreshable) -> None:
-        tick._deliver(number, await source.fetch_result())
+        tick._deliver_on_loop(number, await source.fetch_result())
 
     tasks = [asyncio.ensure_future(fetch(number, source)) for number, source in sources]
     try:
