@@ -123,6 +123,10 @@ MEMORY_STATE = "system.memory.state"
 PAGING_STATE = "system.paging.state"
 DEVICE_TYPE = "neuron.device.type"
 CORE_VERSION = "neuron.core.version"
+# neuron-monitor 2.x's neuron_hardware_info facts, on neuron.device.info when upstream gave them.
+DEVICE_VERSION = "neuron.device.version"  # neuron_device_version ("v4")
+DEVICE_MEMORY_SIZE = "neuron.device.memory.size"  # neuron_device_memory_size, bytes per device
+LOGICAL_CORE_CONFIG = "neuron.core.logical_config"  # logical_neuroncore_config (Trn2's LNC: 1 or 2)
 INSTANCE_TYPE = "host.type"
 POWER_STATISTIC = "neuron.power.statistic"  # min | max | avg
 POWER_STATUS = "neuron.power.status"  # valid | no_data | invalid
@@ -130,13 +134,6 @@ CORE_STATUS = "neuron.core.status"
 CORE_COUNTER = "neuron.core.counter"
 PHYSICAL_CORE = "neuron.core.physical"  # Trn2's v3d: a physical NeuronCore of a logical one ("nc_v3.0")
 LATENCY_PERCENTILE = "neuron.latency.percentile"  # "p0" ... "p100", as upstream named it
-
-# --------------------------------------------------------------------------- instruments
-
-
-class Kind(enum.Enum):
-    """How an instrument's point value is to be read."""
-
 # The report's instance_data (1.x) / instance_info (2.x) fields and the resource attribute each travels
 # in (cloud.*/host.* where the conventions have one), in the report's order.
 INSTANCE_RESOURCE_ATTRIBUTES = {
@@ -150,6 +147,13 @@ INSTANCE_RESOURCE_ATTRIBUTES = {
     "subnet_id": "aws.ec2.subnet_id",
     "error": "neuron.instance.error",
 }
+
+# --------------------------------------------------------------------------- instruments
+
+
+class Kind(enum.Enum):
+    """How an instrument's point value is to be read."""
+
     GAUGE = "gauge"  # a value over the period or at sample time (percentages, counts of things)
     COUNTER = "counter"  # monotonic; the point value is the increase over the period
     UPDOWN = "updowncounter"  # a current amount that goes up and down (bytes in use)
