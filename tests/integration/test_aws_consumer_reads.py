@@ -162,7 +162,6 @@ def stream_line(*tags: str) -> bytes:
     return (json.dumps(document) + "\n").encode()
 
 
-@pytest.mark.xfail(strict=True, reason="bridge applications: helper P2-4")
 def test_an_application_that_leaves_the_stream_leaves_the_2x_report_within_two_periods(
     tmp_path: Path,
 ) -> None:
