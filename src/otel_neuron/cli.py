@@ -209,7 +209,8 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     # Runs beside start-up and the first period; reports say "in progress" until it ends (<= ~1 s).
     instance_lookup = InstanceLookup.start(args.imds)
     try:
-        groups = build_groups(config)
+        # The 2.x report's root neuron_hardware_info: a bridged stream gives it too.
+        groups = build_groups(config, bridge_hardware_info=args.output_format == "2")
     except ConfigError as error:
         print(f"otel-neuron-monitor: {error}", file=sys.stderr)
         return 2

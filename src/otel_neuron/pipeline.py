@@ -46,14 +46,17 @@ class ScheduledGroup:
     period: float
 
 
-def build_groups(config: MonitorConfig) -> list[ScheduledGroup]:
-    """The configured groups; ConfigError naming the runtime's JSON path for a bad address or group."""
+def build_groups(config: MonitorConfig, bridge_hardware_info: bool = False) -> list[ScheduledGroup]:
+    """The configured groups; ConfigError naming the runtime's JSON path for a bad address or group.
+
+    `bridge_hardware_info` (the 2.x report asks it) adds, once per neuron-monitor source, a
+    neuron_hardware_info group reading the stream's root object, at its runtime's shortest period."""
     if not config.system_groups and not any(runtime.groups for runtime in config.runtimes):
         raise ConfigError(f"{config.source}: the configuration enables no metric group")
     scheduled = [ScheduledGroup(SYSTEM_GROUP_FACTORIES[g.type](), g.period) for g in config.system_groups]
     for runtime in config.runtimes:
         try:
-            scheduled.extend(_runtime_groups(runtime))
+            scheduled.extend(_runtime_groups(runtime, bridge_hardware_info))
         except ValueError as error:
             close_groups(scheduled)
             where = f"neuron_runtimes[{runtime.index}]"
@@ -69,7 +72,7 @@ def close_groups(groups: Sequence[ScheduledGroup]) -> None:
             close()
 
 
-def _runtime_groups(runtime: RuntimeConfig) -> list[ScheduledGroup]:
+def _runtime_groups(runtime: RuntimeConfig, bridge_hardware_info: bool = False) -> list[ScheduledGroup]:
     from otel_neuron.groups.runtime import create_runtime_groups
 
     periods = {g.type: g.period for g in runtime.groups}
@@ -78,14 +81,22 @@ def _runtime_groups(runtime: RuntimeConfig) -> list[ScheduledGroup]:
     if runtime.address.startswith(("neuron-monitor:", "stdin:")):
         from otel_neuron.groups.neuron_monitor import create_bridge_groups
 
-        groups = create_bridge_groups(runtime.index, runtime.address, types, deadline, periods=periods)
+        groups = create_bridge_groups(
+            runtime.index,
+            runtime.address,
+            types,
+            deadline,
+            periods=periods,
+            hardware_info=bridge_hardware_info,
+        )
     elif runtime.address.startswith("sysfs:"):
         from otel_neuron.groups.sysfs import create_sysfs_groups
 
         groups = create_sysfs_groups(runtime.index, runtime.address, types, deadline)
     else:
         groups = create_runtime_groups(runtime.index, runtime.address, types, deadline)
-    return [ScheduledGroup(group, periods[group.report_key]) for group in groups]
+    shortest = min(periods.values(), default=1.0)
+    return [ScheduledGroup(group, periods.get(group.report_key, shortest)) for group in groups]
 
 
 @dataclass

@@ -187,3 +187,30 @@ def test_the_cli_reads_a_fuzzed_stream_to_its_end_and_reports_within_the_schema(
     memory = json.loads(line)["neuron_runtime_data"][0]["report"]["memory_used"]
     assert memory["error"] == ""
     assert memory["neuron_runtime_used_bytes"]["host"] == 123456789  # the last line was read and used
+
+
+def test_a_spawned_neuron_monitor_with_two_applications_gives_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_NM_STREAM", str(FIXTURES / "trn1-32xlarge.jsonl"))
+    registry = BridgeRegistry()
+    groups = create_bridge_groups(
+        0, f"neuron-monitor:{FAKE}", ["memory_used", "neuron_runtime_vcpu_usage"], 0.8, registry=registry
+    )
+    for group in groups:
+        group.prime()
+    bridge = registry.bridges()[0]
+    wait_for(lambda: bridge.parser.reports >= 2)
+    memory, vcpu = (group.sample() for group in groups)
+    assert memory.error == "" and vcpu.error == ""
+    applications = {
+        (attributes["process.pid"], attributes["neuron.runtime.tag"])
+        for attributes, _ in memory.points["neuron.runtime.memory.usage"]
+    }
+    assert applications == {(457402, "367"), (461023, "llama_b")}
+    failed = [
+        attributes["error.message"]
+        for attributes, value in vcpu.points["neuron.monitor.application.error"]
+        if value == 1
+    ]
+    assert failed == ["open/proc/457402/stat:nosuchfileordirectory"]
+    for group in groups:
+        group.close()  # type: ignore[attr-defined]

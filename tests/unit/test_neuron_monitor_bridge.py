@@ -24,7 +24,8 @@ from otel_neuron.groups.neuron_monitor import create_bridge_groups
 from otel_neuron.groups.runtime import INFERENCE_COUNT
 from otel_neuron.pipeline import MonitorPipeline, ScheduledGroup
 from otel_neuron.report_schema import report_problem
-from otel_neuron.sources import neuron_monitor_bridge
+from otel_neuron.sources import neuron_monitor_application
+from otel_neuron.sources.line_streams import FdLines
 from otel_neuron.sources.neuron_monitor_bridge import (
     BridgeRegistry,
     generated_config,
@@ -327,14 +328,16 @@ def test_a_reader_that_fails_says_so_in_the_groups_error_and_the_end_of_input_en
 def test_a_report_that_cannot_be_folded_is_skipped_counted_and_the_next_one_used(
     pipe: Pipe, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    real = neuron_monitor_bridge.histogram_from_percentiles
+    real = neuron_monitor_application.histogram_from_percentiles
 
     def fails_for_a_single_execution(percentiles: Mapping[str, float], count: int) -> HistogramDelta:
         if count == 1:  # a fault nobody foresaw, in folding rather than parsing
             raise ArithmeticError("cannot place the percentiles")
         return real(percentiles, count)
 
-    monkeypatch.setattr(neuron_monitor_bridge, "histogram_from_percentiles", fails_for_a_single_execution)
+    monkeypatch.setattr(
+        neuron_monitor_application, "histogram_from_percentiles", fails_for_a_single_execution
+    )
     registry = BridgeRegistry(stdin=pipe.reader)
     (stats,) = create_bridge_groups(0, "stdin:", ["inference_stats"], 0.8, registry=registry)
     stats.prime()
@@ -413,3 +416,410 @@ def test_fuzz_every_report_written_matches_the_schema_and_the_reader_goes_on(
     assert bridged_reports.problems.getvalue() == ""
     stats = report["neuron_runtime_data"][0]["report"]["inference_stats"]
     assert stats["error"] == "" and stats["inference_summary"]["completed"] == count
+
+
+# --------------------------------------------------------------------------- applications, and nothing lost
+
+
+class Bridged:
+    """Bridge groups of one configured runtime fed line by line through the reader's per-line step."""
+
+    def __init__(
+        self, address: str = "stdin:", groups: list[str] | None = None, hardware_info: bool = True
+    ) -> None:
+        self._pipe = Pipe()  # stays empty: lines are handed to `take`
+        self.registry = BridgeRegistry(stdin=self._pipe.reader)
+        created = create_bridge_groups(
+            0, address, groups or ALL_GROUPS, 0.8, registry=self.registry, hardware_info=hardware_info
+        )
+        self.groups = {group.report_key: group for group in created}
+        self.bridge = self.registry.bridges()[0]
+        for group in created:
+            group.prime()
+
+    def feed(self, *lines: str) -> None:
+        for line in lines:
+            assert self.bridge.take(line) is not None, self.bridge.parser.last_problem
+
+    def sample(self, key: str) -> GroupSample:
+        sample = self.groups[key].sample()
+        assert sample.error == "", sample.error
+        return sample
+
+    def close(self) -> None:
+        for group in self.groups.values():
+            group.close()  # type: ignore[attr-defined]
+        self._pipe.close()
+
+
+@pytest.fixture
+def bridged() -> Iterator[Bridged]:
+    made: list[Bridged] = []
+
+    def make(*args: object, **kwargs: object) -> Bridged:
+        made.append(Bridged(*args, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make  # type: ignore[misc]
+    for bridge in made:
+        bridge.close()
+
+
+App = tuple[object, object]
+
+
+def app_of(attributes: Mapping[str, object]) -> App:
+    return attributes.get("process.pid"), attributes.get("neuron.runtime.tag")
+
+
+def points_of(sample: GroupSample, name: str, app: App | None = None) -> list[tuple[dict, object]]:
+    return [
+        (dict(attributes), value)
+        for attributes, value in sample.points.get(name, ())
+        if app is None or app_of(attributes) == app
+    ]
+
+
+def values_by(sample: GroupSample, name: str, *keys: str, app: App | None = None) -> dict:
+    found = {}
+    for attributes, value in points_of(sample, name, app):
+        found[tuple(attributes.get(key) for key in keys) if len(keys) > 1 else attributes.get(keys[0])] = (
+            value
+        )
+    return found
+
+
+INF2 = lines("inf2-xlarge.jsonl")
+TRN1 = lines("trn1-32xlarge.jsonl")
+INF2_APP = (7685, "7685")
+TRAINING = (457402, "367")
+SERVING = (461023, "llama_b")
+RUNTIME_KEYS = ["neuroncore_counters", "inference_stats", "memory_used", "neuron_runtime_vcpu_usage"]
+
+
+def test_every_application_point_carries_its_pid_tag_and_configured_index(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged()
+    source.feed(INF2[0])
+    for key in RUNTIME_KEYS:
+        sample = source.sample(key)
+        assert sample.points and any(sample.points.values())
+        for name, points in sample.points.items():
+            for attributes, _ in points:
+                assert attributes["neuron.runtime.index"] == 0, (key, name)
+                assert app_of(attributes) == INF2_APP, (key, name)
+    # neuron_hw_counters is a system group in 2.x: device facts, no application
+    ecc = source.sample("hw_counters").points["neuron.device.ecc.errors"]
+    assert ecc and all(app_of(attributes) == (None, None) for attributes, _ in ecc)
+
+
+def test_two_applications_of_one_configured_runtime_stay_two(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged("stdin:?tag_filter=.*")
+    source.feed(TRN1[0])
+    upstream = {
+        (entry["pid"], entry["neuron_runtime_tag"]): entry["report"]
+        for entry in json.loads(TRN1[0])["neuron_runtime_data"]
+    }
+    memory = source.sample("memory_used")
+    cores = source.sample("neuroncore_counters")
+    for app in (TRAINING, SERVING):
+        used = upstream[app]["memory_used"]["neuron_runtime_used_bytes"]
+        assert values_by(memory, "neuron.runtime.memory.usage", "neuron.memory.location", app=app) == {
+            "host": used["host"],
+            "neuron_device": used["neuron_device"],
+        }
+        in_use = upstream[app]["neuroncore_counters"]["neuroncores_in_use"]
+        utilization = values_by(cores, "neuron.core.utilization", "neuron.core.index", app=app)
+        assert utilization == {
+            int(core): body["neuroncore_utilization"] / 100 for core, body in in_use.items()
+        }
+    assert {app_of(a) for a, _ in cores.points["neuron.core.utilization"]} == {TRAINING, SERVING}
+    # The application's own tag, not the configured index, names it.
+    assert len(values_by(cores, "neuron.core.utilization", "neuron.core.index", app=SERVING)) == 16
+
+
+def test_a_1x_entry_is_an_application_tagged_by_its_runtime_index(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged(groups=["inference_stats"], hardware_info=False)
+    source.feed(lines("v1.jsonl")[0])
+    counts = source.sample("inference_stats").points["neuron.inference.count"]
+    assert {app_of(attributes) for attributes, _ in counts} == {(None, "0")}
+
+
+def test_one_report_in_the_period_gives_its_percentiles_exactly_and_only_those(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged(groups=["inference_stats"])
+    source.feed(INF2[0])
+    sample = source.sample("inference_stats")
+    latency = json.loads(INF2[0])["neuron_runtime_data"][0]["report"]["execution_stats"]["latency_stats"]
+    total = values_by(sample, "neuron.inference.latency.percentile", "neuron.latency.percentile")
+    device = values_by(sample, "neuron.inference.device.latency.percentile", "neuron.latency.percentile")
+    assert total == latency["total_latency"]  # p0, p50, p99, p100: no p1, p25 or p75 invented
+    assert device == latency["device_latency"]
+    (histogram,) = [value for _, value in sample.points["neuron.inference.latency"]]
+    assert (
+        histogram.min == latency["total_latency"]["p0"] and histogram.max == latency["total_latency"]["p100"]
+    )
+
+
+def test_several_reports_in_the_period_merge_percentiles_min_max_exact_the_rest_estimated(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged(groups=["inference_stats"])
+    source.feed(*INF2)
+    sample = source.sample("inference_stats")
+    given = [
+        json.loads(line)["neuron_runtime_data"][0]["report"]["execution_stats"]["latency_stats"][
+            "total_latency"
+        ]
+        for line in INF2
+    ]
+    merged = values_by(sample, "neuron.inference.latency.percentile", "neuron.latency.percentile")
+    assert list(merged) == ["p0", "p50", "p99", "p100"]
+    assert merged["p0"] == min(report["p0"] for report in given)
+    assert merged["p100"] == max(report["p100"] for report in given)
+    for name in ("p50", "p99"):  # from the merged histogram: within its bucket of the reports' values
+        low, high = min(report[name] for report in given), max(report[name] for report in given)
+        assert low * 0.98 <= merged[name] <= high * 1.02, name
+
+
+def test_model_errors_12_in_12_out_and_only_the_error_types_upstream_gave(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged(groups=["inference_stats"])
+    source.feed(*INF2)
+    sample = source.sample("inference_stats")
+    errors = values_by(sample, "neuron.inference.errors", "error.type")
+    assert errors == {"numerical": 0, "transient": 0, "model": 12, "runtime": 0, "hardware": 0}
+    outcomes = values_by(sample, "neuron.inference.count", "neuron.inference.outcome")
+    assert outcomes["completed"] == 1200 + 1185 + 1213 and outcomes["completed_with_err"] == 12
+    assert set(outcomes) == {
+        "completed",
+        "completed_with_err",
+        "completed_with_num_err",
+        "timed_out",
+        "incorrect_input",
+        "failed_to_queue",
+    }
+    # A period without a fresh report: the same keys, counting 0.
+    again = values_by(source.sample("inference_stats"), "neuron.inference.errors", "error.type")
+    assert again == dict.fromkeys(errors, 0)
+
+
+def test_sram_ecc_corrected_6_in_6_out_with_all_four_kinds(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged(groups=["hw_counters"])
+    source.feed(*INF2)
+    ecc = values_by(
+        source.sample("hw_counters"), "neuron.device.ecc.errors", "neuron.device.index", "hw.error.type"
+    )
+    assert ecc == {
+        (0, "mem_ecc_corrected"): 0,
+        (0, "mem_ecc_uncorrected"): 0,
+        (0, "sram_ecc_uncorrected"): 0,
+        (0, "sram_ecc_corrected"): 6,
+    }
+
+
+def test_usage_breakdown_of_the_runtime_each_core_and_each_subgraph(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged(groups=["memory_used"])
+    source.feed(TRN1[0])
+    sample = source.sample("memory_used")
+    report = {
+        (entry["pid"], entry["neuron_runtime_tag"]): entry["report"]["memory_used"]
+        for entry in json.loads(TRN1[0])["neuron_runtime_data"]
+    }[SERVING]
+    breakdown = report["neuron_runtime_used_bytes"]["usage_breakdown"]
+    host = values_by(sample, "neuron.runtime.host_memory.usage", "neuron.memory.category", app=SERVING)
+    assert host == breakdown["host"]
+    per_core = values_by(
+        sample, "neuron.core.memory.usage", "neuron.core.index", "neuron.memory.category", app=SERVING
+    )
+    assert per_core == {
+        (int(core), category): amount
+        for core, categories in breakdown["neuroncore_memory_usage"].items()
+        for category, amount in categories.items()
+    }
+    by_category = values_by(
+        sample,
+        "neuron.subgraph.memory.category.usage",
+        "neuron.model.id",
+        "neuron.subgraph.name",
+        "neuron.memory.location",
+        "neuron.memory.category",
+        app=SERVING,
+    )
+    expected = {
+        (model["model_id"], name, location, category): amount
+        for model in report["loaded_models"]
+        for name, subgraph in model["subgraphs"].items()
+        for location, categories in subgraph["memory_used_bytes"]["usage_breakdown"].items()
+        for category, amount in categories.items()
+    }
+    assert by_category == expected and len(expected) == 24 * 2 * 8
+    running = values_by(sample, "neuron.model.running", "neuron.model.id", app=SERVING)
+    assert running == {model["model_id"]: int(model["is_running"]) for model in report["loaded_models"]}
+    assert points_of(sample, "neuron.model.memory.usage") == []  # 2.x models have no memory of their own
+
+
+def test_flops_come_out_under_the_key_upstream_used(bridged) -> None:  # type: ignore[no-untyped-def]
+    inf2 = bridged(groups=["neuroncore_counters"])
+    inf2.feed(INF2[0])
+    sample = inf2.sample("neuroncore_counters")
+    assert points_of(sample, "neuron.core.flops") == []
+    assert values_by(sample, "neuron.core.effective_flops", "neuron.core.index") == {
+        0: 3617392064,
+        1: 3584012288,
+    }
+    trn1 = bridged(groups=["neuroncore_counters"])
+    trn1.feed(TRN1[0])
+    sample = trn1.sample("neuroncore_counters")
+    assert points_of(sample, "neuron.core.effective_flops") == []
+    assert points_of(sample, "neuron.core.flops", TRAINING) == []  # its cores gave utilization only
+    assert values_by(sample, "neuron.core.flops", "neuron.core.index", app=SERVING)[16] == 1.9e12 + 16e9
+
+
+def test_v3d_gives_each_physical_neuroncore_its_utilization(bridged) -> None:  # type: ignore[no-untyped-def]
+    document = json.loads(INF2[0])
+    cores = document["neuron_runtime_data"][0]["report"]["neuroncore_counters"]["neuroncores_in_use"]
+    cores["0"]["v3d"] = {
+        "nc_v3.0": {"neuroncore_utilization": 21.01},
+        "nc_v3.1": {"neuroncore_utilization": 63.01},
+    }
+    source = bridged(groups=["neuroncore_counters"])
+    source.feed(json.dumps(document))
+    physical = values_by(
+        source.sample("neuroncore_counters"),
+        "neuron.core.physical.utilization",
+        "neuron.core.index",
+        "neuron.core.physical",
+    )
+    assert physical == {(0, "nc_v3.0"): 0.2101, (0, "nc_v3.1"): 0.6301}
+
+
+def test_upstream_errors_of_the_entry_and_of_each_group_are_points(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged()
+    document = json.loads(TRN1[0])
+    document["neuron_runtime_data"][1]["error"] = "lost contact with the runtime"
+    source.feed(json.dumps(document))
+    vcpu = source.sample("neuron_runtime_vcpu_usage")
+    errors = {
+        (app_of(attributes), attributes.get("neuron.monitor.group")): (attributes["error.message"], value)
+        for attributes, value in vcpu.points["neuron.monitor.application.error"]
+    }
+    assert errors == {
+        (TRAINING, None): ("", 0),
+        (TRAINING, "neuron_runtime_vcpu_usage"): ("open/proc/457402/stat:nosuchfileordirectory", 1),
+        (SERVING, None): ("lost contact with the runtime", 1),
+        (SERVING, "neuron_runtime_vcpu_usage"): ("", 0),
+    }
+    # The failed group's numbers, as upstream gave them, still come through.
+    assert values_by(vcpu, "neuron.runtime.cpu.utilization", "cpu.mode", app=TRAINING) == {
+        "user": 0,
+        "system": 0,
+    }
+
+
+def test_an_application_that_leaves_has_no_points_from_the_next_period_on(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged()
+    source.feed(TRN1[0])
+    assert all(
+        TRAINING in {app_of(a) for points in source.sample(key).points.values() for a, _ in points}
+        for key in RUNTIME_KEYS
+    )
+    without_training = json.loads(TRN1[1])
+    del without_training["neuron_runtime_data"][0]
+    source.feed(json.dumps(without_training))
+    for _ in range(2):  # the next period and the one after
+        for key in RUNTIME_KEYS:
+            apps = {app_of(a) for points in source.sample(key).points.values() for a, _ in points}
+            assert apps == {SERVING}, key
+
+
+def test_an_application_that_leaves_mid_period_gives_its_last_counts_once(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged(groups=["inference_stats", "memory_used"])
+    source.feed(TRN1[0])
+    source.sample("inference_stats"), source.sample("memory_used")
+    source.feed(TRN1[1])  # the serving application counts more, then is gone
+    only_training = json.loads(TRN1[1])
+    del only_training["neuron_runtime_data"][1]
+    source.feed(json.dumps(only_training))
+    stats = source.sample("inference_stats")
+    assert (
+        values_by(stats, "neuron.inference.count", "neuron.inference.outcome", app=SERVING)["completed"]
+        == 490
+    )
+    assert points_of(stats, "neuron.monitor.application.error", SERVING) == []  # counts only
+    assert points_of(stats, "neuron.inference.latency.percentile", SERVING) == []
+    assert points_of(source.sample("memory_used"), "neuron.runtime.memory.usage", SERVING) == []
+    assert points_of(source.sample("inference_stats"), "neuron.inference.count", SERVING) == []
+
+
+def test_application_state_is_bounded_the_least_recently_seen_forgotten(bridged) -> None:  # type: ignore[no-untyped-def]
+    template = json.loads(INF2[0])["neuron_runtime_data"][0]
+    entries = []
+    for pid in range(1, 1101):
+        entry = {**template, "pid": pid, "neuron_runtime_tag": f"app-{pid}"}
+        entries.append(entry)
+    source = bridged(groups=["inference_stats"])
+    source.feed(json.dumps({"neuron_runtime_data": entries}))
+    apps = {app_of(a) for a, _ in source.sample("inference_stats").points["neuron.inference.count"]}
+    assert len(apps) == 1024 and (1100, "app-1100") in apps and (1, "app-1") not in apps
+    source.feed(json.dumps({"neuron_runtime_data": entries[:3]}))  # the others left
+    apps = {app_of(a) for a, _ in source.sample("inference_stats").points["neuron.inference.count"]}
+    assert apps == {(1, "app-1"), (2, "app-2"), (3, "app-3")}
+
+
+def test_neuron_hardware_info_from_the_stream_once_per_source(bridged) -> None:  # type: ignore[no-untyped-def]
+    registry = BridgeRegistry(stdin=io.BytesIO())
+    first = create_bridge_groups(
+        0, "stdin:?tag_filter=a", ["memory_used"], 0.8, registry=registry, hardware_info=True
+    )
+    second = create_bridge_groups(
+        1, "stdin:?tag_filter=b", ["memory_used"], 0.8, registry=registry, hardware_info=True
+    )
+    assert [g.report_key for g in first] == ["memory_used", "neuron_hardware_info"]
+    assert [g.report_key for g in second] == ["memory_used"]
+    for group in [*first, *second]:
+        group.close()  # type: ignore[attr-defined]
+
+    inf2 = bridged(groups=["memory_used"])
+    inf2.feed(INF2[0])
+    sample = inf2.sample("neuron_hardware_info")
+    (info,) = points_of(sample, "neuron.device.info")
+    assert info == (
+        {
+            "neuron.runtime.index": 0,
+            "neuron.device.index": 0,
+            "neuron.device.type": "inferentia2",
+            "neuron.core.version": "v2",
+            "neuron.device.memory.size": 34359738368,
+        },
+        1,
+    )  # no device version: upstream gave none
+    assert values_by(sample, "neuron.device.core.count", "neuron.device.index") == {0: 2}
+    trn1 = bridged(groups=["memory_used"])
+    trn1.feed(TRN1[0])
+    sample = trn1.sample("neuron_hardware_info")
+    infos = points_of(sample, "neuron.device.info")
+    assert [a["neuron.device.index"] for a, _ in infos] == list(range(16))
+    assert all(set(a) == {"neuron.runtime.index", "neuron.device.index"} for a, _ in infos)  # counts only
+
+
+def test_the_streams_instance_info_is_kept_as_upstream_gave_it(bridged) -> None:  # type: ignore[no-untyped-def]
+    source = bridged(groups=["memory_used"])
+    assert source.registry.instance_info() == {}
+    source.feed(INF2[0])
+    assert source.registry.instance_info() == json.loads(INF2[0])["instance_info"]  # no name, subnet, AZ id
+
+
+def test_a_16_mib_line_of_thousands_of_loaded_models_is_read(tmp_path: Path, bridged) -> None:  # type: ignore[no-untyped-def]
+    document = json.loads(TRN1[0])
+    memory = document["neuron_runtime_data"][1]["report"]["memory_used"]
+    one_model = memory["loaded_models"][0]
+    models = []
+    while sum(map(len, map(json.dumps, models[:1]))) * len(models) < 16 * 1024 * 1024:
+        models.append({**one_model, "model_id": 100000 + len(models)})
+    memory["loaded_models"] = models
+    big = json.dumps(document)
+    assert len(big) >= 16 * 1024 * 1024
+    stream = tmp_path / "stream.jsonl"
+    stream.write_text(big + "\n" + INF2[0] + "\n")
+    read = list(FdLines(os.open(stream, os.O_RDONLY)))  # what --from-stdin reads
+    assert [len(line) for line in read] == [len(big), len(INF2[0])]
+    source = bridged(groups=["memory_used"], hardware_info=False)
+    source.feed(read[0].decode())
+    running = points_of(source.sample("memory_used"), "neuron.model.running", SERVING)
+    assert len(running) == len(models) > 10_000

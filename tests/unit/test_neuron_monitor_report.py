@@ -331,3 +331,84 @@ def test_fuzz_hostile_lines_give_in_range_reports_or_counted_skips(lines: list[s
         if report is not None:
             assert _numbers_in_range(_without_system_data(report)) == []
     assert parser.reports + parser.malformed == parser.lines == len(lines)
+
+
+# --------------------------------------------------------------------------- shapes of real 2.x captures
+
+
+def test_an_inf2_capture_keeps_exactly_the_keys_it_gave() -> None:
+    report = parse_report_line(fixture_lines("inf2-xlarge.jsonl")[0])
+    (runtime,) = report.runtimes
+    assert (runtime.pid, runtime.tag) == (7685, "7685")
+    assert runtime.neuroncore_counters is not None
+    core = runtime.neuroncore_counters.cores[0]
+    assert (core.flops, core.effective_flops) == (None, 3617392064)
+    stats = runtime.execution_stats
+    assert stats is not None and "generic" not in stats.errors and stats.errors["model"] == 4
+    assert stats.total_latency is not None and list(stats.total_latency.values) == [
+        "p0",
+        "p50",
+        "p99",
+        "p100",
+    ]
+    assert runtime.memory_used is not None and runtime.memory_used.loaded_models == ()
+    assert report.hardware is not None
+    assert report.hardware.neuron_device_version is None  # not given
+    assert report.hardware.neuron_device_type == "inferentia2"
+    assert report.hardware.neuron_device_memory_size == 34359738368
+    assert report.hardware.logical_neuroncore_config is None
+    assert set(report.instance) == {
+        "instance_id",
+        "instance_type",
+        "instance_availability_zone",
+        "instance_region",
+        "ami_id",
+        "error",
+    }
+
+
+def test_a_trn1_capture_with_two_applications_and_subgraph_breakdowns() -> None:
+    report = parse_report_line(fixture_lines("trn1-32xlarge.jsonl")[0])
+    training, serving = report.runtimes
+    assert (training.pid, training.tag, serving.pid, serving.tag) == (457402, "367", 461023, "llama_b")
+    assert training.vcpu_usage is not None
+    assert training.vcpu_usage.error == "open/proc/457402/stat:nosuchfileordirectory"
+    assert (training.vcpu_usage.user, training.vcpu_usage.system) == (0, 0)
+    stats = training.execution_stats
+    assert stats is not None and stats.total_latency is None and stats.errors["generic"] == 2
+    memory = serving.memory_used
+    assert memory is not None and len(memory.loaded_models) == 24
+    model = memory.loaded_models[0]
+    assert model.memory is None  # 2.x gives memory per subgraph only
+    subgraph = model.subgraphs[1]
+    assert subgraph.name == "sg_01" and subgraph.neuron_device_index == 8
+    assert set(subgraph.host_breakdown) == {"application_memory", "constants", "dma_buffers", "tensors"}
+    assert set(subgraph.device_breakdown) == {"constants", "model_code", "runtime_memory", "tensors"}
+    assert sum(subgraph.device_breakdown.values()) == subgraph.memory.neuron_device
+    assert sorted(memory.core_breakdown) == list(range(16, 32))
+    assert report.hw_counters is not None and len(report.hw_counters.devices) == 16
+    hardware = report.hardware
+    assert hardware is not None and (hardware.neuron_device_type, hardware.neuron_device_count) == (None, 16)
+
+
+def test_v3d_physical_cores_out_of_range_or_misnamed_read_as_absent() -> None:
+    document = json.loads(fixture_lines("inf2-xlarge.jsonl")[0])
+    core = document["neuron_runtime_data"][0]["report"]["neuroncore_counters"]["neuroncores_in_use"]["0"]
+    core["v3d"] = {
+        "nc_v3.0": {"neuroncore_utilization": 21.01},
+        "nc_v3.1": {"neuroncore_utilization": 163.0},
+        "x" * 65: {"neuroncore_utilization": 1.0},
+        "nc_v3.2": 5,
+    }
+    parsed = parse_report(document).runtimes[0].neuroncore_counters
+    assert parsed is not None and parsed.cores[0].physical == {"nc_v3.0": 21.01}
+
+
+def test_instance_facts_are_the_guides_fields_each_one_short_line() -> None:
+    document = json.loads(fixture_lines("inf2-xlarge.jsonl")[0])
+    document["instance_info"]["instance_type"] = "inf2.xlarge\nsecond line"
+    document["instance_info"]["colour"] = "red"
+    document["instance_info"]["ami_id"] = 7
+    instance = parse_report(document).instance
+    assert instance["instance_type"] == "inf2.xlarge"
+    assert "colour" not in instance and "ami_id" not in instance

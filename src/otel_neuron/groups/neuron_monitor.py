@@ -1,58 +1,81 @@
-"""The five runtime groups, fed by AWS's neuron-monitor instead of a runtime endpoint.
+"""The runtime groups and neuron_hardware_info, fed by AWS's neuron-monitor instead of a runtime endpoint.
 
     groups = create_bridge_groups(0, "neuron-monitor:/opt/aws/neuron/bin/neuron-monitor",
                                   ["neuroncore_counters", "inference_stats"], deadline_s=0.8)
 
-Each group has the report key, the OpenTelemetry instruments and the JSON rendering of its
-counterpart in `otel_neuron.groups.runtime`, so OTLP, Prometheus and the JSON report see the
-same metrics whichever way the numbers came in. The points are built from what arrived from
-neuron-monitor since the group's previous sample (`neuron_monitor_bridge.BridgeWindow`):
+Each group has the report key and the OpenTelemetry instruments of its counterpart in
+`otel_neuron.groups.runtime` (neuron_hardware_info: in `otel_neuron.groups.sysfs`), plus what only
+neuron-monitor 2.x reports, so OTLP, Prometheus and the reports see the same metrics whichever way
+the numbers came in. Every application (a Neuron process: an entry of neuron-monitor's
+`neuron_runtime_data`) of the configured runtime has its own points, which carry `process.pid`
+and `neuron.runtime.tag` besides `neuron.runtime.index` (a 1.x entry: its `neuron_runtime_index`
+as tag). The numbers are what arrived since the group's previous sample
+(`sources.neuron_monitor_windows`, `sources.neuron_monitor_application`):
 
-- neuroncore_counters: utilization time-weighted over the fresh upstream periods (the latest
-  value when none arrived); loaded models from the latest report; 2.x `flops` and
-  `effective_flops` as two extra gauges;
-- inference_stats: the sums of neuron-monitor's per-period counts (2.x `model` errors included
-  as error.type "model"); the latency percentiles as a synthesized histogram (see
-  `sources.percentile_histogram`) merged over the fresh upstream periods;
-- memory_used: the latest body per matching runtime, summed; 2.x usage_breakdown categories as
-  two extra gauges; a loaded model without a valid model_id, or a subgraph without valid
-  NeuronCore and device indexes, cannot be named in the report and is left out;
-- neuron_runtime_vcpu_usage: user/system time-weighted per runtime, summed over runtimes;
-- hw_counters: ECC events summed per device and kind (2.x `sram_ecc_corrected` included).
+- neuroncore_counters: utilization; FLOPS under the key upstream used (`flops`: neuron.core.flops,
+  `effective_flops`: neuron.core.effective_flops); Trn2's `v3d` per physical NeuronCore
+  (neuron.core.physical.utilization); 1.x loaded models;
+- inference_stats (2.x execution_stats): every outcome and error type upstream gave (`model`
+  included); the latency percentiles as upstream gave them (neuron.inference.latency.percentile,
+  neuron.inference.device.latency.percentile) and as a synthesized histogram
+  (`sources.percentile_histogram`);
+- memory_used: the runtime's memory, its usage_breakdown (host categories, each NeuronCore's
+  categories), each loaded model and each subgraph with its own usage_breakdown; a model without a
+  valid model_id, or a subgraph without valid NeuronCore and device indexes, cannot be named and
+  is left out;
+- neuron_runtime_vcpu_usage: the application's user and system CPU;
+- hw_counters: ECC events per device and kind (all four 2.x kinds; 2.x's system group
+  neuron_hw_counters carries no application);
+- neuron_hardware_info: the root object of the stream, as the sysfs group's instruments.
 
-When several neuron-monitor runtimes feed one configured runtime (a 2.x tag_filter matching
-several processes) their numbers are combined into one runtime, as the 1.x report has one entry
-per configured runtime.
+For each application, each group also gives its upstream errors (neuron.monitor.application.error):
+the entry's `error` and the group's own. An application gone from the stream's latest report gives,
+once, the counts it reported since the previous sample (executions, errors, the latency
+histograms, ECC events: what happened while it ran), and nothing after.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from otel_neuron.groups import runtime as runtime_groups
-from otel_neuron.groups.base import MetricGroup, Point, PointsByMetric
+from otel_neuron.groups import sysfs as sysfs_groups
+from otel_neuron.groups.base import AttributeValue, MetricGroup, Point, PointsByMetric
 from otel_neuron.semconv import (
+    APPLICATION_ERROR,
     CORE_EFFECTIVE_FLOPS,
     CORE_FLOPS,
     CORE_INDEX,
     CORE_MEMORY_BY_CATEGORY,
+    CORE_PHYSICAL_UTILIZATION,
     CORE_SUBGRAPHS,
     CORE_UTILIZATION,
+    CORE_VERSION,
     CPU_MODE,
+    DEVICE_CORES,
     DEVICE_INDEX,
+    DEVICE_INFO,
     DEVICE_LATENCY,
+    DEVICE_LATENCY_PERCENTILE,
+    DEVICE_MEMORY_SIZE,
+    DEVICE_TYPE,
+    DEVICE_VERSION,
     ECC_ERRORS,
-    ECC_KINDS_V1,
+    ERROR_MESSAGE,
     ERROR_TYPE,
-    ERROR_TYPES,
+    GROUP,
     HOST_MEMORY_BY_CATEGORY,
     HW_COUNTERS,
     HW_ERROR_TYPE,
     INFERENCE_COUNT,
     INFERENCE_ERRORS,
     INFERENCE_LATENCY,
+    INFERENCE_LATENCY_PERCENTILE,
     INFERENCE_STATS,
+    LATENCY_PERCENTILE,
+    LOGICAL_CORE_CONFIG,
     MEMORY_CATEGORY,
     MEMORY_LOCATION,
     MEMORY_USED,
@@ -61,25 +84,31 @@ from otel_neuron.semconv import (
     MODEL_NAME,
     MODEL_RUNNING,
     MODEL_UUID,
+    NEURON_HARDWARE_INFO,
     NEURONCORE_COUNTERS,
     OUTCOME,
-    OUTCOMES,
+    PHYSICAL_CORE,
     RUNTIME_CPU,
     RUNTIME_MEMORY,
     RUNTIME_VCPU_USAGE,
     SUBGRAPH_MEMORY,
+    SUBGRAPH_MEMORY_BY_CATEGORY,
     SUBGRAPH_NAME,
 )
+from otel_neuron.sources.neuron_monitor_application import AppWindow, has_data
 from otel_neuron.sources.neuron_monitor_bridge import (
     DEFAULT_REGISTRY,
+    BridgeError,
     BridgeRegistry,
-    BridgeWindow,
     parse_bridge_address,
 )
+from otel_neuron.sources.neuron_monitor_report import HardwareInfo, LoadedModel, MemoryUsed
+
+Attrs = dict[str, AttributeValue]
 
 
 class BridgeGroup(MetricGroup):
-    """A runtime group whose numbers come from a neuron-monitor stream."""
+    """A group whose numbers come from a neuron-monitor stream, one application at a time."""
 
     def __init__(
         self, runtime_index: int, address: str, period: float, registry: BridgeRegistry = DEFAULT_REGISTRY
@@ -106,74 +135,117 @@ class BridgeGroup(MetricGroup):
     def _sample_points(self, period: float) -> PointsByMetric:
         # Allow a slow neuron-monitor (its own period may be longer than ours) three periods.
         window = self.bridge.window(self._subscription, max_age=max(3 * self._period, 10.0))
-        return self._points(window)
+        points: dict[str, list[Point]] = {spec.name: [] for spec in self.instruments}
+        for app in window.applications:
+            attributes = {**self._base, **app.application.attributes()}
+            if not app.present:
+                self._add_last_counts(points, app, attributes)
+                continue
+            if not app.application.system:
+                points[APPLICATION_ERROR.name].extend(self._errors(app, attributes))
+            if _usable(app.body):
+                self._add_points(points, app, attributes)
+        if window.system_error and not any(_usable(app.body) for app in window.applications):
+            raise BridgeError(window.system_error)
+        return points
 
-    def _points(self, window: BridgeWindow) -> PointsByMetric:
+    def _errors(self, app: AppWindow, attributes: Attrs) -> list[Point]:
+        """The application's upstream errors: its entry's, and this group's when the entry has it."""
+        errors: list[Point] = [({**attributes, ERROR_MESSAGE: app.entry_error}, 1 if app.entry_error else 0)]
+        group_error = app.group_error
+        if group_error is not None:
+            errors.append(
+                ({**attributes, GROUP: self.report_key, ERROR_MESSAGE: group_error}, 1 if group_error else 0)
+            )
+        return errors
+
+    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         raise NotImplementedError
 
-    def _attrs(self, **attributes: Any) -> dict[str, Any]:
-        return {**self._base, **attributes}
+    def _add_last_counts(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
+        """An application gone from the stream: only the counts it reported before it left, if this
+        group has counts (its amounts, rates and errors are no longer true)."""
 
     def close(self) -> None:
         self.bridge.unsubscribe(self._subscription)
 
 
+def _usable(body: Any) -> bool:
+    """A body whose numbers mean something: not one that only carries an upstream error."""
+    return body is not None and (has_data(body) or not getattr(body, "error", ""))
+
+
+def _fraction(percentage: float) -> float:
+    return min(max(percentage / 100.0, 0.0), 1.0)
+
+
 class BridgeNeuronCoreCounters(BridgeGroup):
     report_key = NEURONCORE_COUNTERS
-    instruments = (CORE_UTILIZATION, CORE_SUBGRAPHS, CORE_FLOPS, CORE_EFFECTIVE_FLOPS)
+    instruments = (
+        CORE_UTILIZATION,
+        CORE_SUBGRAPHS,
+        CORE_FLOPS,
+        CORE_EFFECTIVE_FLOPS,
+        CORE_PHYSICAL_UTILIZATION,
+        APPLICATION_ERROR,
+    )
     render = staticmethod(runtime_groups.NeuronCoreCountersGroup.render)
 
-    def _points(self, window: BridgeWindow) -> PointsByMetric:
-        utilization: list[Point] = []
-        subgraphs: dict[tuple[int, str, str], int] = {}
-        flops: list[Point] = []
-        effective: list[Point] = []
-        for index in sorted(window.cores):
-            core = window.cores[index]
-            attributes = self._attrs(**{CORE_INDEX: index})
+    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
+        for index in sorted(app.cores):
+            core = app.cores[index]
+            at_core = {**attributes, CORE_INDEX: index}
             if core.utilization is not None:
-                utilization.append((attributes, min(max(core.utilization / 100.0, 0.0), 1.0)))
+                points[CORE_UTILIZATION.name].append((at_core, _fraction(core.utilization)))
+            if core.flops is not None:
+                points[CORE_FLOPS.name].append((at_core, core.flops))
+            if core.effective_flops is not None:
+                points[CORE_EFFECTIVE_FLOPS.name].append((at_core, core.effective_flops))
+            for name, utilization in core.physical.items():
+                points[CORE_PHYSICAL_UTILIZATION.name].append(
+                    ({**at_core, PHYSICAL_CORE: name}, _fraction(utilization))
+                )
+            subgraphs: dict[tuple[str, str], int] = {}
             for loaded in core.loaded_models:
                 model, _, subgraph = loaded.partition(":")
-                subgraphs[(index, model, subgraph)] = subgraphs.get((index, model, subgraph), 0) + 1
-            if core.flops is not None:
-                flops.append((attributes, core.flops))
-            if core.effective_flops is not None:
-                effective.append((attributes, core.effective_flops))
-        return {
-            CORE_UTILIZATION.name: utilization,
-            CORE_SUBGRAPHS.name: [
-                (self._attrs(**{CORE_INDEX: core, MODEL_NAME: model, SUBGRAPH_NAME: subgraph}), count)
-                for (core, model, subgraph), count in sorted(subgraphs.items())
-            ],
-            CORE_FLOPS.name: flops,
-            CORE_EFFECTIVE_FLOPS.name: effective,
-        }
+                subgraphs[(model, subgraph)] = subgraphs.get((model, subgraph), 0) + 1
+            for (model, subgraph), count in sorted(subgraphs.items()):
+                points[CORE_SUBGRAPHS.name].append(
+                    ({**at_core, MODEL_NAME: model, SUBGRAPH_NAME: subgraph}, count)
+                )
 
 
 class BridgeInferenceStats(BridgeGroup):
     report_key = INFERENCE_STATS
-    instruments = (INFERENCE_COUNT, INFERENCE_ERRORS, INFERENCE_LATENCY, DEVICE_LATENCY)
+    instruments = (
+        INFERENCE_COUNT,
+        INFERENCE_ERRORS,
+        INFERENCE_LATENCY,
+        DEVICE_LATENCY,
+        INFERENCE_LATENCY_PERCENTILE,
+        DEVICE_LATENCY_PERCENTILE,
+        APPLICATION_ERROR,
+    )
     render = staticmethod(runtime_groups.InferenceStatsGroup.render)
 
-    def _points(self, window: BridgeWindow) -> PointsByMetric:
-        outcomes = {name: 0 for name in OUTCOMES}
-        outcomes.update(window.outcomes)
-        errors = {name: 0 for name in ERROR_TYPES}
-        errors.update(window.errors)
-        base = self._attrs()
-        return {
-            INFERENCE_COUNT.name: [
-                (self._attrs(**{OUTCOME: name}), count) for name, count in outcomes.items()
-            ],
-            INFERENCE_ERRORS.name: [
-                (self._attrs(**{ERROR_TYPE: name}), count) for name, count in errors.items()
-            ],
-            INFERENCE_LATENCY.name: [(base, window.total_latency)]
-            if window.total_latency is not None
-            else [],
-            DEVICE_LATENCY.name: [(base, window.device_latency)] if window.device_latency is not None else [],
-        }
+    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
+        for name, count in app.outcomes.items():
+            points[INFERENCE_COUNT.name].append(({**attributes, OUTCOME: name}, count))
+        for name, count in app.errors.items():
+            points[INFERENCE_ERRORS.name].append(({**attributes, ERROR_TYPE: name}, count))
+        if app.total_latency is not None:
+            points[INFERENCE_LATENCY.name].append((attributes, app.total_latency))
+        if app.device_latency is not None:
+            points[DEVICE_LATENCY.name].append((attributes, app.device_latency))
+        for name, seconds in app.total_percentiles.items():
+            points[INFERENCE_LATENCY_PERCENTILE.name].append(
+                ({**attributes, LATENCY_PERCENTILE: name}, seconds)
+            )
+        for name, seconds in app.device_percentiles.items():
+            points[DEVICE_LATENCY_PERCENTILE.name].append(({**attributes, LATENCY_PERCENTILE: name}, seconds))
+
+    def _add_last_counts(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
+        self._add_points(points, replace(app, total_percentiles={}, device_percentiles={}), attributes)
 
 
 class BridgeMemoryUsed(BridgeGroup):
@@ -185,103 +257,118 @@ class BridgeMemoryUsed(BridgeGroup):
         SUBGRAPH_MEMORY,
         HOST_MEMORY_BY_CATEGORY,
         CORE_MEMORY_BY_CATEGORY,
+        SUBGRAPH_MEMORY_BY_CATEGORY,
+        APPLICATION_ERROR,
     )
     render = staticmethod(runtime_groups.MemoryUsedGroup.render)
+    sections_repeat = True
 
-    def _points(self, window: BridgeWindow) -> PointsByMetric:
-        host = device = 0
-        models: list[Point] = []
-        running: list[Point] = []
-        subgraphs: list[Point] = []
-        host_categories: dict[str, int] = {}
-        core_categories: dict[tuple[int, str], int] = {}
-        for memory in window.memory:
-            host += memory.runtime.host
-            device += memory.runtime.neuron_device
-            for category, amount in memory.host_breakdown.items():
-                host_categories[category] = host_categories.get(category, 0) + amount
-            for core, categories in memory.core_breakdown.items():
-                for category, amount in categories.items():
-                    core_categories[(core, category)] = core_categories.get((core, category), 0) + amount
-            for model in memory.loaded_models:
-                if model.model_id is None:
-                    continue
-                identity = {MODEL_NAME: model.name, MODEL_UUID: model.uuid, MODEL_ID: model.model_id}
-                running.append((self._attrs(**identity), 1 if model.is_running else 0))
-                models.append((self._attrs(**identity, **{MEMORY_LOCATION: "host"}), model.memory.host))
-                models.append(
-                    (
-                        self._attrs(**identity, **{MEMORY_LOCATION: "neuron_device"}),
-                        model.memory.neuron_device,
-                    )
+    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
+        memory: MemoryUsed = app.body
+        points[RUNTIME_MEMORY.name] += [
+            ({**attributes, MEMORY_LOCATION: "host"}, memory.runtime.host),
+            ({**attributes, MEMORY_LOCATION: "neuron_device"}, memory.runtime.neuron_device),
+        ]
+        for category, amount in memory.host_breakdown.items():
+            points[HOST_MEMORY_BY_CATEGORY.name].append(({**attributes, MEMORY_CATEGORY: category}, amount))
+        for core in sorted(memory.core_breakdown):
+            for category, amount in memory.core_breakdown[core].items():
+                points[CORE_MEMORY_BY_CATEGORY.name].append(
+                    ({**attributes, CORE_INDEX: core, MEMORY_CATEGORY: category}, amount)
                 )
-                for subgraph in model.subgraphs:
-                    if subgraph.neuroncore_index is None or subgraph.neuron_device_index is None:
-                        continue
-                    placed = {
-                        MODEL_ID: model.model_id,
-                        MODEL_NAME: model.name,
-                        SUBGRAPH_NAME: subgraph.name,
-                        CORE_INDEX: subgraph.neuroncore_index,
-                        DEVICE_INDEX: subgraph.neuron_device_index,
-                    }
-                    subgraphs.append(
-                        (self._attrs(**placed, **{MEMORY_LOCATION: "host"}), subgraph.memory.host)
-                    )
-                    subgraphs.append(
-                        (
-                            self._attrs(**placed, **{MEMORY_LOCATION: "neuron_device"}),
-                            subgraph.memory.neuron_device,
-                        )
-                    )
-        return {
-            RUNTIME_MEMORY.name: [
-                (self._attrs(**{MEMORY_LOCATION: "host"}), host),
-                (self._attrs(**{MEMORY_LOCATION: "neuron_device"}), device),
-            ],
-            MODEL_MEMORY.name: models,
-            MODEL_RUNNING.name: running,
-            SUBGRAPH_MEMORY.name: subgraphs,
-            HOST_MEMORY_BY_CATEGORY.name: [
-                (self._attrs(**{MEMORY_CATEGORY: category}), amount)
-                for category, amount in sorted(host_categories.items())
-            ],
-            CORE_MEMORY_BY_CATEGORY.name: [
-                (self._attrs(**{CORE_INDEX: core, MEMORY_CATEGORY: category}), amount)
-                for (core, category), amount in sorted(core_categories.items())
-            ],
-        }
+        for model in memory.loaded_models:
+            if model.model_id is not None:
+                self._add_model(points, model, model.model_id, attributes)
+
+    @staticmethod
+    def _add_model(
+        points: dict[str, list[Point]], model: LoadedModel, model_id: int, attributes: Attrs
+    ) -> None:
+        identity = {**attributes, MODEL_NAME: model.name, MODEL_UUID: model.uuid, MODEL_ID: model_id}
+        points[MODEL_RUNNING.name].append((identity, 1 if model.is_running else 0))
+        if model.memory is not None:
+            points[MODEL_MEMORY.name] += [
+                ({**identity, MEMORY_LOCATION: "host"}, model.memory.host),
+                ({**identity, MEMORY_LOCATION: "neuron_device"}, model.memory.neuron_device),
+            ]
+        for subgraph in model.subgraphs:
+            if subgraph.neuroncore_index is None or subgraph.neuron_device_index is None:
+                continue
+            placed = {
+                **attributes,
+                MODEL_ID: model_id,
+                MODEL_NAME: model.name,
+                SUBGRAPH_NAME: subgraph.name,
+                CORE_INDEX: subgraph.neuroncore_index,
+                DEVICE_INDEX: subgraph.neuron_device_index,
+            }
+            host, device = {**placed, MEMORY_LOCATION: "host"}, {**placed, MEMORY_LOCATION: "neuron_device"}
+            points[SUBGRAPH_MEMORY.name] += [
+                (host, subgraph.memory.host),
+                (device, subgraph.memory.neuron_device),
+            ]
+            by_category = points[SUBGRAPH_MEMORY_BY_CATEGORY.name]
+            for category, amount in subgraph.host_breakdown.items():
+                by_category.append(({**host, MEMORY_CATEGORY: category}, amount))
+            for category, amount in subgraph.device_breakdown.items():
+                by_category.append(({**device, MEMORY_CATEGORY: category}, amount))
 
 
 class BridgeRuntimeVcpuUsage(BridgeGroup):
     report_key = RUNTIME_VCPU_USAGE
-    instruments = (RUNTIME_CPU,)
+    instruments = (RUNTIME_CPU, APPLICATION_ERROR)
     render = staticmethod(runtime_groups.RuntimeVcpuUsageGroup.render)
 
-    def _points(self, window: BridgeWindow) -> PointsByMetric:
-        if window.vcpu_user is None or window.vcpu_system is None:
-            return {RUNTIME_CPU.name: []}
-        return {
-            RUNTIME_CPU.name: [
-                (self._attrs(**{CPU_MODE: "user"}), min(max(window.vcpu_user / 100.0, 0.0), 1.0)),
-                (self._attrs(**{CPU_MODE: "system"}), min(max(window.vcpu_system / 100.0, 0.0), 1.0)),
-            ]
-        }
+    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
+        for mode, percentage in (("user", app.vcpu_user), ("system", app.vcpu_system)):
+            if percentage is not None:
+                points[RUNTIME_CPU.name].append(({**attributes, CPU_MODE: mode}, _fraction(percentage)))
 
 
 class BridgeHwCounters(BridgeGroup):
     report_key = HW_COUNTERS
-    instruments = (ECC_ERRORS,)
+    instruments = (ECC_ERRORS, APPLICATION_ERROR)
     render = staticmethod(runtime_groups.HwCountersGroup.render)
+    sections_repeat = True
 
-    def _points(self, window: BridgeWindow) -> PointsByMetric:
-        points: list[Point] = []
-        for device in sorted(window.ecc):
-            counts = {kind: 0 for kind in ECC_KINDS_V1}
-            counts.update(window.ecc[device])
-            for kind, count in counts.items():
-                points.append((self._attrs(**{DEVICE_INDEX: device, HW_ERROR_TYPE: kind}), count))
-        return {ECC_ERRORS.name: points}
+    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
+        for device in sorted(app.ecc):
+            for kind, count in app.ecc[device].items():
+                points[ECC_ERRORS.name].append(
+                    ({**attributes, DEVICE_INDEX: device, HW_ERROR_TYPE: kind}, count)
+                )
+
+    _add_last_counts = _add_points
+
+
+class BridgeHardwareInfo(BridgeGroup):
+    """The stream's root neuron_hardware_info, as the sysfs group of the same key gives it: one
+    neuron.device.info point per device with the facts upstream gave as attributes, and its
+    NeuronCores as neuron.device.core.count."""
+
+    report_key = NEURON_HARDWARE_INFO
+    instruments = (DEVICE_INFO, DEVICE_CORES)
+    render = staticmethod(sysfs_groups.SysfsHardwareInfo.render)
+    sections_repeat = True
+
+    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
+        hardware: HardwareInfo = app.body
+        facts: Attrs = {}
+        for key, value in (
+            (DEVICE_TYPE, hardware.neuron_device_type),
+            (DEVICE_VERSION, hardware.neuron_device_version),
+            (CORE_VERSION, hardware.neuroncore_version),
+            (DEVICE_MEMORY_SIZE, hardware.neuron_device_memory_size),
+            (LOGICAL_CORE_CONFIG, hardware.logical_neuroncore_config),
+        ):
+            if value is not None:
+                facts[key] = value
+        for device in range(hardware.neuron_device_count or 0):
+            points[DEVICE_INFO.name].append(({**attributes, DEVICE_INDEX: device, **facts}, 1))
+            if hardware.neuroncore_per_device_count is not None:
+                points[DEVICE_CORES.name].append(
+                    ({**attributes, DEVICE_INDEX: device}, hardware.neuroncore_per_device_count)
+                )
 
 
 BRIDGE_GROUP_TYPES: dict[str, type[BridgeGroup]] = {
@@ -292,6 +379,7 @@ BRIDGE_GROUP_TYPES: dict[str, type[BridgeGroup]] = {
         BridgeMemoryUsed,
         BridgeRuntimeVcpuUsage,
         BridgeHwCounters,
+        BridgeHardwareInfo,
     )
 }
 
@@ -303,13 +391,16 @@ def create_bridge_groups(
     deadline_s: float,
     periods: dict[str, float] | None = None,
     registry: BridgeRegistry = DEFAULT_REGISTRY,
+    hardware_info: bool = False,
 ) -> list[MetricGroup]:
     """The requested groups of one configured runtime whose address is `neuron-monitor:` or `stdin:`.
 
     Same call as `groups.runtime.create_runtime_groups`; `periods` (group type -> seconds) sets
     the periods written into a generated neuron-monitor config (default: deadline_s / 0.8).
-    Raises ValueError for a bad address or an unknown group type. Groups sharing a source share
-    one neuron-monitor process (or stdin); `close()` on the last group stops it.
+    `hardware_info` adds a neuron_hardware_info group unless the source already has one (the
+    stream's root object, once per source). Raises ValueError for a bad address or an unknown
+    group type. Groups sharing a source share one neuron-monitor process (or stdin); `close()` on
+    the last group stops it.
     """
     unknown = [name for name in group_types if name not in BRIDGE_GROUP_TYPES]
     if unknown:
@@ -317,10 +408,14 @@ def create_bridge_groups(
             f"neuron-monitor does not provide the group {unknown[0]!r}"
             f" (known: {', '.join(BRIDGE_GROUP_TYPES)})"
         )
-    parse_bridge_address(address)  # fail before subscribing anything
+    parsed = parse_bridge_address(address)  # fail before subscribing anything
+    names = list(dict.fromkeys(group_types))
+    if hardware_info and NEURON_HARDWARE_INFO not in names:
+        if not registry.bridge_for(parsed).has_subscriber(NEURON_HARDWARE_INFO):
+            names.append(NEURON_HARDWARE_INFO)
     fallback = deadline_s / 0.8 if deadline_s > 0 else 1.0
     groups: list[MetricGroup] = []
-    for name in dict.fromkeys(group_types):
+    for name in names:
         period = (periods or {}).get(name, fallback)
         groups.append(BRIDGE_GROUP_TYPES[name](runtime_index, address, period, registry))
     return groups

@@ -9,9 +9,15 @@ Every line neuron-monitor prints is one complete report. This module turns one l
 - 2.x: runtime entries carry `pid` and `neuron_runtime_tag`; `inference_stats` became
   `execution_stats` (`execution_summary` for `inference_summary`, `model` errors added);
   `memory_used.neuron_runtime_used_bytes.usage_breakdown` splits host memory by category and
-  device memory per NeuronCore by category; `neuroncore_counters` gained `flops` /
-  `effective_flops`; ECC counts moved to the system group `neuron_hw_counters` (with
-  `sram_ecc_corrected`); the root holds `instance_info` and `neuron_hardware_info`.
+  device memory per NeuronCore by category, and each loaded model's subgraph has its own
+  `usage_breakdown`; `neuroncore_counters` gained `flops` or `effective_flops` and, on Trn2, `v3d`
+  (each physical NeuronCore's utilization); ECC counts moved to the system group
+  `neuron_hw_counters` (with `sram_ecc_corrected`); the root holds `instance_info` and
+  `neuron_hardware_info`.
+
+Every key upstream gave is kept as given (which error types, outcomes, percentiles, memory
+categories): a field upstream left out stays out (None or absent), so a report can be written
+back as it came.
 
 The parser is tolerant: a line that is not a JSON object, or an object with none of the
 report's sections, raises `ReportParseError`; inside a report, a malformed value is dropped
@@ -22,9 +28,11 @@ string where a number goes, a group that is not an object) or is out of range fo
 - indexes (runtime, device, NeuronCore, the keys of `neuroncores_in_use`): 0 to MAX_INDEX;
 - seconds (periods, latency percentiles): finite, 0 to MAX_SECONDS;
 - percentages (utilization, vCPU usage): finite, 0 to 100; other numbers (flops): finite, >= 0;
+- a device count: 0 to MAX_DEVICES;
 - NaN, infinities (JSON's non-standard tokens) and integers past the float range are in no range.
 
-A dropped value reads as absent. Error messages are cut to one line of MAX_MESSAGE characters.
+A dropped value reads as absent. Error messages and instance facts are cut to one line of
+MAX_MESSAGE characters; instance facts other than the guide's fields are left out.
 `ReportParser.feed` counts and logs bad lines and never raises, whatever the line holds.
 """
 
@@ -37,25 +45,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_neuron.runtime.recorder import ERROR_TYPES as RUNTIME_ERROR_TYPES
-from otel_neuron.runtime.recorder import OUTCOMES as RUNTIME_OUTCOMES
+import orjson
+
+from otel_neuron.semconv import ECC_KINDS_SYSFS, INSTANCE_RESOURCE_ATTRIBUTES, PERCENTILES
 
 _logger = logging.getLogger(__name__)
-
-PERCENTILES = ("p0", "p1", "p25", "p50", "p75", "p99", "p100")
-PERCENTILE_FRACTIONS = (0.0, 0.01, 0.25, 0.50, 0.75, 0.99, 1.0)
-
-# The guide's outcome and error names are the runtime protocol's too.
-OUTCOMES = RUNTIME_OUTCOMES
-ERROR_TYPES_V1 = RUNTIME_ERROR_TYPES
-ERROR_TYPES_V2 = ("generic", "numerical", "transient", "model", "runtime", "hardware")
-ECC_COUNTERS = (
-    "mem_ecc_corrected",
-    "mem_ecc_uncorrected",
-    "sram_ecc_corrected",
-    "sram_ecc_uncorrected",
-    "mem_ecc_repairable_uncorrected",
-)
 
 
 # Past these a value is not one neuron-monitor could mean (see the module docstring).
@@ -64,6 +58,8 @@ MAX_INDEX = 2**31 - 1  # a device or NeuronCore index is a 32-bit integer in the
 MAX_SECONDS = 1e9  # about 32 years: no period or latency is longer
 MAX_PERCENT = 100.0
 MAX_MESSAGE = 300
+MAX_DEVICES = 4096  # far more Neuron devices than any host has
+MAX_NAME = 64  # a v3d physical NeuronCore's name ("nc_v3.0")
 
 
 class ReportParseError(ValueError):
@@ -79,6 +75,8 @@ class CoreCounters:
     loaded_models: tuple[str, ...] = ()
     flops: float | None = None
     effective_flops: float | None = None
+    # Trn2's v3d: the utilization (percent) of each physical NeuronCore of this logical one.
+    physical: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,6 +117,9 @@ class SubgraphInfo:
     memory: Memory
     neuroncore_index: int | None
     neuron_device_index: int | None
+    # 2.x usage_breakdown: bytes by category of the subgraph's host and device memory.
+    host_breakdown: Mapping[str, int] = field(default_factory=dict)
+    device_breakdown: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class LoadedModel:
     uuid: str
     model_id: int | None
     is_running: bool
-    memory: Memory
+    memory: Memory | None  # 1.x models' own memory_used_bytes (2.x gives it per subgraph only)
     subgraphs: tuple[SubgraphInfo, ...]
 
 
@@ -144,7 +145,7 @@ class MemoryUsed:
 @dataclass(frozen=True)
 class DeviceEcc:
     neuron_device_index: int
-    counters: Mapping[str, int]  # the ECC_COUNTERS present in the report
+    counters: Mapping[str, int]  # the ECC kinds (semconv.ECC_KINDS_SYSFS) present in the report
 
 
 @dataclass(frozen=True)
@@ -189,12 +190,16 @@ class RuntimeReport:
 
 @dataclass(frozen=True)
 class HardwareInfo:
-    neuron_device_type: str
-    neuroncore_version: str
+    """The root neuron_hardware_info; None for a field upstream did not give (it varies by version)."""
+
+    neuron_device_type: str | None
+    neuroncore_version: str | None
     neuron_device_count: int | None
     neuron_device_memory_size: int | None
     neuroncore_per_device_count: int | None
     error: str
+    neuron_device_version: str | None = None
+    logical_neuroncore_config: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ class MonitorReport:
     runtimes: tuple[RuntimeReport, ...]
     hw_counters: HwCounters | None  # 2.x system_data.neuron_hw_counters
     system_data: Mapping[str, Any]  # vcpu_usage / memory_info, as given
-    instance: Mapping[str, str]  # instance_data (1.x) or instance_info (2.x)
+    instance: Mapping[str, str]  # instance_data (1.x) or instance_info (2.x): the fields it gave
     hardware: HardwareInfo | None
 
 
@@ -212,6 +217,8 @@ class MonitorReport:
 
 def _number(value: Any) -> float | None:
     """A finite number; booleans, NaN, infinities and integers past the float range read as absent."""
+    if type(value) is float:  # most numbers of a report: one check rather than three
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
@@ -228,7 +235,7 @@ def _bounded(value: Any, high: float) -> float | None:
 
 def _integer(value: Any, high: int) -> int | None:
     """An integer from 0 to `high`; floats with an integral value are accepted."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
         return value if 0 <= value <= high else None
     number = _bounded(value, high)
     if number is None or number != int(number):
@@ -260,6 +267,10 @@ def _amount(value: Any) -> float | None:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _optional_text(value: Any) -> str | None:
+    return one_line(value) if isinstance(value, str) else None
 
 
 def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
@@ -294,6 +305,9 @@ def _counts(group: Mapping[str, Any], names: tuple[str, ...] | None = None) -> d
     result: dict[str, int] = {}
     for name, value in group.items():
         if names is not None and name not in names:
+            continue
+        if type(value) is int and 0 <= value <= MAX_INTEGER:  # the common case, without a call
+            result[name] = value
             continue
         count = _count(value)
         if count is not None and isinstance(name, str):
@@ -332,8 +346,19 @@ def parse_neuroncore_counters(group: Mapping[str, Any]) -> NeuroncoreCounters:
             loaded_models=tuple(m for m in models if isinstance(m, str)) if isinstance(models, list) else (),
             flops=_amount(body.get("flops")),
             effective_flops=_amount(body.get("effective_flops")),
+            physical=_physical(body.get("v3d")),
         )
     return NeuroncoreCounters(_period(group), _message(group.get("error")), cores)
+
+
+def _physical(value: Any) -> dict[str, float]:
+    """v3d: {"nc_v3.0": {"neuroncore_utilization": 21.01}, ...} as {"nc_v3.0": 21.01, ...}."""
+    physical = {}
+    for name, body in _object(value).items():
+        utilization = _percent(_object(body).get("neuroncore_utilization"))
+        if utilization is not None and isinstance(name, str) and 0 < len(name) <= MAX_NAME:
+            physical[name] = utilization
+    return physical
 
 
 def parse_execution_stats(group: Mapping[str, Any]) -> ExecutionStats:
@@ -360,21 +385,26 @@ def _loaded_model(value: Any) -> LoadedModel | None:
     subgraphs = []
     for name, sub in _object(body.get("subgraphs")).items():
         sub_body = _object(sub)
+        memory = _object(sub_body.get("memory_used_bytes"))
+        breakdown = _object(memory.get("usage_breakdown"))
         subgraphs.append(
             SubgraphInfo(
                 name=str(name),
-                memory=_memory(sub_body.get("memory_used_bytes")),
+                memory=_memory(memory),
                 neuroncore_index=_index(sub_body.get("neuroncore_index")),
                 neuron_device_index=_index(sub_body.get("neuron_device_index")),
+                host_breakdown=_breakdown(breakdown.get("host")),
+                device_breakdown=_breakdown(breakdown.get("neuron_device")),
             )
         )
     running = body.get("is_running")
+    own_memory = body.get("memory_used_bytes")
     return LoadedModel(
         name=_text(body.get("name")),
         uuid=_text(body.get("uuid")),
         model_id=_count(body.get("model_id")),
         is_running=running if isinstance(running, bool) else False,
-        memory=_memory(body.get("memory_used_bytes")),
+        memory=_memory(own_memory) if isinstance(own_memory, dict) else None,
         subgraphs=tuple(subgraphs),
     )
 
@@ -407,7 +437,7 @@ def parse_hw_counters(group: Mapping[str, Any]) -> HwCounters:
         index = _index(body.get("neuron_device_index"))
         if index is None:
             continue
-        devices.append(DeviceEcc(index, _counts(body, ECC_COUNTERS)))
+        devices.append(DeviceEcc(index, _counts(body, ECC_KINDS_SYSFS)))
     return HwCounters(_period(group), _message(group.get("error")), tuple(devices))
 
 
@@ -426,13 +456,23 @@ def parse_hardware_info(value: Any) -> HardwareInfo | None:
     if not body:
         return None
     return HardwareInfo(
-        neuron_device_type=_text(body.get("neuron_device_type")),
-        neuroncore_version=_text(body.get("neuroncore_version")),
-        neuron_device_count=_index(body.get("neuron_device_count")),
+        neuron_device_type=_optional_text(body.get("neuron_device_type")),
+        neuroncore_version=_optional_text(body.get("neuroncore_version")),
+        neuron_device_count=_integer(body.get("neuron_device_count"), MAX_DEVICES),
         neuron_device_memory_size=_count(body.get("neuron_device_memory_size")),
         neuroncore_per_device_count=_index(body.get("neuroncore_per_device_count")),
         error=_message(body.get("error")),
+        neuron_device_version=_optional_text(body.get("neuron_device_version")),
+        logical_neuroncore_config=_index(body.get("logical_neuroncore_config")),
     )
+
+
+def parse_instance(value: Any) -> dict[str, str]:
+    """The guide's instance fields the object gives, in its order, each one line."""
+    body = _object(value)
+    return {
+        key: one_line(body[key]) for key in INSTANCE_RESOURCE_ATTRIBUTES if isinstance(body.get(key), str)
+    }
 
 
 def _group(report: Mapping[str, Any], *names: str) -> Mapping[str, Any] | None:
@@ -503,7 +543,7 @@ def parse_report(document: Any) -> MonitorReport:
         runtimes=runtimes,
         hw_counters=parse_hw_counters(system_hw) if system_hw is not None else None,
         system_data={key: value for key, value in system.items() if key != "neuron_hw_counters"},
-        instance={key: value for key, value in instance.items() if isinstance(value, str)},
+        instance=parse_instance(instance),
         hardware=parse_hardware_info(document.get("neuron_hardware_info")),
     )
 
@@ -519,9 +559,14 @@ def parse_report_line(line: str | bytes) -> MonitorReport:
     if not text:
         raise ReportParseError("empty line")
     try:
-        document = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise ReportParseError(f"not JSON ({error})") from None
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # What orjson refuses may still be a line the tolerant reading keeps: NaN and Infinity
+        # tokens, integers past 64 bits (each read as absent), deep nesting, lone surrogates.
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError) as error:
+            raise ReportParseError(f"not JSON ({error})") from None
     return parse_report(document)
 
 

@@ -1,7 +1,8 @@
 """Carry a neuron-monitor latency summary (count + p0..p100) as an exponential histogram.
 
-AWS's neuron-monitor reports, per period, the number of executions and seven latency
-percentiles (p0 p1 p25 p50 p75 p99 p100), not the latencies. otel-neuron's latency
+AWS's neuron-monitor reports, per period, the number of executions and up to seven latency
+percentiles (p0 p1 p25 p50 p75 p99 p100; real inf2 captures give p0 p50 p99 p100), not the
+latencies. otel-neuron's latency
 instrument is a histogram (OTLP's base-2 exponential layout), so the bridge synthesizes one:
 
 - the n = count latencies x_1 <= ... <= x_n are placed so that each given percentile is the
@@ -25,11 +26,10 @@ from collections.abc import Iterator, Mapping
 
 from otel_neuron.groups.base import HistogramDelta
 from otel_neuron.histogram import SCALE, bucket_bounds, bucket_index
+from otel_neuron.semconv import PERCENTILE_FRACTIONS as _FRACTIONS
 
 DEFAULT_SCALE = SCALE
 MAX_BUCKETS = 4096
-
-_FRACTIONS = {"p0": 0.0, "p1": 0.01, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p99": 0.99, "p100": 1.0}
 
 
 def _upper_bound(index: int, scale: int) -> float:
