@@ -145,12 +145,12 @@ def cores_points(app: Mapping[str, Any], shares: dict[int, float]) -> dict[str, 
 def stats_points(
     app: Mapping[str, Any], completed: int, model_errors: int, latencies: Sequence[float]
 ) -> dict[str, list[Point]]:
+    """As a runtime's group gives them: a count for every outcome and every 2.x error type."""
+    outcomes = {**dict.fromkeys(semconv.OUTCOMES, 0), "completed": completed}
+    errors = {**dict.fromkeys(semconv.ERROR_TYPES_V2, 0), "model": model_errors, "numerical": 1}
     return {
-        INFERENCE_COUNT.name: [(at(app, **{OUTCOME: "completed"}), completed)],
-        INFERENCE_ERRORS.name: [
-            (at(app, **{ERROR_TYPE: "model"}), model_errors),
-            (at(app, **{ERROR_TYPE: "numerical"}), 1),
-        ],
+        INFERENCE_COUNT.name: [(at(app, **{OUTCOME: name}), count) for name, count in outcomes.items()],
+        INFERENCE_ERRORS.name: [(at(app, **{ERROR_TYPE: name}), count) for name, count in errors.items()],
         INFERENCE_LATENCY.name: [(at(app), histogram(latencies))],
     }
 
@@ -256,6 +256,16 @@ def test_every_semconv_instrument_has_a_fold_rule() -> None:
 
 
 # --- the 2.x fields
+
+
+def test_error_types_are_those_the_points_carry_and_all_when_none() -> None:
+    # An inf2 stream has no `generic` error type: the 2.x report does not invent one.
+    inf2 = [(at(A, **{ERROR_TYPE: name}), 1) for name in ("hardware", "model", "numerical")]
+    report = report_v2_from_metrics(metrics(Collected(STATS, sample({INFERENCE_ERRORS.name: inf2}))))
+    stats = report["neuron_runtime_data"][0]["report"]["execution_stats"]
+    assert stats["error_summary"] == {"numerical": 1, "model": 1, "hardware": 1}
+    assert list(stats["error_summary"]) == ["numerical", "model", "hardware"]
+    assert stats["execution_summary"] == dict.fromkeys(semconv.OUTCOMES, 0)  # nothing counted: every key
 
 
 def test_flops_under_the_key_upstream_used_and_v3d_per_physical_core() -> None:

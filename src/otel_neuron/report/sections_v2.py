@@ -95,7 +95,7 @@ def render_neuroncore_counters(points: PointsByMetric) -> Body:
 
 
 def render_execution_stats(points: PointsByMetric) -> Body:
-    """error_summary (every 2.x error type), execution_summary (every outcome) and latency_stats."""
+    """error_summary (by 2.x error type), execution_summary (by outcome) and latency_stats."""
     return {
         "error_summary": _totals(points.get(INFERENCE_ERRORS.name, ()), ERROR_TYPE, ERROR_TYPES_V2),
         "execution_summary": _totals(points.get(INFERENCE_COUNT.name, ()), OUTCOME, OUTCOMES),
@@ -107,12 +107,17 @@ def render_execution_stats(points: PointsByMetric) -> Body:
 
 
 def _totals(points: Iterable[Point], key: str, known: Sequence[str]) -> dict[str, int]:
-    """{name: total} with every known name (0 when not counted) and any other name a point carries."""
-    totals = dict.fromkeys(known, 0)
+    """{name: total} of the names the points carry (the known ones first, in their order), so a name
+    upstream did not report is not invented; every known name, 0, when the points carry none."""
+    found: dict[str, int] = {}
     for attributes, value in points:
         name = str(attributes.get(key))
-        totals[name] = totals.get(name, 0) + _whole(value)
-    return totals
+        found[name] = found.get(name, 0) + _whole(value)
+    if not found:
+        return dict.fromkeys(known, 0)
+    ordered = {name: found[name] for name in known if name in found}
+    ordered.update(found)
+    return ordered
 
 
 def _latency(points: PointsByMetric, exact: str, histogram: str) -> dict[str, float] | None:
