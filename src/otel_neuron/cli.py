@@ -209,8 +209,10 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     # Runs beside start-up and the first period; reports say "in progress" until it ends (<= ~1 s).
     instance_lookup = InstanceLookup.start(args.imds)
     try:
-        # The 2.x report's root neuron_hardware_info: a bridged stream gives it too.
-        groups = build_groups(config, bridge_hardware_info=args.output_format == "2")
+        # The 2.x report's root neuron_hardware_info (also read by the neuron-monitor Prometheus
+        # names): a bridged stream gives it too.
+        wants_hardware = args.output_format == "2" or args.prometheus_names == "neuron-monitor"
+        groups = build_groups(config, bridge_hardware_info=wants_hardware)
     except ConfigError as error:
         print(f"otel-neuron-monitor: {error}", file=sys.stderr)
         return 2

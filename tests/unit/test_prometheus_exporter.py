@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import gzip
 import http.client
 import json
@@ -40,7 +39,8 @@ from otel_neuron.exporters.prometheus import (
 from otel_neuron.exporters.scrape_server import MAX_REQUEST_HEAD, WORKERS
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "reports"
-GUIDE_REPORT = json.loads((FIXTURES / "guide-report.json").read_text())
+# A neuron-monitor 2.x report, what the neuron-monitor names are read from (test_neuron_monitor_names.py).
+V2_REPORT = json.loads((FIXTURES / "v2-report.json").read_text())
 SCOPE = InstrumentationScope("otel_neuron", "0.1.0")
 RESOURCE = Resource({"service.name": "otel-neuron-monitor", "host.id": "i-0011223344556677a"})
 
@@ -175,92 +175,10 @@ def test_scale_6_buckets_land_in_the_power_of_two_bucket_of_their_upper_bound():
     assert {bound: count for bound, count in counts.items() if count} == {2.0**-8: 1, 2.0**-7: 2, "+Inf": 1}
 
 
-def test_neuron_monitor_names_and_labels_match_the_aws_script():
-    exporter = PrometheusExporter(listen=None, names="neuron-monitor", report_builder=lambda report: report)
-    exporter.export(GUIDE_REPORT)  # type: ignore[arg-type]
-    found = samples(exporter)
-    base = {
-        "instance_name": "My_Instance",
-        "instance_id": "i-0011223344556677a",
-        "instance_type": "inf1.xlarge",
-        "availability_zone": "us-west-2b",
-        "region": "us-west-2",
-        "subnet_id": "subnet-112233ee",
-    }
-    runtime = {**base, "runtime_tag": "0"}
-    expected = {
-        ("neuroncore_utilization_ratio", frozenset({**runtime, "neuroncore": "0"}.items())): 0.4201,
-        ("neuroncore_utilization_ratio", frozenset({**runtime, "neuroncore": "1"}.items())): 0.4202,
-        ("neuron_runtime_vcpu_usage_ratio", frozenset({**runtime, "usage_type": "user"}.items())): 0.4201,
-        ("neuron_runtime_vcpu_usage_ratio", frozenset({**runtime, "usage_type": "system"}.items())): 0.1234,
-        ("neuron_runtime_memory_used_bytes", frozenset({**runtime, "memory_location": "host"}.items())): 1e6,
-        (
-            "neuron_runtime_memory_used_bytes",
-            frozenset({**runtime, "memory_location": "neuron_device"}.items()),
-        ): 2e6,
-        ("execution_errors_total", frozenset({**runtime, "error_type": "numerical"}.items())): 1,
-        ("execution_status_total", frozenset({**runtime, "status_type": "completed"}.items())): 123,
-        ("execution_latency_seconds", frozenset({**runtime, "percentile": "p50"}.items())): 0.01100008,
-        (
-            "hardware_ecc_events_total",
-            frozenset({**runtime, "event_type": "mem_ecc_corrected", "neuron_device_index": "0"}.items()),
-        ): 2,
-        ("system_vcpu_count", frozenset(base.items())): 2,
-        ("system_vcpu_usage_ratio", frozenset({**base, "usage_type": "user"}.items())): pytest.approx(0.3377),
-        ("system_vcpu_usage_ratio", frozenset({**base, "usage_type": "system"}.items())): pytest.approx(
-            0.2687
-        ),
-        ("system_memory_total_bytes", frozenset(base.items())): 49345835008,
-        ("system_memory_used_bytes", frozenset(base.items())): 16042344448,
-        ("system_swap_total_bytes", frozenset(base.items())): 0,
-        ("system_swap_used_bytes", frozenset(base.items())): 0,
-        ("instance_info", frozenset(base.items())): 1,
-    }
-    for key, value in expected.items():
-        assert found.get(key) == value, key
-    names = {name for name, _ in found}
-    assert names == {
-        "neuroncore_utilization_ratio",
-        "neuron_runtime_vcpu_usage_ratio",
-        "neuron_runtime_memory_used_bytes",
-        "execution_errors_total",
-        "execution_errors_created",
-        "execution_status_total",
-        "execution_status_created",
-        "execution_latency_seconds",
-        "hardware_ecc_events_total",
-        "hardware_ecc_events_created",
-        "system_vcpu_count",
-        "system_vcpu_usage_ratio",
-        "system_memory_total_bytes",
-        "system_memory_used_bytes",
-        "system_swap_total_bytes",
-        "system_swap_used_bytes",
-        "instance_info",
-    }
-
-
-def test_neuron_monitor_counters_add_fresh_periods_and_errored_groups_keep_their_values():
-    exporter = PrometheusExporter(listen=None, names="neuron-monitor", report_builder=lambda report: report)
-    exporter.export(GUIDE_REPORT)  # type: ignore[arg-type]
-    second = copy.deepcopy(GUIDE_REPORT)
-    stats = second["neuron_runtime_data"][0]["report"]["inference_stats"]
-    stats["inference_summary"]["completed"] = 7
-    memory = second["system_data"]["memory_info"]
-    memory["error"] = "cannot read /proc/meminfo"
-    memory["memory_used_bytes"] = 0
-    del second["neuron_runtime_data"][0]["report"]["hw_counters"]  # not due this tick
-    exporter.export(second)  # type: ignore[arg-type]
-    found = samples(exporter)
-    assert value_of(found, "execution_status_total", status_type="completed") == 130
-    assert value_of(found, "hardware_ecc_events_total", event_type="mem_ecc_corrected") == 2
-    assert value_of(found, "system_memory_used_bytes") == 16042344448
-
-
 def test_served_over_http_on_an_ephemeral_port():
     exporter = PrometheusExporter(listen=("127.0.0.1", 0), names="neuron-monitor", report_builder=lambda r: r)
     try:
-        exporter.export(GUIDE_REPORT)  # type: ignore[arg-type]
+        exporter.export(V2_REPORT)  # type: ignore[arg-type]
         host, port = exporter.address
         body = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
         assert "neuroncore_utilization_ratio{" in body
@@ -305,7 +223,7 @@ def served() -> Iterator[PrometheusExporter]:
         report_builder=lambda r: r,
         client_timeout=CLIENT_TIMEOUT_S,
     )
-    exporter.export(GUIDE_REPORT)  # type: ignore[arg-type]
+    exporter.export(V2_REPORT)  # type: ignore[arg-type]
     try:
         yield exporter
     finally:

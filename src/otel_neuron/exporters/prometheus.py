@@ -10,8 +10,8 @@ Two naming modes:
   opentelemetry-exporter-prometheus (`system.cpu.utilization` -> `system_cpu_utilization`,
   `target_info` for the resource, `otel_scope_*` labels).
 - `neuron-monitor` (default port 8000): the names and labels of AWS's neuron-monitor-prometheus.py,
-  computed from the guide's JSON report (see `NeuronMonitorCompat`), so existing dashboards,
-  CloudWatch Container Insights and Datadog's aws_neuron check keep working.
+  read from the neuron-monitor 2.x report (`exporters.neuron_monitor_names.NeuronMonitorCompat`), so
+  dashboards, CloudWatch Container Insights and Datadog's aws_neuron check written for it keep working.
 
     exporter = PrometheusExporter(listen=("127.0.0.1", 9464))
     exporter.export(metrics_data)         # from the pipeline
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -46,11 +45,12 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from otel_neuron.exporters.neuron_monitor_names import NeuronMonitorCompat
 from otel_neuron.exporters.scrape_server import CLIENT_TIMEOUT_S, ScrapeServer
 from otel_neuron.exporters.temporality import CUMULATIVE_PREFERRED, DELTA_PREFERRED
+from otel_neuron.report.v2 import StandingReportV2
 
 _logger = logging.getLogger(__name__)
 
@@ -225,197 +225,6 @@ class _OtelNamesCollector(Collector):
 
 
 # ---------------------------------------------------------------------------------------------
-# neuron-monitor-prometheus.py compatibility
-
-
-_RUNTIME_HELP = {
-    "neuroncore_utilization_ratio": "NeuronCore utilization ratio",
-    "neuron_runtime_vcpu_usage_ratio": "Runtime vCPU utilization ratio",
-    "neuron_runtime_memory_used_bytes": "Runtime memory used bytes",
-    "execution_latency_seconds": "Execution latency in seconds",
-}
-_COUNTER_HELP = {
-    "execution_errors": "Execution errors total",
-    "execution_status": "Execution status total",
-    "hardware_ecc_events": "Hardware ecc events total",
-}
-_SYSTEM_HELP = {
-    "system_vcpu_count": "System vCPU count",
-    "system_vcpu_usage_ratio": "System CPU utilization ratio",
-    "system_memory_total_bytes": "System memory total_bytes bytes",
-    "system_memory_used_bytes": "System memory used_bytes bytes",
-    "system_swap_total_bytes": "System swap total_bytes bytes",
-    "system_swap_used_bytes": "System swap used_bytes bytes",
-}
-_GAUGE_HELP = {**_RUNTIME_HELP, **_SYSTEM_HELP}
-_ECC_EVENTS = ("mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_corrected", "sram_ecc_uncorrected")
-_VCPU_AGGREGATION = {"user": ("user", "nice"), "system": ("system", "io_wait", "irq", "soft_irq")}
-
-Labels = tuple[tuple[str, str], ...]
-Series = tuple[str, Labels, float]  # (family name, labels in order, value)
-
-
-def instance_labels(instance_data: Mapping[str, Any]) -> dict[str, str]:
-    """The base labels of every neuron-monitor series, from the report's instance_data."""
-    return {
-        "instance_name": str(instance_data.get("instance_name", "")),
-        "instance_id": str(instance_data.get("instance_id", "")),
-        "instance_type": str(instance_data.get("instance_type", "")),
-        "availability_zone": str(instance_data.get("instance_availability_zone", "")),
-        "region": str(instance_data.get("instance_region", "")),
-        "subnet_id": str(instance_data.get("subnet_id", "")),
-    }
-
-
-def _labels(base: Mapping[str, str], **extra: Any) -> Labels:
-    return tuple(base.items()) + tuple((key, str(value)) for key, value in extra.items())
-
-
-def group_series(
-    group: str, body: Mapping[str, Any], base: Mapping[str, str]
-) -> tuple[list[Series], list[Series]]:
-    """(gauge series, counter increments) of one metric group's JSON body, as the AWS script maps it.
-
-    Gauges are the values of the period; counter increments are the period's counts, which
-    the caller adds to running totals (the script's `Counter.inc`).
-    """
-    gauges: list[Series] = []
-    increments: list[Series] = []
-    if group == "neuroncore_counters":
-        for core, data in (body.get("neuroncores_in_use") or {}).items():
-            value = data.get("neuroncore_utilization")
-            if value is not None:
-                gauges.append(
-                    ("neuroncore_utilization_ratio", _labels(base, neuroncore=int(core)), value / 100.0)
-                )
-    elif group in ("neuron_runtime_vcpu_usage", "vcpu_usage") and "vcpu_usage" in body:
-        usage = body.get("vcpu_usage") or {}
-        for field in ("user", "system"):
-            if field in usage:
-                gauges.append(
-                    ("neuron_runtime_vcpu_usage_ratio", _labels(base, usage_type=field), usage[field] / 100.0)
-                )
-    elif group == "memory_used":
-        used = body.get("neuron_runtime_used_bytes") or {}
-        for location in ("host", "neuron_device"):
-            if location in used:
-                gauges.append(
-                    (
-                        "neuron_runtime_memory_used_bytes",
-                        _labels(base, memory_location=location),
-                        used[location],
-                    )
-                )
-    elif group == "inference_stats":
-        for error_type, count in (body.get("error_summary") or {}).items():
-            increments.append(("execution_errors", _labels(base, error_type=error_type), count))
-        summary = body.get("inference_summary") or body.get("execution_summary") or {}
-        for status_type, count in summary.items():
-            increments.append(("execution_status", _labels(base, status_type=status_type), count))
-        total = (body.get("latency_stats") or {}).get("total_latency")
-        if total is not None:
-            for percentile, seconds in total.items():
-                gauges.append(("execution_latency_seconds", _labels(base, percentile=percentile), seconds))
-    elif group == "hw_counters":
-        for device in body.get("neuron_devices") or []:
-            for event in _ECC_EVENTS:
-                if event in device:
-                    labels = _labels(
-                        base, event_type=event, neuron_device_index=device["neuron_device_index"]
-                    )
-                    increments.append(("hardware_ecc_events", labels, device[event]))
-    elif group == "vcpu_usage":
-        gauges.append(("system_vcpu_count", _labels(base), float(len(body.get("usage_data") or {}))))
-        average = body.get("average_usage") or {}
-        for usage_type, fields in _VCPU_AGGREGATION.items():
-            value = min(sum(average.get(field, 0.0) for field in fields), 100.0)
-            gauges.append(("system_vcpu_usage_ratio", _labels(base, usage_type=usage_type), value / 100.0))
-    elif group == "memory_info":
-        for kind, prefix in (("memory", "system_memory"), ("swap", "system_swap")):
-            for stat in ("total_bytes", "used_bytes"):
-                key = f"{kind}_{stat}"
-                if key in body:
-                    gauges.append((f"{prefix}_{stat}", _labels(base), float(body[key])))
-    return gauges, increments
-
-
-class NeuronMonitorCompat(Collector):
-    """The state neuron-monitor-prometheus.py keeps, fed with (partial) JSON reports.
-
-    `ingest(report)` takes the groups present in the report as freshly sampled: their gauges
-    replace the previous values of that group, their counts are added to the `*_total` counters.
-    A group or runtime whose `error` is not empty is skipped (its last values stay), as the script
-    does. Runtime series carry `runtime_tag` (the runtime's `neuron_runtime_tag`, or its index).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._instance: dict[str, str] | None = None
-        self._gauges: dict[tuple[str, str], list[Series]] = {}  # (runtime tag or "", group) -> series
-        self._totals: dict[tuple[str, Labels], float] = {}
-        self._created: dict[tuple[str, Labels], float] = {}
-
-    def ingest(self, report: Report) -> None:
-        with self._lock:
-            instance_data = report.get("instance_data")
-            if instance_data is not None or self._instance is None:
-                self._instance = instance_labels(instance_data or {})
-            base = self._instance
-            for runtime in report.get("neuron_runtime_data") or []:
-                tag = str(runtime.get("neuron_runtime_tag", runtime.get("neuron_runtime_index", "")))
-                if runtime.get("error"):
-                    _logger.debug("runtime %s error: %s", tag, runtime["error"])
-                    continue
-                self._ingest_groups(runtime.get("report") or {}, {**base, "runtime_tag": tag}, tag)
-            self._ingest_groups(report.get("system_data") or {}, base, "")
-
-    def _ingest_groups(self, groups: Mapping[str, Any], base: Mapping[str, str], tag: str) -> None:
-        now = time.time()
-        for group, body in groups.items():
-            if not isinstance(body, Mapping) or body.get("error"):
-                continue
-            gauges, increments = group_series(group, body, base)
-            self._gauges[(tag, group)] = gauges
-            for name, labels, value in increments:
-                key = (name, labels)
-                self._totals[key] = self._totals.get(key, 0.0) + float(value)
-                self._created.setdefault(key, now)
-
-    def collect(self) -> Iterator[Any]:
-        with self._lock:
-            gauges = [series for group in self._gauges.values() for series in group]
-            totals = dict(self._totals)
-            created = dict(self._created)
-            instance = self._instance
-        families: dict[str, Any] = {}
-        for name, labels, value in gauges:
-            family = families.get(name)
-            if family is None:
-                family = families[name] = GaugeMetricFamily(
-                    name, _GAUGE_HELP.get(name, name), labels=[key for key, _ in labels]
-                )
-            family.add_metric([item for _, item in labels], value)
-        for (name, labels), value in totals.items():
-            family = families.get(name)
-            if family is None:
-                family = families[name] = CounterMetricFamily(
-                    name, _COUNTER_HELP.get(name, name), labels=[key for key, _ in labels]
-                )
-            family.add_metric([item for _, item in labels], value, created=created[(name, labels)])
-        if instance is not None:
-            info = InfoMetricFamily("instance", "EC2 instance information")
-            info.add_metric([], instance)
-            families["instance_info"] = info
-        return iter(list(families.values()))
-
-
-def _default_report_builder(metrics_data: MetricsData) -> Report:
-    from otel_neuron.exporters.report_json import report_from_metrics
-
-    return report_from_metrics(metrics_data)
-
-
-# ---------------------------------------------------------------------------------------------
 # The exporter the pipeline drives
 
 
@@ -423,8 +232,10 @@ class PrometheusExporter(MetricExporter):
     """A MetricExporter that serves what it was last given on an HTTP /metrics endpoint.
 
     `names="otel"` wants cumulative data (Prometheus counters are totals) and keeps the latest
-    point per series. `names="neuron-monitor"` wants per-period (delta) data, renders it as the
-    guide's JSON report with `report_builder`, and accumulates the counters itself.
+    point per series. `names="neuron-monitor"` wants per-period (delta) data, renders it with
+    `report_builder` as the standing neuron-monitor 2.x report (what `--output-format 2` writes;
+    default `report.v2.StandingReportV2().update`) and hands that to `NeuronMonitorCompat`, which
+    accumulates the counters itself.
     `listen=None` starts no server (tests read `registry` directly). A scraper has `client_timeout`
     seconds to send its request and as long again to read the answer (see `scrape_server`).
     """
@@ -443,7 +254,7 @@ class PrometheusExporter(MetricExporter):
         self.registry = CollectorRegistry(auto_describe=False)
         self._cache = LatestMetrics()
         self._compat = NeuronMonitorCompat()
-        self._report_builder = report_builder or _default_report_builder
+        self._report_builder = report_builder or StandingReportV2().update
         if names == "otel":
             self.registry.register(_OtelNamesCollector(self._cache))
         else:
@@ -488,7 +299,5 @@ __all__ = [
     "NeuronMonitorCompat",
     "PrometheusExporter",
     "explicit_histogram_point",
-    "group_series",
-    "instance_labels",
     "parse_listen_address",
 ]
