@@ -60,7 +60,7 @@ from otel_neuron.exporters.section_memo import SectionMemo  # noqa: E402
 from otel_neuron.pipeline import MonitorPipeline, build_groups, settle_garbage_collector  # noqa: E402
 from otel_neuron.producer import Collected, MetricsDataProducer  # noqa: E402
 from otel_neuron.resource import build_resource  # noqa: E402
-from otel_neuron.sources.fetch_loop import FETCH_LOOP  # noqa: E402
+from otel_neuron.sources.fetch_loop import TickFetch  # noqa: E402
 from otel_neuron.sources.instance import InstanceFacts  # noqa: E402
 
 RUNTIMES, CORES, MODELS, VCPUS = 16, 8, 4, 192
@@ -253,7 +253,7 @@ def stages_us(pipeline: MonitorPipeline, ticks: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(ticks):
         marks = [time.process_time()]
-        FETCH_LOOP.refresh_all(runtime_sources, 0.8)
+        TickFetch(runtime_sources).finish(time.monotonic() + 0.8)
         marks.append(time.process_time())
         collected = [Collected(g, g.sample()) for g in groups if g.runtime_index is None]
         marks.append(time.process_time())

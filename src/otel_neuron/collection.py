@@ -1,8 +1,8 @@
 """Sample the groups that are due, all under one deadline.
 
-Runtime endpoints are fetched concurrently on the fetch loop while the system groups are sampled
-here; each runtime's groups then sample from what was handed over (or its error) as soon as its
-answer is in, so a slow or hung runtime never moves another's collection. Other runtime-level
+Runtime endpoints are fetched concurrently (sources/fetch_loop.py) while the system groups are
+sampled here; each runtime's groups then sample from what was handed over (or its error) as soon
+as its answer is in, so a slow or hung runtime never moves another's collection. Other runtime-level
 sources (the bridge, sysfs) run in a worker per runtime. Whatever hangs costs its own groups an
 error: the system groups are sampled on time and the report leaves by the deadline.
 """
@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from otel_neuron.groups.base import GroupSample, MetricGroup
 from otel_neuron.producer import Collected
-from otel_neuron.sources.fetch_loop import FETCH_LOOP, Refreshable
+from otel_neuron.sources.fetch_loop import RuntimeTransport, TickFetch
 
 _logger = logging.getLogger(__name__)
 
@@ -27,14 +27,14 @@ class _Plan(NamedTuple):
     """How one set of due groups is collected: worked out once, since the same sets recur every tick."""
 
     system: list[MetricGroup]  # sampled in the collector's thread
-    sources: list[Refreshable]  # the fetched groups' sources, each once
+    sources: list[RuntimeTransport]  # the fetched groups' sources, each once
     fetched: list[list[MetricGroup]]  # the groups of each source, sampled once its fetch is handed over
     by_runtime: dict[int, list[MetricGroup]]  # the other runtime groups, sampled in a worker per runtime
 
 
 def _plan(groups: Sequence[MetricGroup]) -> _Plan:
     system = [g for g in groups if g.runtime_index is None]
-    fetched: dict[int, tuple[Refreshable, list[MetricGroup]]] = {}
+    fetched: dict[int, tuple[RuntimeTransport, list[MetricGroup]]] = {}
     by_runtime: dict[int, list[MetricGroup]] = defaultdict(list)
     for group in groups:
         if group.runtime_index is None:
@@ -68,7 +68,7 @@ class Collector:
             if index in self._busy and not self._busy[index].done():
                 continue  # still stuck in the previous collection; reported below
             futures[index] = self._busy[index] = self._executor.submit(_sample_all, runtime_groups)
-        tick = FETCH_LOOP.start(plan.sources, at)
+        tick = TickFetch(plan.sources, at)
 
         collected = [Collected(group, group.sample()) for group in plan.system]
         # Each runtime's groups sample as soon as its answer is in, so its period is its own,
@@ -103,7 +103,7 @@ class Collector:
             for group in runtime_groups:
                 group.prime()
         deadline = time.monotonic() + deadline_s
-        tick = FETCH_LOOP.start(plan.sources)
+        tick = TickFetch(plan.sources)
         for group in plan.system:
             group.prime()
         start = time.monotonic()

@@ -2,8 +2,8 @@
 
 At each tick the groups that are due (whatever their period) are sampled together, turned
 into one MetricsData per temporality, and handed to every exporter: one report per instant.
-The groups are also registered as observable instruments on the pipeline's MeterProvider,
-so SDK pull readers (given in `sdk_readers`) see the latest samples without re-sampling.
+What the groups' sources keep between ticks (the fetch loop their runtimes share, the procfs
+files kept open) is made here, handed to them, and released with them (`close_groups`).
 """
 
 from __future__ import annotations
@@ -15,18 +15,20 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
-from opentelemetry.sdk.metrics import Counter, MeterProvider
-from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricReader, MetricsData
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
 from opentelemetry.sdk.resources import Resource
 
 from otel_neuron.collection import Collector
 from otel_neuron.config import ConfigError, MonitorConfig, RuntimeConfig
+from otel_neuron.exporters.temporality import counter_temporality
 from otel_neuron.groups.base import MetricGroup
-from otel_neuron.groups.observable import ObservedGroups
 from otel_neuron.groups.system import MemoryInfoGroup, VcpuUsageGroup
-from otel_neuron.producer import SCOPE, MetricsDataProducer
+from otel_neuron.producer import MetricsDataProducer
 from otel_neuron.scheduling import FixedRateSchedule
+from otel_neuron.sources.fetch_loop import FetchLoop
+from otel_neuron.sources.procfs import ProcfsFile, read_cpu_times, read_memory
 
 _logger = logging.getLogger(__name__)
 
@@ -34,9 +36,19 @@ _logger = logging.getLogger(__name__)
 DEADLINE_FRACTION = 0.8
 _FINISHED_POLL_S = 0.5
 
+
+def _vcpu_usage_group() -> MetricGroup:
+    return VcpuUsageGroup(partial(read_cpu_times, ProcfsFile("stat")))
+
+
+def _memory_info_group() -> MetricGroup:
+    return MemoryInfoGroup(partial(read_memory, ProcfsFile("meminfo")))
+
+
+# Each system group with its own procfs file kept open from one period to the next.
 SYSTEM_GROUP_FACTORIES: dict[str, Callable[[], MetricGroup]] = {
-    "vcpu_usage": VcpuUsageGroup,
-    "memory_info": MemoryInfoGroup,
+    "vcpu_usage": _vcpu_usage_group,
+    "memory_info": _memory_info_group,
 }
 
 
@@ -50,13 +62,15 @@ def build_groups(config: MonitorConfig, bridge_hardware_info: bool = False) -> l
     """The configured groups; ConfigError naming the runtime's JSON path for a bad address or group.
 
     `bridge_hardware_info` (the 2.x report asks it) adds, once per neuron-monitor source, a
-    neuron_hardware_info group reading the stream's root object, at its runtime's shortest period."""
+    neuron_hardware_info group reading the stream's root object, at its runtime's shortest period.
+    The runtime endpoints share one fetch loop (one thread, however many runtimes)."""
     if not config.system_groups and not any(runtime.groups for runtime in config.runtimes):
         raise ConfigError(f"{config.source}: the configuration enables no metric group")
     scheduled = [ScheduledGroup(SYSTEM_GROUP_FACTORIES[g.type](), g.period) for g in config.system_groups]
+    fetch_loop = FetchLoop()  # its thread starts with the first fetch
     for runtime in config.runtimes:
         try:
-            scheduled.extend(_runtime_groups(runtime, bridge_hardware_info))
+            scheduled.extend(_runtime_groups(runtime, fetch_loop, bridge_hardware_info))
         except ValueError as error:
             close_groups(scheduled)
             where = f"neuron_runtimes[{runtime.index}]"
@@ -65,20 +79,31 @@ def build_groups(config: MonitorConfig, bridge_hardware_info: bool = False) -> l
 
 
 def close_groups(groups: Sequence[ScheduledGroup]) -> None:
-    """Release what the groups' sources hold (sockets, a spawned neuron-monitor, an embedded simulator)."""
+    """Release what the groups' sources hold (sockets, a spawned neuron-monitor, an embedded
+    simulator), then the fetch loops their runtimes share."""
+    fetch_loops: dict[int, FetchLoop] = {}
     for scheduled in groups:
+        transport = scheduled.group.refreshable()
+        if transport is not None:
+            fetch_loops[id(transport.fetch_loop)] = transport.fetch_loop
         close = getattr(scheduled.group, "close", None)
         if callable(close):
             close()
+    for fetch_loop in fetch_loops.values():
+        fetch_loop.close()
 
 
-def _runtime_groups(runtime: RuntimeConfig, bridge_hardware_info: bool = False) -> list[ScheduledGroup]:
+def _runtime_groups(
+    runtime: RuntimeConfig, fetch_loop: FetchLoop, bridge_hardware_info: bool = False
+) -> list[ScheduledGroup]:
     from otel_neuron.groups.runtime import create_runtime_groups
+    from otel_neuron.sources.neuron_monitor_address import is_bridge_address
+    from otel_neuron.sources.sysfs import SCHEME as SYSFS_SCHEME
 
     periods = {g.type: g.period for g in runtime.groups}
     deadline = DEADLINE_FRACTION * min(periods.values(), default=1.0)
     types = [g.type for g in runtime.groups]
-    if runtime.address.startswith(("neuron-monitor:", "stdin:")):
+    if is_bridge_address(runtime.address):
         from otel_neuron.groups.neuron_monitor import create_bridge_groups
 
         groups = create_bridge_groups(
@@ -89,12 +114,12 @@ def _runtime_groups(runtime: RuntimeConfig, bridge_hardware_info: bool = False) 
             periods=periods,
             hardware_info=bridge_hardware_info,
         )
-    elif runtime.address.startswith("sysfs:"):
+    elif runtime.address.startswith(SYSFS_SCHEME):
         from otel_neuron.groups.sysfs import create_sysfs_groups
 
         groups = create_sysfs_groups(runtime.index, runtime.address, types, deadline)
     else:
-        groups = create_runtime_groups(runtime.index, runtime.address, types, deadline)
+        groups = create_runtime_groups(runtime.index, runtime.address, types, deadline, fetch_loop)
     shortest = min(periods.values(), default=1.0)
     return [ScheduledGroup(group, periods.get(group.report_key, shortest)) for group in groups]
 
@@ -116,10 +141,10 @@ class MonitorPipeline:
         groups: Sequence[ScheduledGroup],
         exporters: Sequence[MetricExporter],
         resource: Resource | Callable[[], Resource],
-        sdk_readers: Sequence[MetricReader] = (),
     ) -> None:
         """`resource` may be a callable giving the resource as it stands (the instance lookup ends
-        after start-up): it is asked at each tick. SDK readers keep the one it gave at first."""
+        after start-up): it is asked at each tick. Each exporter gets counters as it declares
+        (`exporters.temporality.counter_temporality`)."""
         if not groups:
             raise ValueError("the configuration enables no metric group")
         self._groups = list(groups)
@@ -127,15 +152,11 @@ class MonitorPipeline:
         self._resource = self._current_resource()
         # One producer per temporality: exporters that want the same data share one MetricsData.
         producers = {
-            t: MetricsDataProducer(self._resource, t) for t in {_counter_temporality(e) for e in exporters}
+            t: MetricsDataProducer(self._resource, t) for t in {counter_temporality(e) for e in exporters}
         }
         self._producers = list(producers.values())
-        self._sinks = [_Sink(e, producers[_counter_temporality(e)]) for e in exporters]
+        self._sinks = [_Sink(e, producers[counter_temporality(e)]) for e in exporters]
         self._collector = Collector(max_workers=max(1, min(32, len({g.group.runtime_index for g in groups}))))
-        self.meter_provider = MeterProvider(metric_readers=list(sdk_readers), resource=self._resource)
-        meter = self.meter_provider.get_meter(SCOPE.name, SCOPE.version)
-        self._observed = ObservedGroups(meter, [g.group for g in self._groups])
-        self._has_sdk_readers = bool(sdk_readers)
         self._due_groups: dict[tuple[float, ...], tuple[MetricGroup, ...]] = {}
         self.stats = PipelineStats()
 
@@ -174,8 +195,6 @@ class MonitorPipeline:
         collected = self._collector.collect(self._due(due_periods), deadline_s, scheduled_at)
         self.stats.ticks += 1
         for item in collected:
-            if self._has_sdk_readers:  # their counters are totals of every sample, observed or not
-                self._observed.fold(item.group, item.sample)
             if item.sample.error:
                 group = item.group
                 _logger.info("%s (runtime %s): %s", group.report_key, group.runtime_index, item.sample.error)
@@ -226,14 +245,12 @@ class MonitorPipeline:
         return any(getattr(sink.exporter, "closed", False) for sink in self._sinks)
 
     def shutdown(self) -> None:
-        self._observed.close()
         self._collector.shutdown()
         for sink in self._sinks:
             try:
                 sink.exporter.shutdown(timeout_millis=1_000)
             except Exception:
                 _logger.exception("exporter %s failed to shut down", type(sink.exporter).__name__)
-        self.meter_provider.shutdown(timeout_millis=1_000)
         close_groups(self._groups)
 
 
@@ -247,8 +264,3 @@ def settle_garbage_collector() -> None:
     # A report leaves ~1,200 container objects behind, nearly all freed by reference counting: at
     # the default threshold (700) the young generation is swept about twice a tick for nothing.
     gc.set_threshold(20_000, *gc.get_threshold()[1:])
-
-
-def _counter_temporality(exporter: MetricExporter) -> AggregationTemporality:
-    preferred = getattr(exporter, "_preferred_temporality", {}) or {}
-    return preferred.get(Counter, AggregationTemporality.CUMULATIVE)

@@ -24,7 +24,7 @@ from otel_neuron.histogram import exact_percentile
 from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc
 from otel_neuron.runtime.recorder import ECC_KINDS, ERROR_TYPES, OUTCOMES, InferenceRecorder
 from otel_neuron.runtime.server import serve_runtime_endpoint
-from otel_neuron.sources.fetch_loop import FETCH_LOOP
+from otel_neuron.sources.fetch_loop import TickFetch
 
 SIMULATOR = [sys.executable, "-m", "otel_neuron.runtime.simulator_cli"]
 
@@ -341,7 +341,7 @@ def test_garbage_and_incompatible_versions_are_named(socket_dir: Path, payload: 
         error = group.sample().error
         assert error.startswith(address) and expected in error, error
         # The same answer through the collector's path: fetched on the event loop, then handed over.
-        FETCH_LOOP.refresh_all([group.endpoint], 0.5)
+        TickFetch([group.endpoint]).finish(time.monotonic() + 0.5)
         error = group.sample().error
         assert error.startswith(address) and expected in error, error
     finally:

@@ -20,7 +20,7 @@ from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import InferenceRecorder
 from otel_neuron.runtime.server import serve_runtime_endpoint
 from otel_neuron.runtime.snapshot_socket import frame
-from otel_neuron.sources.fetch_loop import FETCH_LOOP
+from otel_neuron.sources.fetch_loop import TickFetch
 from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError
 
 
@@ -338,10 +338,10 @@ def test_in_one_tick_a_failing_socket_gets_grpcs_answer_while_another_runtime_ha
         for name in ("hung", "broken")
     ]
     try:
-        FETCH_LOOP.refresh_all(endpoints, 2.0)  # over gRPC: both adopt their snapshot sockets
+        TickFetch(endpoints).finish(time.monotonic() + 2.0)  # over gRPC: both adopt their snapshot sockets
         assert [endpoint.transport for endpoint in endpoints] == ["snapshot socket"] * 2
         started = time.monotonic()
-        hung_result, broken_result = FETCH_LOOP.start(endpoints).results(time.monotonic() + 0.5)
+        hung_result, broken_result = TickFetch(endpoints).results(time.monotonic() + 0.5)
         assert time.monotonic() - started < 0.9
         assert hung_result is None  # no answer by the deadline
         assert isinstance(broken_result, runtime_pb2.Snapshot) and broken_result.inferences.completed == 4

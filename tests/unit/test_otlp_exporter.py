@@ -1,12 +1,19 @@
-"""BackgroundExporter keeps the caller fast and the backlog bounded; protocol/endpoint selection."""
+"""BackgroundExporter keeps the caller fast and the backlog bounded; protocol, endpoint and temporality."""
 
 from __future__ import annotations
 
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+from opentelemetry.sdk.resources import Resource
 
 from otel_neuron.exporters.otlp import (
     BackgroundExporter,
@@ -15,6 +22,10 @@ from otel_neuron.exporters.otlp import (
     otlp_protocol,
     otlp_requested,
 )
+from otel_neuron.groups.base import InstrumentSpec, Kind, MetricGroup, PointsByMetric
+from otel_neuron.pipeline import MonitorPipeline, ScheduledGroup
+
+EVENTS = InstrumentSpec("test.events", "{event}", "a counter", Kind.COUNTER)
 
 
 class FakeExporter(MetricExporter):
@@ -84,16 +95,57 @@ def test_shutdown_is_bounded_when_the_collector_never_answers():
     assert exporter.export(batch(1)) is MetricExportResult.FAILURE
 
 
-def test_temporality_preference_is_the_wrapped_exporters(monkeypatch):
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
-    inner = build_otlp_exporter("127.0.0.1:4317", environ={})
-    exporter = BackgroundExporter(inner)
-    assert exporter._preferred_temporality == inner._preferred_temporality
-    from opentelemetry.sdk.metrics import Counter
-    from opentelemetry.sdk.metrics.export import AggregationTemporality
+class CountingGroup(MetricGroup):
+    """Five events a period."""
 
-    assert exporter._preferred_temporality[Counter] is AggregationTemporality.DELTA
-    exporter.shutdown(timeout_millis=200)
+    report_key = "counting"
+    instruments = (EVENTS,)
+
+    def _sample_points(self, period: float) -> PointsByMetric:
+        return {EVENTS.name: [({}, 5)]}
+
+    @staticmethod
+    def render(points: PointsByMetric) -> dict[str, object]:
+        return {}
+
+
+def events_sent(preference: str | None, monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, object]]:
+    """(value, temporality) of the events counter in each of three ticks sent through OTLP."""
+    if preference is None:
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", preference)
+    inner = FakeExporter()
+    exporter = BackgroundExporter(inner)
+    pipeline = MonitorPipeline([ScheduledGroup(CountingGroup(), 1.0)], [exporter], Resource.get_empty())
+    try:
+        for _ in range(3):
+            pipeline.tick([1.0])
+        assert exporter.force_flush(timeout_millis=2000)
+    finally:
+        pipeline.shutdown()
+    sent = []
+    for data in inner.received:
+        (metric,) = [
+            metric
+            for resource_metrics in data.resource_metrics
+            for scope_metrics in resource_metrics.scope_metrics
+            for metric in scope_metrics.metrics
+            if metric.name == EVENTS.name
+        ]
+        sent.append((metric.data.data_points[0].value, metric.data.aggregation_temporality))
+    return sent
+
+
+@pytest.mark.parametrize("preference", ["delta", "DELTA", "lowmemory"])
+def test_otlp_gets_per_period_counts_when_the_environment_prefers_delta(preference, monkeypatch):
+    assert events_sent(preference, monkeypatch) == [(5, AggregationTemporality.DELTA)] * 3
+
+
+@pytest.mark.parametrize("preference", [None, "cumulative", "neither"])
+def test_otlp_gets_running_totals_by_default(preference, monkeypatch):
+    cumulative = AggregationTemporality.CUMULATIVE
+    assert events_sent(preference, monkeypatch) == [(5, cumulative), (10, cumulative), (15, cumulative)]
 
 
 def test_protocol_selection():
@@ -110,7 +162,39 @@ def test_exporter_class_follows_protocol():
     http = build_otlp_exporter("127.0.0.1:4318", environ={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
     assert "grpc" in type(grpc).__module__
     assert "http" in type(http).__module__
-    assert http._endpoint == "http://127.0.0.1:4318/v1/metrics"
+
+
+def test_http_protobuf_posts_to_the_signal_path_when_the_endpoint_has_none():
+    paths: list[str] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+            self.rfile.read(int(self.headers["Content-Length"]))
+            paths.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        environ = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+        exporter = build_otlp_exporter(f"127.0.0.1:{server.server_address[1]}", environ=environ)
+        pipeline = MonitorPipeline([ScheduledGroup(CountingGroup(), 1.0)], [exporter], Resource.get_empty())
+        try:
+            pipeline.tick([1.0])
+        finally:
+            pipeline.shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert paths == ["/v1/metrics"]
 
 
 def test_otlp_requested_by_flag_or_environment():

@@ -2,8 +2,10 @@
 
 `build_otlp_exporter` chooses the SDK's gRPC or HTTP/protobuf OTLP exporter from `--otlp [ENDPOINT]`
 and the standard `OTEL_EXPORTER_OTLP_*` variables. Only the protocol choice and the `--otlp ENDPOINT`
-spelling are handled here; endpoint, headers, timeout, TLS files, compression and temporality
-preference are read by the SDK exporters themselves, exactly as for any OpenTelemetry SDK program.
+spelling are handled here; endpoint, headers, timeout, TLS files and compression are read by the SDK
+exporters themselves, exactly as for any OpenTelemetry SDK program. The temporality preference is
+read by them too, and by `BackgroundExporter` the same way (exporters/temporality.py), so that the
+pipeline makes the data the preference asks for.
 
 `BackgroundExporter` wraps any exporter so that `export()` only enqueues: a worker thread does the
 network I/O. A collector that is down, slow or refusing never delays the caller (the scheduler that
@@ -26,10 +28,13 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
     MetricExporter,
     MetricExportResult,
     MetricsData,
 )
+
+from otel_neuron.exporters.temporality import DeclaredTemporalityExporter, otlp_preferred_temporality
 
 _logger = logging.getLogger(__name__)
 
@@ -105,13 +110,15 @@ def build_otlp_exporter(
     return HttpExporter(endpoint=url)
 
 
-class BackgroundExporter(MetricExporter):
+class BackgroundExporter(DeclaredTemporalityExporter):
     """Exports through `exporter` on a worker thread; `export()` never blocks on the network.
 
     The backlog holds at most `max_backlog` MetricsData; when full, the oldest is dropped and
     counted in `dropped`. A failed export stays at the head of the backlog and is retried after
     a back-off (`retry_initial` doubling up to `retry_max` seconds), so nothing is lost while the
     collector is briefly away and data arrives in order once it returns.
+    `preferred_temporality` is what `exporter` wants (None: what an OTLP exporter wants, from
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE).
     """
 
     def __init__(
@@ -121,12 +128,12 @@ class BackgroundExporter(MetricExporter):
         retry_initial: float = 0.5,
         retry_max: float = 5.0,
         name: str = "otlp",
+        preferred_temporality: Mapping[type, AggregationTemporality] | None = None,
     ) -> None:
         if max_backlog < 1:
             raise ValueError(f"max_backlog must be at least 1, not {max_backlog}")
         super().__init__(
-            preferred_temporality=exporter._preferred_temporality,
-            preferred_aggregation=exporter._preferred_aggregation,
+            otlp_preferred_temporality() if preferred_temporality is None else preferred_temporality
         )
         self._exporter = exporter
         self._name = name

@@ -18,11 +18,11 @@ from typing import IO, Any
 
 import orjson
 from opentelemetry.sdk.metrics import Histogram
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 
 from otel_neuron.exporters.section_memo import SectionMemo
-from otel_neuron.exporters.temporality import DELTA_PREFERRED
+from otel_neuron.exporters.temporality import DELTA_PREFERRED, DeclaredTemporalityExporter
 from otel_neuron.groups.registry import group_classes, metric_names_by_key
 from otel_neuron.histogram import SCALE
 from otel_neuron.report.fold import fold_applications
@@ -111,7 +111,7 @@ def merge_report(standing: Report, update: Report) -> None:
         standing["instance_data"] = update["instance_data"]
 
 
-class ReportJsonExporter(MetricExporter):
+class ReportJsonExporter(DeclaredTemporalityExporter):
     """Writes the consolidated report as one JSON document and a newline per export, then flushes.
 
     `output_format` "1" writes the guide's report (`report` holds it), "2" neuron-monitor 2.x's

@@ -25,7 +25,7 @@ from otel_neuron.semconv import InstrumentSpec as InstrumentSpec
 from otel_neuron.semconv import Kind as Kind
 
 if TYPE_CHECKING:
-    from otel_neuron.sources.fetch_loop import Refreshable
+    from otel_neuron.sources.fetch_loop import RuntimeTransport
 
 AttributeValue = str | int | float | bool
 Attributes = Mapping[str, AttributeValue]
@@ -261,8 +261,9 @@ class MetricGroup(ABC):
         """The connection-level error of this group's runtime ("" when fine), for the report entry."""
         return ""
 
-    def refreshable(self) -> Refreshable | None:
-        """A source the collector brings up to date first, concurrently with other runtimes' (or None)."""
+    def refreshable(self) -> RuntimeTransport | None:
+        """The source's transport when the collector fetches it first, concurrently with other
+        runtimes' (None: the group reads its source itself)."""
         return None
 
     source_can_finish = False  # True for sources that can end for good (a piped stream)

@@ -1,10 +1,12 @@
-"""Register groups as OpenTelemetry observable instruments on any MeterProvider's meter.
+"""Register groups as OpenTelemetry observable instruments on any MeterProvider's meter: the
+in-app instrumentor's path (instrumentor.py), where the application's SDK readers collect.
 
 The callbacks are small generators over each group's `last_sample`; they never read a
-source themselves, so any number of SDK readers (a Prometheus scrape, an app's OTLP reader)
-can collect without re-sampling. Counters are observed as running totals, as the API wants.
-Histograms cannot be observable in the OpenTelemetry API; the in-app recorder records latency
-on a synchronous Histogram instead.
+source themselves (the instrumentor samples every group once per collection, in the first
+callback), so any number of SDK readers can collect without re-sampling. Counters are observed
+as running totals, as the API wants: each sample's increases are added once. Histograms cannot
+be observable in the OpenTelemetry API; the in-app recorder records latency on a synchronous
+Histogram instead.
 """
 
 from __future__ import annotations
@@ -21,11 +23,8 @@ from otel_neuron.groups.base import GroupSample, InstrumentSpec, Kind, MetricGro
 class ObservedGroups:
     """Owns the observable instruments of a set of groups; `close()` makes every callback yield nothing."""
 
-    def __init__(
-        self, meter: Meter, groups: Sequence[MetricGroup], refresh: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, meter: Meter, groups: Sequence[MetricGroup]) -> None:
         self._groups = list(groups)
-        self._refresh = refresh
         self._closed = False
         self._lock = threading.Lock()
         self._totals: dict[tuple[int, str], dict[frozenset[tuple[str, Any]], Any]] = {}
@@ -53,12 +52,8 @@ class ObservedGroups:
                 spec.name, [callback], unit=spec.unit, description=spec.description
             )
 
-    def fold(self, group: MetricGroup, sample: GroupSample) -> None:
-        """Add a sample's counter increases to the running totals, once per sample.
-
-        The monitor calls this for every sample it takes, so totals include the periods no reader
-        collected; a callback folds the group's last sample too (in-app, sampling happens there).
-        """
+    def _fold(self, group: MetricGroup, sample: GroupSample) -> None:
+        """Add a sample's counter increases to the running totals, once per sample."""
         with self._lock:
             if self._seen.get(id(group)) is sample or sample.error:
                 return
@@ -75,14 +70,12 @@ class ObservedGroups:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             if self._closed:
                 return
-            if self._refresh is not None:
-                self._refresh()
             for group in self._groups:
                 sample = group.last_sample
                 if sample is None or sample.error:
                     continue
                 if spec.kind is Kind.COUNTER:
-                    self.fold(group, sample)
+                    self._fold(group, sample)
                     yield from self._totals_of(group, spec.name)
                     continue
                 for attributes, value in sample.points.get(spec.name, ()):

@@ -85,6 +85,7 @@ from otel_neuron.semconv import (
     SUBGRAPH_NAME,
 )
 from otel_neuron.semconv import ECC_KINDS_V1 as ECC_KINDS
+from otel_neuron.sources.fetch_loop import FetchLoop
 from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError
 
 # The protocol's fixed sets of totals, read in one C-level call each; a core's fields likewise.
@@ -813,18 +814,23 @@ GROUP_TYPES: dict[str, type[RuntimeGroup]] = {
 
 
 def create_runtime_groups(
-    runtime_index: int, address: str, group_types: Sequence[str], deadline_s: float
+    runtime_index: int,
+    address: str,
+    group_types: Sequence[str],
+    deadline_s: float,
+    fetch_loop: FetchLoop | None = None,
 ) -> list[MetricGroup]:
     """The requested groups of one runtime, sharing one endpoint at `address`.
 
     `group_types` are canonical group names (GROUP_TYPES); `deadline_s` bounds each snapshot fetch
-    and should be shorter than the shortest period. Raises ValueError for a bad address, an unknown
-    group name or a bad deadline.
+    and should be shorter than the shortest period; `fetch_loop` is the loop the endpoint's gRPC
+    fetches run on (None: one of its own). Raises ValueError for a bad address, an unknown group
+    name or a bad deadline.
     """
     unknown = [name for name in group_types if name not in GROUP_TYPES]
     if unknown:
         raise ValueError(f"unknown runtime metric group {unknown[0]!r} (known: {', '.join(GROUP_TYPES)})")
-    endpoint = RuntimeEndpoint(address, deadline_s=deadline_s)
+    endpoint = RuntimeEndpoint(address, deadline_s=deadline_s, fetch_loop=fetch_loop)
     return [GROUP_TYPES[name](runtime_index, endpoint) for name in _unique(group_types)]
 
 

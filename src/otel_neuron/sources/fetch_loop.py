@@ -1,11 +1,12 @@
 """Fetch every runtime of a tick concurrently: local sockets from the collector's own thread, the
-rest on one asyncio event loop in one daemon thread.
+rest on an asyncio event loop in a daemon thread (`FetchLoop`).
 
-A source that can (a runtime's snapshot socket) sends its request on a non-blocking socket and the
-collector's thread reads every answer with one poll(): about half the CPU of the same exchange
+A transport that can (a runtime's snapshot socket) sends its request on a non-blocking socket and
+the collector's thread reads every answer with one poll(): about half the CPU of the same exchange
 on an event loop, and no thread hand-off. Everything else (gRPC, and any fetch whose socket
-failed) runs on the loop: grpc.aio fetches all those runtimes concurrently for about half of what
-a blocking call per runtime costs.
+failed) runs on the transport's fetch loop: grpc.aio fetches all those runtimes concurrently for
+about half of what a blocking call per runtime costs. The monitor gives every runtime one loop
+(`pipeline.build_groups`), so however many runtimes there are, one thread runs them.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ import select
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, Protocol
 
 
-class Refreshable(Protocol):
-    """A source fetched at each tick; the collector hands each tick's result over in its own thread."""
+class RuntimeTransport(Protocol):
+    """How the collector fetches one runtime's answer at each tick: on a local snapshot socket read
+    in the collector's thread where the runtime serves one, else by a coroutine on `fetch_loop`.
+    The collector hands each tick's result over in its own thread."""
+
+    fetch_loop: FetchLoop  # where `fetch_result` runs, and the connections it keeps live
 
     async def fetch_result(self) -> object:
         """This tick's fetch on the loop: the sample, or the error saying why there is none (never raises)."""
@@ -45,7 +51,7 @@ class Refreshable(Protocol):
         socket failed; the source has then given it up and `fetch_result` is asked instead."""
 
 
-_Numbered = tuple[int, Refreshable]
+_Numbered = tuple[int, RuntimeTransport]
 
 
 class TickFetch:
@@ -56,16 +62,17 @@ class TickFetch:
     at the deadline that no answer came. A result coming later is not this tick's.
     """
 
-    def __init__(self, sources: Sequence[Refreshable], loop: FetchLoop, at: float | None = None) -> None:
+    def __init__(self, sources: Sequence[RuntimeTransport], at: float | None = None) -> None:
+        """Start fetching every source: `at` is the tick's scheduled monotonic time, None for a
+        fetch off the schedule."""
         self._sources = sources
-        self._loop = loop
         self._lock = threading.Lock()
         self._results: dict[int, object] = {}
         self._closed = False
         # Written to by the loop's thread whenever it delivers, so the collector's poll() wakes for
         # loop results as for socket answers; made only when some fetch runs on the loop.
         self._wake: tuple[int, int] | None = None
-        self._wake_pending = False  # only touched on the loop's thread
+        self._wake_pending = False  # a wake-up is scheduled on a loop and not yet written
         self._awaiting_sockets: dict[socket.socket, _Numbered] = {}
         self._futures: list[concurrent.futures.Future[Any]] = []
         on_loop: list[_Numbered] = []
@@ -83,7 +90,14 @@ class TickFetch:
             # Blocking ends will do: the collector reads only once poll() saw bytes, and the loop
             # writes at most a byte a turn, far from filling the pipe before the tick closes it.
             self._wake = os.pipe()
-        self._futures.append(self._loop.submit(_fetch_together(sources, self)))
+        # The sources on one loop share one coroutine: this thread hands over once per loop, not
+        # once per source.
+        by_loop: dict[int, tuple[FetchLoop, list[_Numbered]]] = {}
+        for numbered in sources:
+            loop = numbered[1].fetch_loop
+            by_loop.setdefault(id(loop), (loop, []))[1].append(numbered)
+        for loop, on_loop in by_loop.values():
+            self._futures.append(loop.submit(_fetch_together(on_loop, self)))
 
     def _deliver(self, number: int, result: object) -> None:
         with self._lock:
@@ -91,13 +105,17 @@ class TickFetch:
                 self._results[number] = result
 
     def _deliver_on_loop(self, number: int, result: object) -> None:
-        """`_deliver` from the loop's thread, waking the collector's poll() once for all that the
-        loop delivers in one turn (`sim:` runtimes all answer in the same one): a wake-up per answer
-        would hand the interpreter back and forth between the two threads for each."""
-        self._deliver(number, result)
-        if not self._wake_pending:
+        """`_deliver` from a loop's thread, waking the collector's poll() once for all that is
+        delivered before the wake-up is written (`sim:` runtimes all answer in the same turn): a
+        wake-up per answer would hand the interpreter back and forth between the threads for each."""
+        with self._lock:
+            if self._closed:
+                return
+            self._results[number] = result
+            if self._wake_pending:
+                return
             self._wake_pending = True
-            asyncio.get_running_loop().call_soon(self._wake_collector)
+        asyncio.get_running_loop().call_soon(self._wake_collector)
 
     def _wake_collector(self) -> None:
         with self._lock:
@@ -201,35 +219,52 @@ class TickFetch:
 
 
 class FetchLoop:
+    """An asyncio event loop in a daemon thread of its own, started at the first `submit` and
+    stopped by `close()`, or once nothing refers to the FetchLoop any more."""
+
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_when_dropped: weakref.finalize[Any, Any] | None = None
+        self._closed = False
         self._lock = threading.Lock()
 
-    def start(self, sources: Sequence[Refreshable], at: float | None = None) -> TickFetch:
-        """Start fetching every source concurrently; the sources on the loop share one coroutine, so
-        this thread hands over once (a future per source cost about 30 us of CPU each). `at`: the
-        tick's scheduled monotonic time, None for a fetch off the schedule."""
-        return TickFetch(sources, self, at)
-
-    def refresh_all(self, sources: Sequence[Refreshable], timeout_s: float) -> None:
-        """Fetch and hand over, waiting `timeout_s` at most."""
-        self.start(sources).finish(time.monotonic() + timeout_s)
-
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Run `coroutine` on the loop; RuntimeError once the loop is closed."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+
+    def close(self) -> None:
+        """Stop the loop and its thread (the coroutines still running are dropped)."""
+        with self._lock:
+            self._closed = True
+            thread, self._thread, self._loop = self._thread, None, None
+            stop, self._stop_when_dropped = self._stop_when_dropped, None
+        if stop is not None and thread is not None:
+            stop()
+            thread.join(timeout=1.0)
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the fetch loop is closed")
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="otel-neuron-fetch", daemon=True)
+                thread = threading.Thread(target=_run, args=(loop,), name="otel-neuron-fetch", daemon=True)
                 thread.start()
-                self._loop = loop
+                self._loop, self._thread = loop, thread
+                self._stop_when_dropped = weakref.finalize(self, loop.call_soon_threadsafe, loop.stop)
             return self._loop
 
 
+def _run(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
 async def _fetch_together(sources: Sequence[_Numbered], tick: TickFetch) -> None:
-    async def fetch(number: int, source: Refreshable) -> None:
+    async def fetch(number: int, source: RuntimeTransport) -> None:
         tick._deliver_on_loop(number, await source.fetch_result())
 
     tasks = [asyncio.ensure_future(fetch(number, source)) for number, source in sources]
@@ -238,7 +273,3 @@ async def _fetch_together(sources: Sequence[_Numbered], tick: TickFetch) -> None
     finally:
         for task in tasks:
             task.cancel()  # only those still running: the caller's deadline passed
-
-
-# Shared by every endpoint of the process: one thread, however many runtimes.
-FETCH_LOOP = FetchLoop()

@@ -1,7 +1,7 @@
 """This process as a Neuron runtime: its inference recorder read directly, no socket.
 
-`InProcessEndpoint` stands where the runtime groups expect a `RuntimeEndpoint`: `fetch()` is the
-recorder's snapshot. One snapshot is shared by every group sampled in the same collection:
+`InProcessEndpoint` is the runtime groups' `SnapshotSource` in-app: `fetch()` is the recorder's
+snapshot. One snapshot is shared by every group sampled in the same collection:
 `next_collection()` starts a new one, and the first `fetch()` after it takes the snapshot.
 """
 
@@ -12,12 +12,13 @@ import threading
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import InferenceRecorder
 from otel_neuron.sources.runtime_endpoint import Address
+from otel_neuron.sources.snapshot_source import SnapshotSource
 
 IN_PROCESS_ADDRESS = Address("in-process", "in-process")
 
 
-class InProcessEndpoint:
-    """The runtime endpoint interface (`fetch`, `last_error`, `address`, `close`) over a local recorder."""
+class InProcessEndpoint(SnapshotSource):
+    """A `SnapshotSource` over this process's recorder."""
 
     def __init__(self, recorder: InferenceRecorder) -> None:
         self.recorder = recorder
@@ -33,6 +34,7 @@ class InProcessEndpoint:
             self._snapshot = None
 
     def fetch(self) -> runtime_pb2.Snapshot:
+        """The snapshot of this collection (taken by the first call after `next_collection`)."""
         with self._lock:
             if self._snapshot is None:
                 self._snapshot = self.recorder.snapshot(self._latency_epoch)

@@ -3,12 +3,16 @@
 Both files are split here in one pass each: psutil builds a namedtuple per vCPU and reads
 /proc/stat twice (times, then context switches), and its swap figures read /proc/vmstat too;
 at 192 vCPUs that costs five times the parse itself.
+
+A reader that runs every period keeps its file open (`ProcfsFile`, one per reader: the monitor's
+system groups get theirs from `pipeline.SYSTEM_GROUP_FACTORIES`); without one, each call opens the
+file and closes it again.
 """
 
 from __future__ import annotations
 
 import os
-import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,9 +51,11 @@ class MemoryFacts:
     swap_used_bytes: int
 
 
-def read_cpu_times() -> CpuTimes:
-    path = f"{psutil.PROCFS_PATH}/stat"
-    text = _KEPT_OPEN.read(path)
+def read_cpu_times(stat: ProcfsFile | None = None) -> CpuTimes:
+    """/proc/stat's per-vCPU ticks and context switches, read through `stat` (None: opened for this call)."""
+    stat = ProcfsFile("stat") if stat is None else stat
+    text = stat.read()
+    path = stat.path
     # The per-vCPU lines follow the aggregate "cpu " line as one block; slice it out whole.
     first = text.find(b"\ncpu") + 1
     last = text.rfind(b"\ncpu") + 1
@@ -92,11 +98,14 @@ _MEMINFO_KEYS = (
 )
 
 
-def read_memory() -> MemoryFacts:
-    path = f"{psutil.PROCFS_PATH}/meminfo"
+def read_memory(meminfo: ProcfsFile | None = None) -> MemoryFacts:
+    """/proc/meminfo's memory and swap, read through `meminfo` (None: opened for this call)."""
+    meminfo = ProcfsFile("meminfo") if meminfo is None else meminfo
+    text = meminfo.read()
+    path = meminfo.path
     fields = {
         parts[0]: int(parts[1]) * 1024
-        for parts in map(bytes.split, _KEPT_OPEN.read(path).splitlines())
+        for parts in map(bytes.split, text.splitlines())
         if parts[:1] and parts[0] in _MEMINFO_KEYS
     }
     if b"MemTotal:" not in fields:
@@ -109,50 +118,62 @@ def read_memory() -> MemoryFacts:
     return MemoryFacts(fields[b"MemTotal:"], available, swap_total, swap_total - fields.get(b"SwapFree:", 0))
 
 
-class _KeptOpenFiles:
-    """procfs files opened once and read from their start each period.
+class ProcfsFile:
+    """A file of the procfs root (`name` under psutil.PROCFS_PATH), opened once and read from its
+    start at each `read()`.
 
     Reading /proc/stat again from offset 0 makes the kernel generate it afresh, so a period costs an
     fstat and a pread instead of open, fstat, ioctl, lseek, read and close: after an idle second
-    each system call costs tens of microseconds. Only the files of the current procfs root stay
-    open. A file renamed over (a fake /proc rewritten atomically) is noticed by its link count and
-    opened again; a fake swapped any other way (a symlinked directory) is not.
+    each system call costs tens of microseconds. When the procfs root changes (a test's fake) the
+    file there is opened instead. A file renamed over (a fake /proc rewritten atomically) is noticed
+    by its link count and opened again; a fake swapped any other way (a symlinked directory) is not.
+    One reader at a time: each group that reads procfs has its own. The descriptor is closed with
+    `close()` or when the object is collected.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open: dict[str, tuple[int, int]] = {}  # path -> (descriptor, size last read)
-        self._root = ""
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._open = _OpenDescriptor()
+        weakref.finalize(self, self._open.close)
 
-    def read(self, path: str) -> bytes:
-        with self._lock:
-            root = os.path.dirname(path)
-            if root != self._root:  # another procfs root (a test's fake): let the old files go
-                self._close_all()
-                self._root = root
-            descriptor, size = self._open.pop(path, (-1, 0))
-            try:
-                if descriptor >= 0 and os.fstat(descriptor).st_nlink == 0:
-                    os.close(descriptor)
-                    descriptor = -1
-                if descriptor < 0:
-                    descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                data = _read_whole(descriptor, max(2 * size, 16 << 10))
-            except OSError:
-                if descriptor >= 0:
-                    os.close(descriptor)
-                raise
-            self._open[path] = (descriptor, len(data))
-            return data
+    @property
+    def path(self) -> str:
+        """Where the file is now: under the current procfs root."""
+        return f"{psutil.PROCFS_PATH}/{self.name}"
 
-    def _close_all(self) -> None:
-        for descriptor, _ in self._open.values():
+    def read(self) -> bytes:
+        """The whole file as it is now; OSError when it cannot be read."""
+        opened, path = self._open, self.path
+        if opened.path != path:  # another procfs root: let the old file go
+            opened.close()
+        try:
+            if opened.descriptor >= 0 and os.fstat(opened.descriptor).st_nlink == 0:
+                opened.close()
+            if opened.descriptor < 0:
+                opened.descriptor, opened.path = os.open(path, os.O_RDONLY | os.O_CLOEXEC), path
+            data = _read_whole(opened.descriptor, max(2 * opened.size, 16 << 10))
+        except OSError:
+            opened.close()
+            raise
+        opened.size = len(data)
+        return data
+
+    def close(self) -> None:
+        self._open.close()
+
+
+@dataclass
+class _OpenDescriptor:
+    """What a ProcfsFile holds open, apart from it so that a finalizer can close it."""
+
+    path: str = ""
+    descriptor: int = -1
+    size: int = 0  # of the last read: the next one asks for twice as much at once
+
+    def close(self) -> None:
+        descriptor, self.descriptor, self.path = self.descriptor, -1, ""
+        if descriptor >= 0:
             os.close(descriptor)
-        self._open.clear()
-
-    def after_fork_in_child(self) -> None:
-        # pread needs no file offset, so the inherited descriptors can be shared; the lock cannot.
-        self._lock = threading.Lock()
 
 
 def _read_whole(descriptor: int, chunk: int) -> bytes:
@@ -163,7 +184,3 @@ def _read_whole(descriptor: int, chunk: int) -> bytes:
     while part := os.pread(descriptor, chunk, sum(map(len, parts))):
         parts.append(part)
     return b"".join(parts)
-
-
-_KEPT_OPEN = _KeptOpenFiles()
-os.register_at_fork(after_in_child=_KEPT_OPEN.after_fork_in_child)

@@ -6,10 +6,12 @@ Addresses (`parse_address`):
     host:port, dns:///host:port                       TCP (gRPC target syntax)
     sim:, sim:?cores=4&models=2&seed=1                a simulator inside this process, no socket
 
-One `RuntimeEndpoint` serves all metric groups of one runtime: `fetch()` answers from a cache
-younger than `max_age_s`, so the groups due at the same collection tick share one snapshot (and
-one failure: a hung runtime costs one deadline per tick, not one per group). Every failure is a
-`RuntimeEndpointError` whose message names the address and says what went wrong.
+One `RuntimeEndpoint` serves all metric groups of one runtime (it is their `SnapshotSource`):
+`fetch()` answers from a cache younger than `max_age_s`, so the groups due at the same collection
+tick share one snapshot (and one failure: a hung runtime costs one deadline per tick, not one per
+group). Every failure is a `RuntimeEndpointError` whose message names the address and says what
+went wrong. It is also the collector's `RuntimeTransport`: its gRPC fetches run on the fetch loop
+it is given, which the monitor shares between all its runtimes.
 
 A runtime at a `unix:` address that serves a snapshot socket (runtime/snapshot_socket.py) is read
 there from its second fetch on, with gRPC's channel closed (sources/snapshot_socket_route.py);
@@ -32,8 +34,9 @@ import grpc.aio
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import PROTOCOL_VERSION
 from otel_neuron.runtime.snapshot_socket import frame
-from otel_neuron.sources.fetch_loop import FETCH_LOOP
+from otel_neuron.sources.fetch_loop import FetchLoop, RuntimeTransport, TickFetch
 from otel_neuron.sources.snapshot_socket_route import SnapshotSocketRoute
+from otel_neuron.sources.snapshot_source import SnapshotSource
 
 _METHOD = "/otel_neuron.runtime.v1.RuntimeMetrics/GetSnapshot"
 _CHANNEL_OPTIONS = [
@@ -132,13 +135,23 @@ def _has_port(hostport: str) -> bool:
     return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
-class RuntimeEndpoint:
-    """Fetches snapshots of one runtime, each within `deadline_s`, cached for `max_age_s`."""
+class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
+    """Fetches snapshots of one runtime, each within `deadline_s`, cached for `max_age_s`.
 
-    def __init__(self, address: str, deadline_s: float = 0.5, max_age_s: float | None = None) -> None:
+    `fetch_loop`: the loop its gRPC fetches run on (None: one of its own, stopped by `close()`)."""
+
+    def __init__(
+        self,
+        address: str,
+        deadline_s: float = 0.5,
+        max_age_s: float | None = None,
+        fetch_loop: FetchLoop | None = None,
+    ) -> None:
         if not deadline_s > 0:
             raise ValueError(f"deadline must be > 0 seconds, not {deadline_s}")
         self.address = parse_address(address)
+        self.fetch_loop = fetch_loop if fetch_loop is not None else FetchLoop()
+        self._owns_fetch_loop = fetch_loop is None
         self.deadline_s = deadline_s
         self.max_age_s = min(0.25, deadline_s / 2) if max_age_s is None else max_age_s
         self.last_error = ""
@@ -334,9 +347,11 @@ class RuntimeEndpoint:
                 self._socket_route.close()
             if self._async_channel is not None:
                 try:  # the channel belongs to the fetch loop: close it there
-                    FETCH_LOOP.submit(self._drop_async_channel()).result(timeout=1.0)
+                    self.fetch_loop.submit(self._drop_async_channel()).result(timeout=1.0)
                 except Exception:  # noqa: BLE001 - closing is best effort at shutdown
                     pass
+            if self._owns_fetch_loop:
+                self.fetch_loop.close()
 
     def _fetch(self) -> runtime_pb2.Snapshot:
         """One snapshot now, for a caller outside the collector's tick (the start-up baseline), the
@@ -344,7 +359,7 @@ class RuntimeEndpoint:
         if self.simulator is not None:
             self.simulator.start()  # lazily: a configured but never collected runtime costs nothing
             return _checked(self.simulator.snapshot(self.since_epoch), self.address.text)
-        (result,) = FETCH_LOOP.start([self]).results(time.monotonic() + self.deadline_s)
+        (result,) = TickFetch([self]).results(time.monotonic() + self.deadline_s)
         if isinstance(result, runtime_pb2.Snapshot):
             return result
         if isinstance(result, RuntimeEndpointError):

@@ -1,12 +1,12 @@
-"""An SDK reader attached to the pipeline's MeterProvider sees the latest samples, never a new one."""
+"""In-app, the groups' observable instruments show every SDK reader the last sample, never a new one."""
 
 from __future__ import annotations
 
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.resources import Resource
 
-from otel_neuron.groups.base import GroupSample, InstrumentSpec, Kind, MetricGroup, PointsByMetric
-from otel_neuron.pipeline import MonitorPipeline, ScheduledGroup
+from otel_neuron.groups.base import InstrumentSpec, Kind, MetricGroup, PointsByMetric
+from otel_neuron.groups.observable import ObservedGroups
 
 TEMPERATURE = InstrumentSpec("test.temperature", "Cel", "a gauge", Kind.GAUGE)
 EVENTS = InstrumentSpec("test.events", "{event}", "a counter", Kind.COUNTER)
@@ -33,7 +33,8 @@ class CountingGroup(MetricGroup):
 
 def values(reader: InMemoryMetricReader) -> dict[str, object]:
     data = reader.get_metrics_data()
-    assert data is not None
+    if data is None:  # no instrument observed anything
+        return {}
     return {
         metric.name: metric.data.data_points[0].value
         for resource_metrics in data.resource_metrics
@@ -42,17 +43,20 @@ def values(reader: InMemoryMetricReader) -> dict[str, object]:
     }
 
 
-def test_an_sdk_reader_sees_the_last_sample_and_counter_totals_without_resampling() -> None:
+def test_readers_see_the_last_sample_and_counter_totals_without_resampling() -> None:
     group = CountingGroup()
-    reader = InMemoryMetricReader()
-    pipeline = MonitorPipeline([ScheduledGroup(group, 1.0)], [], Resource.get_empty(), sdk_readers=[reader])
+    first, second = InMemoryMetricReader(), InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[first, second])
+    observed = ObservedGroups(provider.get_meter("test"), [group])
     try:
-        pipeline.tick([1.0])
-        pipeline.tick([1.0])
-        assert group.samples == 2
-        assert values(reader) == {"test.temperature": 2, "test.events": 10}
-        assert values(reader) == {"test.temperature": 2, "test.events": 10}  # a second scrape: same
+        group.sample()
+        assert values(first) == {"test.temperature": 1, "test.events": 5}
+        group.sample()
+        assert values(first) == {"test.temperature": 2, "test.events": 10}
+        assert values(first) == {"test.temperature": 2, "test.events": 10}  # a second scrape: same
+        assert values(second) == {"test.temperature": 2, "test.events": 10}  # another reader: same
         assert group.samples == 2  # collecting never sampled the source
-        assert isinstance(group.last_sample, GroupSample)
+        observed.close()
+        assert values(first) == {}
     finally:
-        pipeline.shutdown()
+        provider.shutdown()
