@@ -21,14 +21,14 @@ from typing import Any
 
 from monitor_cli import FIXTURES, clean_environment, monitor_command, write_config
 from monitor_harness import FACTS
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+from opentelemetry.sdk.metrics.export import MetricExportResult
 from peers import free_port, stop, wait_for_port
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_neuron.config import parse_config
 from otel_neuron.exporters.prometheus import PrometheusExporter
-from otel_neuron.exporters.temporality import DELTA_PREFERRED
+from otel_neuron.exporters.temporality import DELTA_PREFERRED, DeclaredTemporalityExporter
 from otel_neuron.pipeline import MonitorPipeline, build_groups
 from otel_neuron.report.v2 import report_v2_from_metrics
 from otel_neuron.resource import build_resource
@@ -324,7 +324,7 @@ def test_sim_runtime_exports_the_scripts_families(tmp_path: Path) -> None:
 # --- counters through the real pipeline: a section the standing report carries over counts once
 
 
-class FreshSections(MetricExporter):
+class FreshSections(DeclaredTemporalityExporter):
     """Records the 2.x rendering of each period's own data: only the groups collected then."""
 
     def __init__(self) -> None:
