@@ -14,30 +14,23 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
+# Only what parsing the command line needs is imported here, so --version, --help and a mistyped
+# option answer at once; the pipeline and the exporters (the OpenTelemetry SDK, numpy, gRPC, ...)
+# are imported by the functions that run them, and only those the configuration uses.
 from otel_neuron import __version__
-from otel_neuron.config import (
-    DEFAULT_RUNTIME_ADDRESS,
-    ConfigError,
-    MonitorConfig,
-    check_paths,
-    default_config,
-    load_config,
-)
 from otel_neuron.exporters.options import (
     add_export_arguments,
     build_network_exporters,
     check_export_arguments,
+    prometheus_requested,
 )
-from otel_neuron.exporters.prometheus import PrometheusExporter
-from otel_neuron.exporters.report_json import ReportJsonExporter
-from otel_neuron.pipeline import MonitorPipeline, build_groups, close_groups, settle_garbage_collector
-from otel_neuron.report_schema import report_problem
-from otel_neuron.resource import LookupResource
-from otel_neuron.sources.instance import InstanceLookup
+
+if TYPE_CHECKING:
+    from otel_neuron.config import MonitorConfig
 
 _logger = logging.getLogger("otel_neuron")
 # What a user asked for and should be told at --verbose 1, beside the errors (the port that
@@ -169,6 +162,8 @@ def configure_logging(verbosity: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
     configure_logging(args.verbose)
+    from otel_neuron.config import DEFAULT_RUNTIME_ADDRESS, ConfigError, default_config, load_config
+
     procfs = os.environ.get("OTEL_NEURON_PROCFS_PATH")
     if procfs:
         import psutil
@@ -192,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(config: MonitorConfig) -> int:
+    from otel_neuron.config import ConfigError, check_paths
+    from otel_neuron.pipeline import build_groups, close_groups
+
     try:
         close_groups(build_groups(config))  # addresses and group types, as the monitor would see them
         check_paths(config)
@@ -206,6 +204,12 @@ def _check_config(config: MonitorConfig) -> int:
 
 
 def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
+    from otel_neuron.config import ConfigError
+    from otel_neuron.exporters.report_json import ReportJsonExporter
+    from otel_neuron.pipeline import MonitorPipeline, build_groups, close_groups, settle_garbage_collector
+    from otel_neuron.resource import LookupResource
+    from otel_neuron.sources.instance import InstanceLookup
+
     # Runs beside start-up and the first period; reports say "in progress" until it ends (<= ~1 s).
     instance_lookup = InstanceLookup.start(args.imds)
     try:
@@ -219,7 +223,7 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     report = ReportJsonExporter(
         runtime_count=len(config.runtimes),
         out=sys.stdout,
-        validate=report_problem if args.validate else None,
+        validate=_report_validator() if args.validate else None,
         output_format=args.output_format,
     )
     try:
@@ -229,7 +233,8 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
         close_groups(groups)
         print(f"otel-neuron-monitor: {_describe_startup_error(error)}", file=sys.stderr)
         return 2
-    _log_listen_addresses(network)
+    if prometheus_requested(args):
+        _log_listen_addresses(network)
 
     stop = threading.Event()
     _install_signal_handlers(stop)
@@ -249,7 +254,16 @@ def _describe_startup_error(error: Exception) -> str:
     return str(error)
 
 
+def _report_validator() -> Callable[[Any], str]:
+    """--validate: the report schema's check (jsonschema is imported for it alone)."""
+    from otel_neuron.report_schema import report_problem
+
+    return report_problem
+
+
 def _log_listen_addresses(exporters: Sequence[object]) -> None:
+    from otel_neuron.exporters.prometheus import PrometheusExporter
+
     for exporter in exporters:
         if isinstance(exporter, PrometheusExporter) and exporter.address is not None:
             host, port = exporter.address

@@ -1,8 +1,9 @@
 """Load and validate a neuron-monitor configuration file into frozen dataclasses.
 
-The JSON Schema in `schemas/monitor-config.schema.json` does the structural checks; this
-module adds what a schema cannot say (durations, duplicates, a simulated runtime's options) and
-resolves each group's period by inheritance: group -> runtime -> root -> 5 s.
+The JSON Schema in `schemas/monitor-config.schema.json` does the structural checks (applied by
+`config_schema`, without importing jsonschema); this module adds what a schema cannot say
+(durations, duplicates, a simulated runtime's options) and resolves each group's period by
+inheritance: group -> runtime -> root -> 5 s.
 
 Everything a file can ask for is bounded (size, entries, periods, simulator options), so a
 configuration that loads is one the monitor can run; `check_paths` adds what can be checked on
@@ -23,8 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
+from otel_neuron.config_schema import SchemaChecker, SchemaError
 from otel_neuron.config_v2 import config_v2_to_v1
 from otel_neuron.durations import format_duration, parse_duration
 from otel_neuron.semconv import RUNTIME_GROUP_ALIASES, RUNTIME_GROUPS, SYSTEM_GROUPS
@@ -38,6 +38,7 @@ MAX_FILE_BYTES = 1 << 20
 MAX_RUNTIMES = 128
 MAX_GROUPS_PER_LIST = 16
 DEFAULT_RUNTIME_ADDRESS = "unix:/run/neuron.sock"
+CONFIG_SCHEMA = "monitor-config.schema.json"
 # The configurable groups; the guide also calls the runtime's vCPU group `vcpu_usage`.
 RUNTIME_GROUP_TYPES = RUNTIME_GROUPS
 SYSTEM_GROUP_TYPES = SYSTEM_GROUPS
@@ -338,7 +339,7 @@ def _check_schema(document: Any, source: str) -> None:
         raise ConfigError(f"{source}: {_describe_schema_error(errors[0])}")
 
 
-def _describe_schema_error(error: jsonschema.ValidationError) -> str:
+def _describe_schema_error(error: SchemaError) -> str:
     path = json_path(error.absolute_path)
     where = path or "(top level)"
     if error.validator == "additionalProperties":
@@ -397,8 +398,5 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
-def _validator() -> jsonschema.protocols.Validator:
-    schema = load_schema("monitor-config.schema.json")
-    validator_class = jsonschema.validators.validator_for(schema)
-    validator_class.check_schema(schema)
-    return validator_class(schema)
+def _validator() -> SchemaChecker:
+    return SchemaChecker(load_schema(CONFIG_SCHEMA))

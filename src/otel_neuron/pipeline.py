@@ -63,14 +63,19 @@ def build_groups(config: MonitorConfig, bridge_hardware_info: bool = False) -> l
 
     `bridge_hardware_info` (the 2.x report asks it) adds, once per neuron-monitor source, a
     neuron_hardware_info group reading the stream's root object, at its runtime's shortest period.
+    The system groups the config does not ask for (vcpu_usage, memory_info) are a neuron-monitor
+    stream's own, when it carries them (groups.neuron_monitor.BridgeSystemGroup).
     The runtime endpoints share one fetch loop (one thread, however many runtimes)."""
     if not config.system_groups and not any(runtime.groups for runtime in config.runtimes):
         raise ConfigError(f"{config.source}: the configuration enables no metric group")
     scheduled = [ScheduledGroup(SYSTEM_GROUP_FACTORIES[g.type](), g.period) for g in config.system_groups]
+    # A neuron-monitor stream's own system groups stand in for those not computed here.
+    computed = {g.type for g in config.system_groups}
+    stream_system = tuple(key for key in SYSTEM_GROUP_FACTORIES if key not in computed)
     fetch_loop = FetchLoop()  # its thread starts with the first fetch
     for runtime in config.runtimes:
         try:
-            scheduled.extend(_runtime_groups(runtime, fetch_loop, bridge_hardware_info))
+            scheduled.extend(_runtime_groups(runtime, fetch_loop, bridge_hardware_info, stream_system))
         except ValueError as error:
             close_groups(scheduled)
             where = f"neuron_runtimes[{runtime.index}]"
@@ -94,7 +99,10 @@ def close_groups(groups: Sequence[ScheduledGroup]) -> None:
 
 
 def _runtime_groups(
-    runtime: RuntimeConfig, fetch_loop: FetchLoop, bridge_hardware_info: bool = False
+    runtime: RuntimeConfig,
+    fetch_loop: FetchLoop,
+    bridge_hardware_info: bool = False,
+    stream_system_groups: tuple[str, ...] = (),
 ) -> list[ScheduledGroup]:
     from otel_neuron.groups.runtime import create_runtime_groups
     from otel_neuron.sources.neuron_monitor_address import is_bridge_address
@@ -113,6 +121,7 @@ def _runtime_groups(
             deadline,
             periods=periods,
             hardware_info=bridge_hardware_info,
+            system_groups=stream_system_groups,
         )
     elif runtime.address.startswith(SYSFS_SCHEME):
         from otel_neuron.groups.sysfs import create_sysfs_groups

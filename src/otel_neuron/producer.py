@@ -42,11 +42,22 @@ from otel_neuron.groups.base import (
     Kind,
     MetricGroup,
     Point,
+    PointsByMetric,
     PointValue,
     bucket_list,
 )
 from otel_neuron.histogram import merge_histograms
-from otel_neuron.semconv import ERROR_MESSAGE, GROUP, GROUP_ERROR, GROUP_PERIOD, RUNTIME_ERROR, RUNTIME_INDEX
+from otel_neuron.semconv import (
+    APPLICATION_ERROR,
+    ERROR_MESSAGE,
+    GROUP,
+    GROUP_ERROR,
+    GROUP_PERIOD,
+    PROCESS_PID,
+    RUNTIME_ERROR,
+    RUNTIME_INDEX,
+    RUNTIME_TAG,
+)
 
 SCOPE = InstrumentationScope("otel_neuron", __version__)
 
@@ -76,15 +87,25 @@ class MetricsDataProducer:
     def produce(self, collected: Sequence[Collected]) -> MetricsData:
         builder = _MetricsBuilder(self._temporality)
         runtimes_seen: set[int] = set()
+        entries_seen: set[_Entry] = set()
         for item in collected:
-            self._add_group(builder, item, runtimes_seen)
+            self._add_group(builder, item, runtimes_seen, entries_seen)
         scope_metrics = ScopeMetrics(scope=SCOPE, metrics=builder.metrics(), schema_url="")
         return MetricsData([ResourceMetrics(self._resource, [scope_metrics], schema_url="")])
 
-    def _add_group(self, builder: _MetricsBuilder, item: Collected, runtimes_seen: set[int]) -> None:
+    def _add_group(
+        self, builder: _MetricsBuilder, item: Collected, runtimes_seen: set[int], entries_seen: set[_Entry]
+    ) -> None:
         """The group's points and health; its runtime's connection error too, once per MetricsData
-        (every group of a runtime reports the same one: five points would be five equal series)."""
+        (every group of a runtime reports the same one: five points would be five equal series), and
+        likewise each application's entry-level upstream error (see _first_entry_errors).
+
+        A group that may be absent from its source (`absent_when_empty`: a neuron-monitor stream's
+        system group, which the stream need not carry) and whose sample is empty is left out, health
+        included: the reports then have no such section."""
         group, sample = item
+        if not sample.points and not sample.error and getattr(group, "absent_when_empty", False):
+            return
         end = sample.time_unix_nano
         interval = (end - int(sample.period * 1e9), end)  # one tuple for all of the group's blocks
         if self._start_time_unix_nano is None:
@@ -98,6 +119,8 @@ class MetricsDataProducer:
             runtimes_seen.add(index)
             add(RUNTIME_ERROR, _runtime_error_points(index, group.runtime_error()), interval)
         points = sample.points
+        if points.get(APPLICATION_ERROR.name):
+            points = _first_entry_errors(points, entries_seen)
         if self._temporality is not AggregationTemporality.CUMULATIVE:
             for spec in group.instruments:
                 add(spec, points.get(spec.name, ()), interval)
@@ -132,6 +155,27 @@ def _health_points(report_key: str, runtime_index: int | None, error: str) -> _H
         attributes[RUNTIME_INDEX] = runtime_index
     error_attributes = FrozenAttributes({**attributes, ERROR_MESSAGE: error})
     return _HealthPoints(FrozenAttributes(attributes), ((error_attributes, 1 if error else 0),))
+
+
+# An application's entry-level error point, by its (runtime index, process.pid, neuron.runtime.tag).
+_Entry = tuple[Any, Any, Any]
+
+
+def _first_entry_errors(points: PointsByMetric, seen: set[_Entry]) -> PointsByMetric:
+    """`points` without the entry-level application errors an earlier group of this MetricsData
+    gave. Each bridge group of a runtime carries its applications' entry errors (it may be the
+    only one due), but one point per application makes the series; its group errors (with
+    neuron.monitor.group) are each the group's own."""
+    errors = points[APPLICATION_ERROR.name]
+    kept: list[Point] = []
+    for attributes, value in errors:
+        if GROUP not in attributes:
+            entry = (attributes.get(RUNTIME_INDEX), attributes.get(PROCESS_PID), attributes.get(RUNTIME_TAG))
+            if entry in seen:
+                continue
+            seen.add(entry)
+        kept.append((attributes, value))
+    return points if len(kept) == len(errors) else {**points, APPLICATION_ERROR.name: kept}
 
 
 @lru_cache(maxsize=4096)

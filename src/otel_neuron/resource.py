@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
-from otel_neuron.sources.instance import InstanceFacts, InstanceLookup, resource_attributes
+from otel_neuron.sources.instance import (
+    InstanceFacts,
+    InstanceLookup,
+    facts_from_report,
+    lookup_failed,
+    resource_attributes,
+)
 
 DEFAULT_SERVICE_NAME = "otel-neuron-monitor"
 
@@ -17,15 +25,37 @@ def build_resource(facts: InstanceFacts) -> Resource:
 
 class LookupResource:
     """The Resource as an instance lookup stands, called at each report: built again only when the
-    lookup's facts change (from "in progress" to its outcome, once)."""
+    facts change (from "in progress" to the lookup's outcome, once).
 
-    def __init__(self, lookup: InstanceLookup) -> None:
+    `stream_facts` gives the instance facts a bridged neuron-monitor wrote (its latest report's
+    instance_info fields; {} while none did). They are this host's too, so they stand in when the
+    lookup is over and found no instance (--imds off, not EC2, IMDS failed); the lookup's own
+    facts win whenever it found the instance.
+    """
+
+    def __init__(
+        self, lookup: InstanceLookup, stream_facts: Callable[[], Mapping[str, str]] | None = None
+    ) -> None:
         self._lookup = lookup
-        self._facts = lookup.facts()
+        self._stream_facts = stream_facts
+        self._given: Mapping[str, str] = {}
+        self._given_facts = InstanceFacts()
+        self._facts = self._current_facts()
         self._resource = build_resource(self._facts)
 
     def __call__(self) -> Resource:
-        facts = self._lookup.facts()
-        if facts is not self._facts:
+        facts = self._current_facts()
+        if facts != self._facts:
             self._facts, self._resource = facts, build_resource(facts)
         return self._resource
+
+    def _current_facts(self) -> InstanceFacts:
+        facts = self._lookup.facts()
+        if self._stream_facts is None or not lookup_failed(facts):
+            return facts
+        given = self._stream_facts()
+        if not given:
+            return facts
+        if given is not self._given:  # a new report's: read once
+            self._given, self._given_facts = given, facts_from_report(given)
+        return self._given_facts

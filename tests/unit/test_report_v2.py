@@ -36,6 +36,7 @@ from otel_neuron.semconv import (
     ERROR_MESSAGE,
     ERROR_TYPE,
     GROUP,
+    GROUP_PERIOD,
     HOST_MEMORY_BY_CATEGORY,
     HW_ERROR_TYPE,
     INFERENCE_COUNT,
@@ -455,6 +456,109 @@ def test_hardware_facts_only_neuron_monitor_gives_come_back_when_given() -> None
         "logical_neuroncore_config": 2,
         "error": "",
     }
+
+
+def test_hardware_facts_upstream_left_out_stay_out() -> None:
+    """An older neuron-monitor (a real trn1 capture) gives only the counts: so does the report."""
+    hardware = Group("neuron_hardware_info", 0, [DEVICE_INFO, DEVICE_CORES])
+    info = {
+        DEVICE_INFO.name: [({RUNTIME_INDEX: 0, DEVICE_INDEX: i}, 1) for i in range(16)],
+        DEVICE_CORES.name: [({RUNTIME_INDEX: 0, DEVICE_INDEX: i}, 2) for i in range(16)],
+    }
+    report = report_v2_from_metrics(metrics(Collected(hardware, sample(info))))
+    assert report["neuron_hardware_info"] == {
+        "neuron_device_count": 16,
+        "neuroncore_per_device_count": 2,
+        "error": "",
+    }
+
+
+def vcpu_points(rows: dict[int, float], average: float | None) -> dict[str, list[Point]]:
+    """A system vcpu_usage whose vCPUs spent `rows[cpu]` of the period in user mode (the rest idle),
+    and, when given, the average upstream reported for user mode."""
+    utilization = [
+        ({semconv.CPU_LOGICAL_NUMBER: cpu, semconv.CPU_MODE: mode}, share if mode == "user" else 1 - share)
+        for cpu, share in rows.items()
+        for mode in ("user", "idle")
+    ]
+    points = {
+        semconv.CPU_UTILIZATION.name: utilization,
+        semconv.CPU_COUNT.name: [({}, len(rows))],
+        semconv.CONTEXT_SWITCHES.name: [({}, 7)],
+    }
+    if average is not None:
+        points[semconv.CPU_AVERAGE_UTILIZATION.name] = [
+            ({semconv.CPU_MODE: "user"}, average),
+            ({semconv.CPU_MODE: "idle"}, 1 - average),
+        ]
+    return points
+
+
+def test_vcpu_average_usage_is_upstreams_when_given_else_the_mean_of_the_vcpus() -> None:
+    vcpu = Group(
+        "vcpu_usage",
+        None,
+        [
+            semconv.CPU_UTILIZATION,
+            semconv.CPU_AVERAGE_UTILIZATION,
+            semconv.CONTEXT_SWITCHES,
+            semconv.CPU_COUNT,
+        ],
+    )
+    given = report_v2_from_metrics(
+        metrics(Collected(vcpu, sample(vcpu_points({0: 0.3441, 1: 0.5684}, 0.3277))))
+    )
+    body = given["system_data"]["vcpu_usage"]
+    assert body["average_usage"] == {**dict.fromkeys(semconv.CPU_MODES, 0.0), "user": 32.77, "idle": 67.23}
+    assert body["usage_data"]["1"]["user"] == 56.84 and body["context_switch_count"] == 7
+    mean = report_v2_from_metrics(metrics(Collected(vcpu, sample(vcpu_points({0: 0.3441, 1: 0.5684}, None)))))
+    assert mean["system_data"]["vcpu_usage"]["average_usage"]["user"] == 45.63  # (34.41 + 56.84) / 2
+
+
+def test_a_group_absent_from_its_source_has_no_section_and_no_health() -> None:
+    """A neuron-monitor stream need not carry a system group: its pass-through group then says
+    nothing, and no report shows a section for it."""
+    absent = Group("memory_info", None, [semconv.MEMORY_LIMIT])
+    absent.absent_when_empty = True  # type: ignore[attr-defined]
+    data = metrics(Collected(absent, sample({})), Collected(CORES, sample(cores_points(A, {0: 0.5}))))
+    assert "memory_info" not in report_v2_from_metrics(data)["system_data"]
+    assert "memory_info" not in report_from_metrics(data)["system_data"]
+    periods = [m for m in data.resource_metrics[0].scope_metrics[0].metrics if m.name == GROUP_PERIOD.name]
+    assert [dict(p.attributes)[GROUP] for p in periods[0].data.data_points] == ["neuroncore_counters"]
+    present = metrics(Collected(absent, sample({semconv.MEMORY_LIMIT.name: [({}, 1024)]})))
+    assert report_v2_from_metrics(present)["system_data"]["memory_info"]["memory_total_bytes"] == 1024
+
+
+def test_each_application_has_one_entry_error_point_whichever_groups_carry_it() -> None:
+    """Every bridge group of a runtime carries its applications' entry errors; the MetricsData has one
+    point per application, and no metric has two points with the same attributes."""
+    entry_errors = [(at(A, **{ERROR_MESSAGE: ""}), 0), (at(B, **{ERROR_MESSAGE: "runtime gone"}), 1)]
+    group_errors = [(at(A, **{GROUP: "neuroncore_counters", ERROR_MESSAGE: ""}), 0)]
+    data = metrics(
+        Collected(CORES, sample({APPLICATION_ERROR.name: [*entry_errors, *group_errors]})),
+        Collected(STATS, sample({APPLICATION_ERROR.name: list(entry_errors)})),
+        Collected(VCPU, sample({APPLICATION_ERROR.name: list(entry_errors)})),
+    )
+    assert repeated_points(data) == []
+    (errors,) = [
+        m for m in data.resource_metrics[0].scope_metrics[0].metrics if m.name == APPLICATION_ERROR.name
+    ]
+    assert len(errors.data.data_points) == 3
+    tags = [entry["neuron_runtime_tag"] for entry in report_v2_from_metrics(data)["neuron_runtime_data"]]
+    assert tags == ["app_a", "app_b"]
+
+
+def repeated_points(data: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(metric, attributes) of every point whose metric already has a point with those attributes."""
+    repeated = []
+    for metric in data.resource_metrics[0].scope_metrics[0].metrics:
+        seen: set[frozenset[tuple[str, Any]]] = set()
+        for point in metric.data.data_points:
+            key = frozenset((point.attributes or {}).items())
+            if key in seen:
+                repeated.append((metric.name, dict(point.attributes or {})))
+            seen.add(key)
+    return repeated
 
 
 def test_upstream_errors_of_an_application_and_of_its_group() -> None:

@@ -5,6 +5,10 @@ add_export_arguments(parser)
 args = parser.parse_args(["--otlp", "--prometheus", "9464"])
 check_export_arguments(parser, args)        # parser.error(...) on a bad value
 exporters = build_network_exporters(args)   # [BackgroundExporter(OTLP), PrometheusExporter]
+
+Importing this module costs only argparse: the exporters (the OpenTelemetry SDK, gRPC or
+prometheus_client) are imported when an option asks for them, so `--help` and a monitor without
+--otlp or --prometheus never load them.
 """
 
 from __future__ import annotations
@@ -12,18 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.metrics.export import MetricExporter
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricExporter
 
-from otel_neuron.exporters.otlp import (
-    DEFAULT_BACKLOG,
-    BackgroundExporter,
-    build_otlp_exporter,
-    normalize_endpoint,
-    otlp_protocol,
-    otlp_requested,
-)
-from otel_neuron.exporters.prometheus import NAMING_MODES, PrometheusExporter, parse_listen_address
+# The values of --prometheus-names, and the default of --otlp-backlog (also the exporters' defaults).
+NAMING_MODES = ("otel", "neuron-monitor")
+DEFAULT_BACKLOG = 256
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,16 +73,31 @@ def check_export_arguments(
     """Validate the export options now, so a typo is one line on stderr before anything starts."""
     env = os.environ if environ is None else environ
     try:
-        if otlp_requested(args.otlp is not None, env):
-            protocol = otlp_protocol(env)
-            if args.otlp:
-                normalize_endpoint(args.otlp, protocol)
+        if _may_request_otlp(args, env):
+            from otel_neuron.exporters.otlp import normalize_endpoint, otlp_protocol, otlp_requested
+
+            if otlp_requested(args.otlp is not None, env):
+                protocol = otlp_protocol(env)
+                if args.otlp:
+                    normalize_endpoint(args.otlp, protocol)
         if args.otlp_backlog < 1:
             raise ValueError(f"--otlp-backlog: {args.otlp_backlog} must be at least 1")
-        if args.prometheus is not None or args.prometheus_names is not None:
+        if prometheus_requested(args):
+            from otel_neuron.exporters.prometheus import parse_listen_address
+
             parse_listen_address(args.prometheus, args.prometheus_names or "otel")
     except ValueError as error:
         parser.error(str(error))
+
+
+def prometheus_requested(args: argparse.Namespace) -> bool:
+    """True when --prometheus or --prometheus-names was given."""
+    return args.prometheus is not None or args.prometheus_names is not None
+
+
+def _may_request_otlp(args: argparse.Namespace, env: Mapping[str, str]) -> bool:
+    """A first look that needs no import: False means OTLP is surely off (otlp_requested decides)."""
+    return args.otlp is not None or bool(env.get("OTEL_METRICS_EXPORTER", "").strip())
 
 
 def build_network_exporters(
@@ -94,11 +109,15 @@ def build_network_exporters(
     """
     env = os.environ if environ is None else environ
     exporters: list[MetricExporter] = []
-    if otlp_requested(args.otlp is not None, env):
-        exporters.append(
-            BackgroundExporter(build_otlp_exporter(args.otlp or None, env), max_backlog=args.otlp_backlog)
-        )
-    if args.prometheus is not None or args.prometheus_names is not None:
+    if _may_request_otlp(args, env):
+        from otel_neuron.exporters.otlp import BackgroundExporter, build_otlp_exporter, otlp_requested
+
+        if otlp_requested(args.otlp is not None, env):
+            exporter = build_otlp_exporter(args.otlp or None, env)
+            exporters.append(BackgroundExporter(exporter, max_backlog=args.otlp_backlog))
+    if prometheus_requested(args):
+        from otel_neuron.exporters.prometheus import PrometheusExporter, parse_listen_address
+
         names = args.prometheus_names or "otel"
         try:
             listen = parse_listen_address(args.prometheus, names)

@@ -34,13 +34,13 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
+from otel_neuron.exporters.options import DEFAULT_BACKLOG
 from otel_neuron.exporters.temporality import DeclaredTemporalityExporter, otlp_preferred_temporality
 
 _logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("grpc", "http/protobuf")
 DEFAULT_PROTOCOL = "grpc"
-DEFAULT_BACKLOG = 256
 
 
 def otlp_requested(flag_given: bool, environ: Mapping[str, str] | None = None) -> bool:

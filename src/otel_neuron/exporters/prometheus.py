@@ -33,6 +33,7 @@ from opentelemetry.sdk.metrics.export import (
     ExponentialHistogramDataPoint,
     HistogramDataPoint,
     Metric,
+    MetricExporter,
     MetricExportResult,
     MetricsData,
     ResourceMetrics,
@@ -47,17 +48,13 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.registry import Collector
 
 from otel_neuron.exporters.neuron_monitor_names import NeuronMonitorCompat
+from otel_neuron.exporters.options import NAMING_MODES
 from otel_neuron.exporters.scrape_server import CLIENT_TIMEOUT_S, ScrapeServer
-from otel_neuron.exporters.temporality import (
-    CUMULATIVE_PREFERRED,
-    DELTA_PREFERRED,
-    DeclaredTemporalityExporter,
-)
+from otel_neuron.exporters.temporality import CUMULATIVE_PREFERRED, DELTA_PREFERRED
 from otel_neuron.report.v2 import StandingReportV2
 
 _logger = logging.getLogger(__name__)
 
-NAMING_MODES = ("otel", "neuron-monitor")
 DEFAULT_PORTS = {"otel": 9464, "neuron-monitor": 8000}
 DEFAULT_HOST = "127.0.0.1"
 
@@ -231,7 +228,7 @@ class _OtelNamesCollector(Collector):
 # The exporter the pipeline drives
 
 
-class PrometheusExporter(DeclaredTemporalityExporter):
+class PrometheusExporter(MetricExporter):
     """A MetricExporter that serves what it was last given on an HTTP /metrics endpoint.
 
     `names="otel"` wants cumulative data (Prometheus counters are totals) and keeps the latest

@@ -26,7 +26,9 @@ as tag). The numbers are what arrived since the group's previous sample
 - neuron_runtime_vcpu_usage: the application's user and system CPU;
 - hw_counters: ECC events per device and kind (all four 2.x kinds; 2.x's system group
   neuron_hw_counters carries no application);
-- neuron_hardware_info: the root object of the stream, as the sysfs group's instruments.
+- neuron_hardware_info: the root object of the stream, as the sysfs group's instruments;
+- vcpu_usage, memory_info (`BridgeSystemGroup`): the stream's own system groups, passed through as
+  the /proc groups' instruments when the monitor is not configured to compute them itself.
 
 For each application, each group also gives its upstream errors (neuron.monitor.application.error):
 the entry's `error` and the group's own. An application gone from the stream's latest report gives,
@@ -43,8 +45,10 @@ from typing import Any
 from otel_neuron.groups import runtime as runtime_groups
 from otel_neuron.groups import sysfs as sysfs_groups
 from otel_neuron.groups.base import AttributeValue, MetricGroup, Point, PointsByMetric
+from otel_neuron.report.system import render_memory_info, render_vcpu_usage
 from otel_neuron.semconv import (
     APPLICATION_ERROR,
+    CONTEXT_SWITCHES,
     CORE_EFFECTIVE_FLOPS,
     CORE_FLOPS,
     CORE_INDEX,
@@ -53,7 +57,11 @@ from otel_neuron.semconv import (
     CORE_SUBGRAPHS,
     CORE_UTILIZATION,
     CORE_VERSION,
+    CPU_AVERAGE_UTILIZATION,
+    CPU_COUNT,
+    CPU_LOGICAL_NUMBER,
     CPU_MODE,
+    CPU_UTILIZATION,
     DEVICE_CORES,
     DEVICE_INDEX,
     DEVICE_INFO,
@@ -77,7 +85,11 @@ from otel_neuron.semconv import (
     LATENCY_PERCENTILE,
     LOGICAL_CORE_CONFIG,
     MEMORY_CATEGORY,
+    MEMORY_INFO,
+    MEMORY_LIMIT,
     MEMORY_LOCATION,
+    MEMORY_STATE,
+    MEMORY_USAGE,
     MEMORY_USED,
     MODEL_ID,
     MODEL_MEMORY,
@@ -87,13 +99,17 @@ from otel_neuron.semconv import (
     NEURON_HARDWARE_INFO,
     NEURONCORE_COUNTERS,
     OUTCOME,
+    PAGING_STATE,
+    PAGING_USAGE,
     PHYSICAL_CORE,
     RUNTIME_CPU,
     RUNTIME_MEMORY,
     RUNTIME_VCPU_USAGE,
+    SEMCONV_CPU_MODE,
     SUBGRAPH_MEMORY,
     SUBGRAPH_MEMORY_BY_CATEGORY,
     SUBGRAPH_NAME,
+    VCPU_USAGE,
 )
 from otel_neuron.sources.neuron_monitor_application import AppWindow, has_data
 from otel_neuron.sources.neuron_monitor_bridge import (
@@ -102,7 +118,8 @@ from otel_neuron.sources.neuron_monitor_bridge import (
     BridgeRegistry,
     parse_bridge_address,
 )
-from otel_neuron.sources.neuron_monitor_report import HardwareInfo, LoadedModel, MemoryUsed
+from otel_neuron.sources.neuron_monitor_report import HardwareInfo, LoadedModel, MemoryInfo, MemoryUsed
+from otel_neuron.sources.neuron_monitor_windows import BridgeWindow
 
 Attrs = dict[str, AttributeValue]
 
@@ -111,7 +128,11 @@ class BridgeGroup(MetricGroup):
     """A group whose numbers come from a neuron-monitor stream, one application at a time."""
 
     def __init__(
-        self, runtime_index: int, address: str, period: float, registry: BridgeRegistry = DEFAULT_REGISTRY
+        self,
+        runtime_index: int | None,
+        address: str,
+        period: float,
+        registry: BridgeRegistry = DEFAULT_REGISTRY,
     ) -> None:
         super().__init__(runtime_index)
         self.address = parse_bridge_address(address)
@@ -132,9 +153,12 @@ class BridgeGroup(MetricGroup):
     def _take_baseline(self) -> None:
         self.bridge.start()
 
-    def _sample_points(self, period: float) -> PointsByMetric:
+    def _window(self) -> BridgeWindow:
         # Allow a slow neuron-monitor (its own period may be longer than ours) three periods.
-        window = self.bridge.window(self._subscription, max_age=max(3 * self._period, 10.0))
+        return self.bridge.window(self._subscription, max_age=max(3 * self._period, 10.0))
+
+    def _sample_points(self, period: float) -> PointsByMetric:
+        window = self._window()
         points: dict[str, list[Point]] = {spec.name: [] for spec in self.instruments}
         for app in window.applications:
             attributes = {**self._base, **app.application.attributes()}
@@ -371,6 +395,88 @@ class BridgeHardwareInfo(BridgeGroup):
                 )
 
 
+class BridgeSystemGroup(BridgeGroup):
+    """A system group of the stream (system_data's vcpu_usage or memory_info), for when the monitor
+    does not compute it from its own /proc: no runtime index, the /proc group's instruments.
+
+    A stream need not carry it (neuron-monitor's config decides): until the stream has given it, and
+    whenever its latest report does not, the group has nothing to say, not even an error; its sample
+    is then empty (`absent_when_empty`: the producer leaves it out, health included), so the reports
+    have no such section rather than one that only says "not there".
+    """
+
+    absent_when_empty = True
+    sections_repeat = False
+
+    def __init__(self, address: str, period: float, registry: BridgeRegistry = DEFAULT_REGISTRY) -> None:
+        super().__init__(None, address, period, registry)
+        self._seen = False
+
+    def _sample_points(self, period: float) -> PointsByMetric:
+        try:
+            window = self._window()
+        except BridgeError:
+            if self._seen:
+                raise
+            return {}
+        system = next((app for app in window.applications if app.application.system and app.present), None)
+        if system is None or system.body is None:
+            return {}
+        self._seen = True
+        if not has_data(system.body) and system.body.error:
+            raise BridgeError(system.body.error)
+        points: dict[str, list[Point]] = {spec.name: [] for spec in self.instruments}
+        self._add_points(points, system, {})
+        return points
+
+
+class BridgeVcpuUsage(BridgeSystemGroup):
+    report_key = VCPU_USAGE
+    instruments = (CPU_UTILIZATION, CPU_AVERAGE_UTILIZATION, CONTEXT_SWITCHES, CPU_COUNT)
+    render = staticmethod(render_vcpu_usage)
+
+    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
+        usage = app.system_vcpu
+        if usage is None:
+            return
+        utilization = points[CPU_UTILIZATION.name]
+        for cpu in sorted(usage.per_cpu):
+            for mode, share in usage.per_cpu[cpu].items():
+                utilization.append(
+                    ({CPU_LOGICAL_NUMBER: cpu, CPU_MODE: SEMCONV_CPU_MODE[mode]}, share / 100.0)
+                )
+        points[CPU_AVERAGE_UTILIZATION.name] = [
+            ({CPU_MODE: SEMCONV_CPU_MODE[mode]}, share / 100.0) for mode, share in usage.average.items()
+        ]
+        if usage.context_switches is not None:
+            points[CONTEXT_SWITCHES.name].append(({}, usage.context_switches))
+        points[CPU_COUNT.name].append(({}, len(usage.per_cpu)))
+
+
+class BridgeMemoryInfo(BridgeSystemGroup):
+    report_key = MEMORY_INFO
+    instruments = (MEMORY_LIMIT, MEMORY_USAGE, PAGING_USAGE)
+    render = staticmethod(render_memory_info)
+
+    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
+        memory: MemoryInfo = app.body
+        if memory.memory_total_bytes is not None:
+            points[MEMORY_LIMIT.name].append(({}, memory.memory_total_bytes))
+        if memory.memory_used_bytes is not None:
+            points[MEMORY_USAGE.name].append(({MEMORY_STATE: "used"}, memory.memory_used_bytes))
+        if memory.swap_used_bytes is not None:
+            points[PAGING_USAGE.name].append(({PAGING_STATE: "used"}, memory.swap_used_bytes))
+        if memory.swap_total_bytes is not None:
+            free = memory.swap_total_bytes - (memory.swap_used_bytes or 0)
+            points[PAGING_USAGE.name].append(({PAGING_STATE: "free"}, free))
+
+
+# The stream's system groups a bridge can pass through, by report key.
+STREAM_SYSTEM_GROUP_TYPES: dict[str, type[BridgeSystemGroup]] = {
+    cls.report_key: cls for cls in (BridgeVcpuUsage, BridgeMemoryInfo)
+}
+
+
 BRIDGE_GROUP_TYPES: dict[str, type[BridgeGroup]] = {
     cls.report_key: cls
     for cls in (
@@ -392,15 +498,18 @@ def create_bridge_groups(
     periods: dict[str, float] | None = None,
     registry: BridgeRegistry = DEFAULT_REGISTRY,
     hardware_info: bool = False,
+    system_groups: Sequence[str] = (),
 ) -> list[MetricGroup]:
     """The requested groups of one configured runtime whose address is `neuron-monitor:` or `stdin:`.
 
     Same call as `groups.runtime.create_runtime_groups`; `periods` (group type -> seconds) sets
     the periods written into a generated neuron-monitor config (default: deadline_s / 0.8).
     `hardware_info` adds a neuron_hardware_info group unless the source already has one (the
-    stream's root object, once per source). Raises ValueError for a bad address or an unknown
-    group type. Groups sharing a source share one neuron-monitor process (or stdin); `close()` on
-    the last group stops it.
+    stream's root object, once per source). `system_groups` (vcpu_usage, memory_info: those the
+    monitor does not compute from /proc) adds, once per source, a group passing the stream's own
+    through (`BridgeSystemGroup`). Raises ValueError for a bad address or an unknown group type.
+    Groups sharing a source share one neuron-monitor process (or stdin); `close()` on the last
+    group stops it.
     """
     unknown = [name for name in group_types if name not in BRIDGE_GROUP_TYPES]
     if unknown:
@@ -418,4 +527,10 @@ def create_bridge_groups(
     for name in names:
         period = (periods or {}).get(name, fallback)
         groups.append(BRIDGE_GROUP_TYPES[name](runtime_index, address, period, registry))
+    bridge = registry.bridge_for(parsed)
+    for name in dict.fromkeys(system_groups):
+        if name not in STREAM_SYSTEM_GROUP_TYPES:
+            raise ValueError(f"a neuron-monitor stream has no system group {name!r}")
+        if not bridge.has_subscriber(name):
+            groups.append(STREAM_SYSTEM_GROUP_TYPES[name](address, fallback, registry))
     return groups

@@ -27,6 +27,7 @@ from otel_neuron.semconv import (
     CORE_STATUS_COUNT,
     CORE_SUBGRAPHS,
     CORE_UTILIZATION,
+    CPU_AVERAGE_UTILIZATION,
     CPU_COUNT,
     CPU_UTILIZATION,
     DEVICE_CORES,
@@ -99,6 +100,7 @@ _RULES: tuple[tuple[Fold, tuple[InstrumentSpec, ...]], ...] = (
             # Facts of the host and its devices, which no application holds apart: the same fact
             # seen twice is still one.
             CPU_UTILIZATION,
+            CPU_AVERAGE_UTILIZATION,
             CONTEXT_SWITCHES,
             CPU_COUNT,
             MEMORY_LIMIT,

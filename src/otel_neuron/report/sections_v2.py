@@ -264,18 +264,24 @@ def ecc_devices(points: PointsByMetric) -> dict[int, dict[str, int]]:
 
 
 def render_hardware_info(points: PointsByMetric) -> Body:
-    """neuron_hardware_info's facts: the devices' type and NeuronCore version, how many devices and
-    NeuronCores per device (0 when unknown: AWS's script reads both counts), and the facts only
-    neuron-monitor gives (device version, memory size, logical NeuronCore config) when it gave them."""
+    """neuron_hardware_info's facts, in neuron-monitor's order: the devices' type, version and
+    NeuronCore version when the source knows them (an older neuron-monitor gives only the counts),
+    how many devices and NeuronCores per device (0 when unknown: AWS's script reads both counts),
+    and the facts only neuron-monitor gives (memory size, logical NeuronCore config) when it gave them."""
     infos = sorted(points.get(DEVICE_INFO.name, ()), key=lambda point: _int(point[0].get(DEVICE_INDEX)))
     counts = [_whole(value) for _, value in points.get(DEVICE_CORES.name, ())]
     first = infos[0][0] if infos else {}
-    version = str(first.get(CORE_VERSION, ""))
-    body: Body = {"neuron_device_type": str(first.get(DEVICE_TYPE, ""))}
+    body: Body = {}
+    if DEVICE_TYPE in first:
+        body["neuron_device_type"] = str(first[DEVICE_TYPE])
     if DEVICE_VERSION in first:
         body["neuron_device_version"] = str(first[DEVICE_VERSION])
-    # The driver's "NCv2" is neuron-monitor's "v2".
-    body["neuroncore_version"] = version[2:].lower() if version.upper().startswith("NC") else version.lower()
+    if CORE_VERSION in first:
+        # The driver's "NCv2" is neuron-monitor's "v2".
+        version = str(first[CORE_VERSION])
+        body["neuroncore_version"] = (
+            version[2:].lower() if version.upper().startswith("NC") else version.lower()
+        )
     body["neuron_device_count"] = len(infos)
     if DEVICE_MEMORY_SIZE in first:
         body["neuron_device_memory_size"] = _int(first[DEVICE_MEMORY_SIZE])

@@ -24,6 +24,7 @@ from otel_neuron.groups.base import (
 )
 from otel_neuron.semconv import (
     CONTEXT_SWITCHES,
+    CPU_AVERAGE_UTILIZATION,
     CPU_LOGICAL_NUMBER,
     CPU_MODE,
     CPU_MODES,
@@ -40,10 +41,13 @@ _GUIDE_CPU_MODE = {semconv: guide for guide, semconv in SEMCONV_CPU_MODE.items()
 
 
 def render_vcpu_usage(points: PointsByMetric) -> dict[str, Any]:
-    """vcpu_usage: each vCPU's mode percentages, their average, and the context switches."""
+    """vcpu_usage: each vCPU's mode percentages, their average (neuron-monitor's own when a bridged
+    stream gave it, else the mean over the vCPUs), and the context switches."""
     utilization = points.get(CPU_UTILIZATION.name, ())
     by_cpu, sums, cpus = _usage_by_columns(utilization) or _usage_point_by_point(utilization)
-    average = {mode: percent(total / cpus) if cpus else 0.0 for mode, total in sums.items()}
+    average = _given_average(points.get(CPU_AVERAGE_UTILIZATION.name, ())) or {
+        mode: percent(total / cpus) if cpus else 0.0 for mode, total in sums.items()
+    }
     switches = sum(_whole(value) for _, value in points.get(CONTEXT_SWITCHES.name, ()))
     return {"average_usage": average, "usage_data": by_cpu, "context_switch_count": switches}
 
@@ -61,6 +65,16 @@ def render_memory_info(points: PointsByMetric) -> dict[str, Any]:
         "swap_total_bytes": swap_used + value(PAGING_USAGE.name, PAGING_STATE, "free"),
         "swap_used_bytes": swap_used,
     }
+
+
+def _given_average(points: Iterable[Point]) -> dict[str, float]:
+    """average_usage as upstream gave it: every mode (0 for one not given) once any is given."""
+    given = {}
+    for attributes, value in points:
+        mode = _GUIDE_CPU_MODE.get(str(attributes.get(CPU_MODE)))
+        if mode is not None and isinstance(value, (int, float)):
+            given[mode] = percent(value)
+    return {mode: given.get(mode, 0.0) for mode in CPU_MODES} if given else {}
 
 
 # What both ways of rendering the utilization points give: the rows of "usage_data" in vCPU order,

@@ -47,6 +47,7 @@ from otel_neuron.semconv import (
     CORE_MEMORY_BY_CATEGORY,
     CORE_PHYSICAL_UTILIZATION,
     CORE_UTILIZATION,
+    CPU_AVERAGE_UTILIZATION,
     CPU_COUNT,
     CPU_UTILIZATION,
     DEVICE_CORES,
@@ -132,7 +133,9 @@ ENTRY_SECTIONS: Mapping[str, SectionRenderer] = {
     RUNTIME_VCPU_USAGE: _renderer(render_runtime_vcpu_usage, RUNTIME_CPU),
 }
 SYSTEM_SECTIONS: Mapping[str, SectionRenderer] = {
-    VCPU_USAGE: _renderer(render_vcpu_usage, CPU_UTILIZATION, CONTEXT_SWITCHES, CPU_COUNT),
+    VCPU_USAGE: _renderer(
+        render_vcpu_usage, CPU_UTILIZATION, CPU_AVERAGE_UTILIZATION, CONTEXT_SWITCHES, CPU_COUNT
+    ),
     MEMORY_INFO: _renderer(render_memory_info, MEMORY_LIMIT, MEMORY_USAGE, PAGING_USAGE),
 }
 # Runtime groups that 2.x reports at the system level (their ECC counts) or at the root.

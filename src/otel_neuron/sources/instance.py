@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from otel_neuron.semconv import INSTANCE_RESOURCE_ATTRIBUTES
 from otel_neuron.sources.bounded_http import Deadline, Endpoint, RequestFailed, request
 
 _logger = logging.getLogger(__name__)
@@ -51,18 +52,8 @@ class InstanceFacts:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
-# instance_data field <-> OpenTelemetry resource attribute (cloud.*/host.* where the conventions have one).
-RESOURCE_ATTRIBUTE = {
-    "instance_name": "host.name",
-    "instance_id": "host.id",
-    "instance_type": "host.type",
-    "instance_availability_zone": "cloud.availability_zone",
-    "instance_availability_zone_id": "aws.ec2.availability_zone_id",
-    "instance_region": "cloud.region",
-    "ami_id": "host.image.id",
-    "subnet_id": "aws.ec2.subnet_id",
-    "error": "neuron.instance.error",
-}
+# instance_data field <-> OpenTelemetry resource attribute (declared in semconv).
+RESOURCE_ATTRIBUTE = INSTANCE_RESOURCE_ATTRIBUTES
 
 
 def resource_attributes(facts: InstanceFacts) -> dict[str, str]:
@@ -75,6 +66,17 @@ def resource_attributes(facts: InstanceFacts) -> dict[str, str]:
 
 def facts_from_resource(attributes: Mapping[str, object]) -> InstanceFacts:
     return InstanceFacts(**{key: str(attributes.get(name, "")) for key, name in RESOURCE_ATTRIBUTE.items()})
+
+
+def facts_from_report(fields: Mapping[str, str]) -> InstanceFacts:
+    """The facts of a report's instance_info / instance_data (a bridged neuron-monitor's): the
+    fields it gave, "" for the others."""
+    return InstanceFacts(**{key: str(fields[key]) for key in RESOURCE_ATTRIBUTE if key in fields})
+
+
+def lookup_failed(facts: InstanceFacts) -> bool:
+    """The lookup is over and found no instance (off, not EC2, or IMDS failed)."""
+    return not facts.instance_id and facts is not LOOKUP_IN_PROGRESS
 
 
 def looks_like_ec2(sys_root: Path = Path("/sys")) -> bool:

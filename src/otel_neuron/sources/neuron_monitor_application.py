@@ -8,7 +8,9 @@ tag. `AppState` folds each fresh group body of it and `drain` hands the period o
 - counts (executions by outcome, errors by type, ECC events) are summed over the fresh bodies;
 - rates (utilization, FLOPS, vCPU usage) are time-weighted over the fresh upstream periods; one
   fresh body is passed on exactly, none leaves the latest values;
-- amounts (memory, hardware facts) are the latest body's;
+- amounts (memory, hardware facts, the stream's memory_info) are the latest body's;
+- the stream's vcpu_usage: each vCPU's and the average percentages time-weighted like the rates,
+  context switches summed;
 - latency percentiles: one fresh report's exactly; of several, p0 is the least p0 and p100 the
   greatest p100 (exact), every other percentile upstream gave is estimated from the merged
   synthetic histogram (`percentile_histogram`), which also goes out as the latency histogram.
@@ -31,11 +33,13 @@ from otel_neuron.sources.neuron_monitor_report import (
     ExecutionStats,
     HardwareInfo,
     HwCounters,
+    MemoryInfo,
     MemoryUsed,
     NeuroncoreCounters,
     Percentiles,
     RuntimeReport,
     RuntimeVcpu,
+    SystemVcpu,
 )
 from otel_neuron.sources.percentile_histogram import histogram_from_percentiles
 
@@ -84,6 +88,10 @@ def has_data(body: Any) -> bool:
         return body.user is not None or body.system is not None
     if isinstance(body, HardwareInfo):
         return body.neuron_device_count is not None
+    if isinstance(body, SystemVcpu):
+        return bool(body.per_cpu or body.average)
+    if isinstance(body, MemoryInfo):
+        return body.memory_total_bytes is not None or body.memory_used_bytes is not None
     return False
 
 
@@ -125,6 +133,8 @@ class AppWindow:
     # neuron_runtime_vcpu_usage: time-weighted
     vcpu_user: float | None = None
     vcpu_system: float | None = None
+    # the stream's system vcpu_usage over the period (None for other groups)
+    system_vcpu: SystemVcpu | None = None
 
     @property
     def group_error(self) -> str | None:
@@ -241,6 +251,9 @@ class AppState:
         self.ecc: dict[int, dict[str, int]] = {}
         self.user = _Mean()
         self.system = _Mean()
+        self.cpu_modes: dict[tuple[int, str], _Mean] = {}  # the stream's vcpu_usage, per vCPU
+        self.average_modes: dict[str, _Mean] = {}
+        self.context_switches = 0
 
     def fold(self, body: Any, latencies: Latencies) -> None:
         self.fresh += 1
@@ -259,6 +272,8 @@ class AppState:
                 self.user.add(body.user, body.period)
             if body.system is not None:
                 self.system.add(body.system, body.period)
+        elif isinstance(body, SystemVcpu):
+            self._fold_system_vcpu(body)
 
     def _fold_cores(self, body: NeuroncoreCounters) -> None:
         period = body.period
@@ -271,6 +286,18 @@ class AppState:
                 self.effective_flops.setdefault(index, _Mean()).add(core.effective_flops, period)
             for name, utilization in core.physical.items():
                 self.physical.setdefault((index, name), _Mean()).add(utilization, period)
+
+    def _fold_system_vcpu(self, body: SystemVcpu) -> None:
+        period, means = body.period, self.cpu_modes
+        for cpu, modes in body.per_cpu.items():
+            for mode, share in modes.items():
+                mean = means.get((cpu, mode))
+                if mean is None:
+                    mean = means[(cpu, mode)] = _Mean()
+                mean.add(share, period)
+        for mode, share in body.average.items():
+            self.average_modes.setdefault(mode, _Mean()).add(share, period)
+        self.context_switches += body.context_switches or 0
 
     def has_counts(self) -> bool:
         """Whether counts arrived that the next window has to hand over."""
@@ -296,6 +323,7 @@ class AppState:
             ecc=self._ecc(latest) if isinstance(latest, HwCounters) else {},
             vcpu_user=self.user.value(latest.user) if isinstance(latest, RuntimeVcpu) else None,
             vcpu_system=self.system.value(latest.system) if isinstance(latest, RuntimeVcpu) else None,
+            system_vcpu=self._system_vcpu(latest) if isinstance(latest, SystemVcpu) else None,
         )
         self._reset()
         return window
@@ -314,6 +342,23 @@ class AppState:
                 },
             )
         return cores
+
+    def _system_vcpu(self, latest: SystemVcpu) -> SystemVcpu:
+        """The latest body's vCPUs and modes, each time-weighted over the fresh bodies."""
+        means = self.cpu_modes
+        return SystemVcpu(
+            period=latest.period,
+            error=latest.error,
+            average={
+                mode: _mean_of(self.average_modes, mode, share) or 0.0
+                for mode, share in latest.average.items()
+            },
+            per_cpu={
+                cpu: {mode: _mean_of(means, (cpu, mode), share) or 0.0 for mode, share in modes.items()}
+                for cpu, modes in latest.per_cpu.items()
+            },
+            context_switches=self.context_switches if latest.context_switches is not None else None,
+        )
 
     def _ecc(self, latest: HwCounters) -> dict[int, dict[str, int]]:
         devices = {device.neuron_device_index: dict.fromkeys(device.counters, 0) for device in latest.devices}

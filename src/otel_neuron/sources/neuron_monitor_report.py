@@ -15,6 +15,9 @@ Every line neuron-monitor prints is one complete report. This module turns one l
   `neuron_hw_counters` (with `sram_ecc_corrected`); the root holds `instance_info` and
   `neuron_hardware_info`.
 
+Both formats' `system_data` may hold `vcpu_usage` (each vCPU's and the average percentage per
+mode, context switches) and `memory_info` (host memory and swap).
+
 Every key upstream gave is kept as given (which error types, outcomes, percentiles, memory
 categories): a field upstream left out stays out (None or absent), so a report can be written
 back as it came.
@@ -27,7 +30,8 @@ string where a number goes, a group that is not an object) or is out of range fo
 - counts, amounts and ids: integers (or integral floats) from 0 to MAX_INTEGER;
 - indexes (runtime, device, NeuronCore, the keys of `neuroncores_in_use`): 0 to MAX_INDEX;
 - seconds (periods, latency percentiles): finite, 0 to MAX_SECONDS;
-- percentages (utilization, vCPU usage): finite, 0 to 100; other numbers (flops): finite, >= 0;
+- percentages (utilization, vCPU usage): finite, 0 to 100; other numbers (flops): finite, >= 0
+  (an integer stays an integer, as upstream wrote it);
 - a device count: 0 to MAX_DEVICES;
 - NaN, infinities (JSON's non-standard tokens) and integers past the float range are in no range.
 
@@ -47,7 +51,7 @@ from typing import Any
 
 import orjson
 
-from otel_neuron.semconv import ECC_KINDS_SYSFS, INSTANCE_RESOURCE_ATTRIBUTES, PERCENTILES
+from otel_neuron.semconv import CPU_MODES, ECC_KINDS_SYSFS, INSTANCE_RESOURCE_ATTRIBUTES, PERCENTILES
 
 _logger = logging.getLogger(__name__)
 
@@ -164,6 +168,29 @@ class RuntimeVcpu:
 
 
 @dataclass(frozen=True)
+class SystemVcpu:
+    """system_data.vcpu_usage: percentages by mode (the guide's modes the report gave)."""
+
+    period: float
+    error: str
+    average: Mapping[str, float]
+    per_cpu: Mapping[int, Mapping[str, float]]
+    context_switches: int | None
+
+
+@dataclass(frozen=True)
+class MemoryInfo:
+    """system_data.memory_info, in bytes (None: not given)."""
+
+    period: float
+    error: str
+    memory_total_bytes: int | None
+    memory_used_bytes: int | None
+    swap_total_bytes: int | None
+    swap_used_bytes: int | None
+
+
+@dataclass(frozen=True)
 class RuntimeReport:
     """One entry of `neuron_runtime_data`."""
 
@@ -207,7 +234,8 @@ class MonitorReport:
     format_version: int  # 1 or 2, as recognised from the line's shape
     runtimes: tuple[RuntimeReport, ...]
     hw_counters: HwCounters | None  # 2.x system_data.neuron_hw_counters
-    system_data: Mapping[str, Any]  # vcpu_usage / memory_info, as given
+    vcpu_usage: SystemVcpu | None  # system_data.vcpu_usage
+    memory_info: MemoryInfo | None  # system_data.memory_info
     instance: Mapping[str, str]  # instance_data (1.x) or instance_info (2.x): the fields it gave
     hardware: HardwareInfo | None
 
@@ -261,7 +289,10 @@ def _percent(value: Any) -> float | None:
 
 
 def _amount(value: Any) -> float | None:
-    """A non-negative finite number (flops)."""
+    """A non-negative finite number (flops); an integer within MAX_INTEGER stays one, so it is
+    written back as upstream wrote it."""
+    if type(value) is int and 0 <= value <= MAX_INTEGER:
+        return value
     return _bounded(value, math.inf)
 
 
@@ -451,6 +482,47 @@ def parse_runtime_vcpu(group: Mapping[str, Any]) -> RuntimeVcpu:
     )
 
 
+def parse_system_vcpu(group: Mapping[str, Any]) -> SystemVcpu:
+    per_cpu: dict[int, dict[str, float]] = {}
+    for key, value in _object(group.get("usage_data")).items():
+        index = _index_key(key)
+        if index is not None:
+            per_cpu[index] = _modes(value)
+    return SystemVcpu(
+        period=_period(group),
+        error=_message(group.get("error")),
+        average=_modes(group.get("average_usage")),
+        per_cpu=per_cpu,
+        context_switches=_count(group.get("context_switch_count")),
+    )
+
+
+def _modes(value: Any) -> dict[str, float]:
+    """{mode: percent} of the guide's vCPU modes the object gives."""
+    body = _object(value)
+    modes = {}
+    for mode in CPU_MODES:
+        share = body.get(mode)
+        # A float in range, the common case, without a call (128 vCPUs x 7 modes a report).
+        if type(share) is not float or not 0.0 <= share <= MAX_PERCENT:
+            share = _percent(share)
+            if share is None:
+                continue
+        modes[mode] = share
+    return modes
+
+
+def parse_memory_info(group: Mapping[str, Any]) -> MemoryInfo:
+    return MemoryInfo(
+        period=_period(group),
+        error=_message(group.get("error")),
+        memory_total_bytes=_count(group.get("memory_total_bytes")),
+        memory_used_bytes=_count(group.get("memory_used_bytes")),
+        swap_total_bytes=_count(group.get("swap_total_bytes")),
+        swap_used_bytes=_count(group.get("swap_used_bytes")),
+    )
+
+
 def parse_hardware_info(value: Any) -> HardwareInfo | None:
     body = _object(value)
     if not body:
@@ -527,6 +599,8 @@ def parse_report(document: Any) -> MonitorReport:
     )
     system = _object(document.get("system_data"))
     system_hw = _group(system, "neuron_hw_counters")
+    system_vcpu = _group(system, "vcpu_usage")
+    system_memory = _group(system, "memory_info")
     is_v2 = (
         "instance_info" in document
         or "neuron_hardware_info" in document
@@ -542,7 +616,8 @@ def parse_report(document: Any) -> MonitorReport:
         format_version=2 if is_v2 else 1,
         runtimes=runtimes,
         hw_counters=parse_hw_counters(system_hw) if system_hw is not None else None,
-        system_data={key: value for key, value in system.items() if key != "neuron_hw_counters"},
+        vcpu_usage=parse_system_vcpu(system_vcpu) if system_vcpu is not None else None,
+        memory_info=parse_memory_info(system_memory) if system_memory is not None else None,
         instance=parse_instance(instance),
         hardware=parse_hardware_info(document.get("neuron_hardware_info")),
     )

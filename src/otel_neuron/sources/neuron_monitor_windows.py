@@ -9,8 +9,8 @@ the one last seen for the application is not counted again.
 An application whose entry is missing from the latest report has left: it is in the next window
 (as `present` False) only if it has counts not yet handed over (executions, errors, latencies, ECC
 events), and then forgotten. At most `MAX_APPLICATIONS` are kept per subscription; past that the
-one seen longest ago is forgotten. The system groups of a 2.x stream (`neuron_hw_counters`, the
-root `neuron_hardware_info`) are the pseudo-application `SYSTEM`.
+one seen longest ago is forgotten. The system groups of a stream (2.x's `neuron_hw_counters`,
+`vcpu_usage`, `memory_info`, the root `neuron_hardware_info`) are the pseudo-application `SYSTEM`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from typing import Any
 from otel_neuron.semconv import (
     HW_COUNTERS,
     INFERENCE_STATS,
+    MEMORY_INFO,
     MEMORY_USED,
     NEURON_HARDWARE_INFO,
     NEURONCORE_COUNTERS,
     RUNTIME_VCPU_USAGE,
+    VCPU_USAGE,
 )
 from otel_neuron.sources.neuron_monitor_address import BridgeAddress
 from otel_neuron.sources.neuron_monitor_application import (
@@ -62,10 +64,14 @@ _ENTRY_BODY: dict[str, Callable[[RuntimeReport], Any]] = {
     HW_COUNTERS: lambda runtime: runtime.hw_counters,
     RUNTIME_VCPU_USAGE: lambda runtime: runtime.vcpu_usage,
     NEURON_HARDWARE_INFO: lambda runtime: None,
+    VCPU_USAGE: lambda runtime: None,
+    MEMORY_INFO: lambda runtime: None,
 }
 _SYSTEM_BODY: dict[str, Callable[[MonitorReport], Any]] = {
     HW_COUNTERS: lambda report: report.hw_counters,  # 2.x: neuron_hw_counters is a system group
     NEURON_HARDWARE_INFO: lambda report: report.hardware,
+    VCPU_USAGE: lambda report: report.vcpu_usage,
+    MEMORY_INFO: lambda report: report.memory_info,
 }
 
 

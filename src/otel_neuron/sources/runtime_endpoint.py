@@ -25,11 +25,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
-
-import grpc
-import grpc.aio
 
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import PROTOCOL_VERSION
@@ -37,6 +34,10 @@ from otel_neuron.runtime.snapshot_socket import frame
 from otel_neuron.sources.fetch_loop import FetchLoop, RuntimeTransport, TickFetch
 from otel_neuron.sources.snapshot_socket_route import SnapshotSocketRoute
 from otel_neuron.sources.snapshot_source import SnapshotSource
+
+if TYPE_CHECKING:
+    import grpc
+    import grpc.aio
 
 _METHOD = "/otel_neuron.runtime.v1.RuntimeMetrics/GetSnapshot"
 _CHANNEL_OPTIONS = [
@@ -313,6 +314,10 @@ class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
         return snapshot
 
     async def _fetch_grpc(self) -> runtime_pb2.Snapshot:
+        # Imported at a runtime's first gRPC call: a monitor that reads only simulators, sysfs or
+        # neuron-monitor never loads gRPC.
+        import grpc.aio
+
         if self._async_call is None:
             self._async_channel = grpc.aio.insecure_channel(self.address.target, options=_CHANNEL_OPTIONS)
             self._async_call = self._async_channel.unary_unary(
@@ -367,6 +372,8 @@ class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
         raise RuntimeEndpointError(f"no answer from {self.address.text} within {self.deadline_s:g} s")
 
     def _describe(self, error: grpc.RpcError) -> str:
+        import grpc
+
         code = error.code() if hasattr(error, "code") else None
         details = (error.details() if hasattr(error, "details") else "") or ""
         where = self.address.text
