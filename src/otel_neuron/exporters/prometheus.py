@@ -33,7 +33,6 @@ from opentelemetry.sdk.metrics.export import (
     ExponentialHistogramDataPoint,
     HistogramDataPoint,
     Metric,
-    MetricExporter,
     MetricExportResult,
     MetricsData,
     ResourceMetrics,
@@ -50,7 +49,11 @@ from prometheus_client.registry import Collector
 from otel_neuron.exporters.neuron_monitor_names import NeuronMonitorCompat
 from otel_neuron.exporters.options import NAMING_MODES
 from otel_neuron.exporters.scrape_server import CLIENT_TIMEOUT_S, ScrapeServer
-from otel_neuron.exporters.temporality import CUMULATIVE_PREFERRED, DELTA_PREFERRED
+from otel_neuron.exporters.temporality import (
+    CUMULATIVE_PREFERRED,
+    DELTA_PREFERRED,
+    DeclaredTemporalityExporter,
+)
 from otel_neuron.report.v2 import StandingReportV2
 
 _logger = logging.getLogger(__name__)
@@ -228,7 +231,7 @@ class _OtelNamesCollector(Collector):
 # The exporter the pipeline drives
 
 
-class PrometheusExporter(MetricExporter):
+class PrometheusExporter(DeclaredTemporalityExporter):
     """A MetricExporter that serves what it was last given on an HTTP /metrics endpoint.
 
     `names="otel"` wants cumulative data (Prometheus counters are totals) and keeps the latest
