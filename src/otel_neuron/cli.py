@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -228,7 +228,8 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     )
     try:
         network = build_network_exporters(args)
-        pipeline = MonitorPipeline(groups, [report, *network], LookupResource(instance_lookup))
+        resource = LookupResource(instance_lookup, _stream_instance_facts(config))
+        pipeline = MonitorPipeline(groups, [report, *network], resource)
     except (ValueError, OSError) as error:  # e.g. the Prometheus port is taken
         close_groups(groups)
         print(f"otel-neuron-monitor: {_describe_startup_error(error)}", file=sys.stderr)
@@ -246,6 +247,18 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
         if report.closed:
             _silence_stdout()
     return 0
+
+
+def _stream_instance_facts(config: MonitorConfig) -> Callable[[], Mapping[str, str]] | None:
+    """A bridged neuron-monitor's instance_info, for when our own lookup finds no instance (None
+    without a neuron-monitor source)."""
+    from otel_neuron.sources.neuron_monitor_address import is_bridge_address
+
+    if not any(is_bridge_address(runtime.address) for runtime in config.runtimes):
+        return None
+    from otel_neuron.sources.neuron_monitor_bridge import stream_instance_info
+
+    return stream_instance_info
 
 
 def _describe_startup_error(error: Exception) -> str:
