@@ -12,7 +12,8 @@ an idle second, as at a 1 s period); the default 0 measures ticks back to back. 
 have no sockets: fetching costs are not in these numbers (bench_monitor has them).
 
 The base revision's package is extracted with `git archive` and imported as `otel_neuron_base`;
-both must share the runtime protocol's descriptor (protobuf keeps one per process).
+both must share the runtime protocol's descriptor (protobuf keeps one per process), so the base gets
+the working tree's runtime_pb2.py.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def extract_base(revision: str, into: Path) -> None:
         tar.extractall(into, filter="data")
     package = into / BASE_PACKAGE
     (into / "src" / "otel_neuron").rename(package)
+    # One descriptor per proto file and process: the base reads the working tree's, which within
+    # protocol v1 only adds fields (an older base ignores them).
+    working_stubs = REPOSITORY / "src" / "otel_neuron" / "runtime" / "runtime_pb2.py"
+    (package / "runtime" / "runtime_pb2.py").write_bytes(working_stubs.read_bytes())
     for path in package.rglob("*.py"):
         if path.name == "runtime_pb2.py":
             continue  # its serialized descriptor names the protocol, not the package: left as it is

@@ -103,6 +103,9 @@ SUBGRAPH_DEVICE_MEMORY_CATEGORIES = ("constants", "model_code", "runtime_memory"
 
 RUNTIME_INDEX = "neuron.runtime.index"  # the runtime's index in the configuration
 RUNTIME_TAG = "neuron.runtime.tag"  # neuron-monitor 2.x's neuron_runtime_tag of an application
+# Where an application's tag comes from (neuron-monitor's rule; unset: the tag is str(pid)), and its limit.
+PROCESS_TAG_VARIABLE = "NEURON_PROCESS_TAG"
+PROCESS_TAG_MAX_LENGTH = 255
 PROCESS_PID = "process.pid"  # OpenTelemetry's key for the application process
 GROUP = "neuron.monitor.group"  # a group's report key, on the health metrics
 ERROR_MESSAGE = "error.message"
@@ -181,14 +184,6 @@ MEMORY_USAGE = InstrumentSpec(
 )
 MEMORY_LIMIT = InstrumentSpec("system.memory.limit", "By", "Total host memory (MemTotal)", Kind.UPDOWN)
 PAGING_USAGE = InstrumentSpec("system.paging.usage", "By", "Swap space by state (used, free)", Kind.UPDOWN)
-# A bridged neuron-monitor's own vcpu_usage.average_usage (its average need not be the mean of its
-# per-vCPU percentages, which are rounded): passed through so the 2.x report writes it back as given.
-CPU_AVERAGE_UTILIZATION = InstrumentSpec(
-    "neuron.monitor.cpu.average_utilization",
-    "1",
-    "Fraction of the period all vCPUs together spent in each mode, as neuron-monitor reported it",
-    Kind.GAUGE,
-)
 
 # Runtime groups.
 CORE_UTILIZATION = InstrumentSpec(

@@ -132,6 +132,7 @@ def test_cli_neuron_monitor_names_scraped_by_prometheus(prometheus: Prometheus, 
         "aws.ec2.subnet_id": "subnet-0123abcd",
     }
     env = {"OTEL_RESOURCE_ATTRIBUTES": ",".join(f"{k}={v}" for k, v in facts.items())}
+    env["NEURON_PROCESS_TAG"] = "sim_app"  # the tag of the sim: runtime, which runs in the monitor
     arguments = ("-c", str(config), "--prometheus-names", "neuron-monitor", "--prometheus", str(port))
     with monitor(*arguments, env=env) as running:
         wait_for_port(port, running.process)
@@ -161,7 +162,7 @@ def test_cli_neuron_monitor_names_scraped_by_prometheus(prometheus: Prometheus, 
             assert labels["region"] == "us-west-2", name
             assert labels["subnet_id"] == "subnet-0123abcd", name
         series = prometheus.wait_for("neuroncore_utilization_ratio")
-        assert all(s["metric"]["runtime_tag"] == "0" and "neuroncore" in s["metric"] for s in series)
+        assert all(s["metric"]["runtime_tag"] == "sim_app" and "neuroncore" in s["metric"] for s in series)
         assert all(0.0 <= float(s["value"][1]) <= 1.0 for s in series)
         memory = float(prometheus.wait_for("system_memory_total_bytes")[0]["value"][1])
         report = running.reports[-1][1]

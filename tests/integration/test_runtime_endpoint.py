@@ -22,8 +22,29 @@ from otel_neuron.groups.base import MetricGroup
 from otel_neuron.groups.runtime import GROUP_TYPES, InferenceStatsGroup, create_runtime_groups
 from otel_neuron.histogram import exact_percentile
 from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc
-from otel_neuron.runtime.recorder import ECC_KINDS, ERROR_TYPES, OUTCOMES, InferenceRecorder
+from otel_neuron.runtime.recorder import InferenceRecorder
 from otel_neuron.runtime.server import serve_runtime_endpoint
+from otel_neuron.semconv import (
+    CORE_FLOPS,
+    CORE_INDEX,
+    CORE_MEMORY_BY_CATEGORY,
+    DEVICE_INDEX,
+    ECC_ERRORS,
+    ECC_KINDS,
+    ERROR_TYPE,
+    ERROR_TYPES,
+    ERROR_TYPES_V2,
+    HOST_MEMORY_BY_CATEGORY,
+    HW_ERROR_TYPE,
+    INFERENCE_ERRORS,
+    MEMORY_CATEGORY,
+    MEMORY_LOCATION,
+    OUTCOMES,
+    PROCESS_PID,
+    RUNTIME_INDEX,
+    RUNTIME_MEMORY,
+    RUNTIME_TAG,
+)
 from otel_neuron.sources.fetch_loop import TickFetch
 
 SIMULATOR = [sys.executable, "-m", "otel_neuron.runtime.simulator_cli"]
@@ -40,10 +61,13 @@ def socket_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 class SimulatorProcess:
-    def __init__(self, address: str, *arguments: str) -> None:
+    def __init__(self, address: str, *arguments: str, env: dict[str, str] | None = None) -> None:
         self.address = address
         self.process = subprocess.Popen(
-            [*SIMULATOR, "--address", address, *arguments], stderr=subprocess.PIPE, text=True
+            [*SIMULATOR, "--address", address, *arguments],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
         line = self.process.stderr.readline() if self.process.stderr else ""
         assert "serving" in line, line
@@ -70,8 +94,8 @@ class SimulatorProcess:
 def start_simulator() -> Iterator:
     started: list[SimulatorProcess] = []
 
-    def start(address: str, *arguments: str) -> SimulatorProcess:
-        simulator = SimulatorProcess(address, *arguments)
+    def start(address: str, *arguments: str, env: dict[str, str] | None = None) -> SimulatorProcess:
+        simulator = SimulatorProcess(address, *arguments, env=env)
         started.append(simulator)
         return simulator
 
@@ -86,7 +110,7 @@ def by_key(groups: list[MetricGroup]) -> dict[str, MetricGroup]:
 
 def totals(truth: runtime_pb2.GroundTruth) -> dict[str, int]:
     counts = {name: getattr(truth.inferences, name) for name in OUTCOMES}
-    counts.update({f"error.{name}": getattr(truth.errors, name) for name in ERROR_TYPES})
+    counts.update({f"error.{name}": getattr(truth.errors, name) for name in ERROR_TYPES_V2})
     for device in truth.devices:
         counts.update({f"{device.device_index}.{kind}": getattr(device, kind) for kind in ECC_KINDS})
     return counts
@@ -140,7 +164,7 @@ def test_per_period_counts_add_up_to_the_simulators_ground_truth(socket_dir: Pat
         "--error-rate",
         "0.2",
         "--ecc-per-hour",
-        "36000",
+        "360000",
         "--devices",
         "2",
         "--seed",
@@ -159,16 +183,17 @@ def test_per_period_counts_add_up_to_the_simulators_ground_truth(socket_dir: Pat
         if number == 5:
             simulator.pause()
             end = totals(simulator.ground_truth())
-        report = InferenceStatsGroup.render(stats.sample().points)
+        stats_points = stats.sample().points
+        report = InferenceStatsGroup.render(stats_points)
         for name in OUTCOMES:
             summed[name] += report["inference_summary"][name]
-        for name in ERROR_TYPES:
-            summed[f"error.{name}"] += report["error_summary"][name]
-        for device in type(hw).render(hw.sample().points)["neuron_devices"]:
-            for kind in ECC_KINDS:
-                summed[f"{device['neuron_device_index']}.{kind}"] += device[kind]
+        for attributes, value in stats_points[INFERENCE_ERRORS.name]:  # the 2.x error types
+            summed[f"error.{attributes[ERROR_TYPE]}"] += value
+        for attributes, value in hw.sample().points[ECC_ERRORS.name]:  # all four ECC kinds
+            summed[f"{attributes[DEVICE_INDEX]}.{attributes[HW_ERROR_TYPE]}"] += value
     expected = {name: end[name] - start[name] for name in start}
-    assert expected["completed"] > 100 and expected["error.generic"] > 0
+    assert expected["completed"] > 100 and expected["error.generic"] > 0 and expected["error.model"] > 0
+    assert expected["0.sram_ecc_corrected"] > 0 and expected["1.sram_ecc_corrected"] > 0
     assert summed == expected
 
     # One more period with the exact latencies the simulator recorded in it.
@@ -185,6 +210,44 @@ def test_per_period_counts_add_up_to_the_simulators_ground_truth(socket_dir: Pat
             exact = exact_percentile(list(values), q)
             assert abs(latency[key][f"p{q}"] - exact) <= 0.01 * exact
     simulator.resume()
+
+
+def test_a_simulator_names_its_process_and_tag_and_splits_its_memory_into_categories(
+    socket_dir: Path, start_simulator
+) -> None:
+    address = f"unix:{socket_dir}/neuron.sock"
+    arguments = ("--cores", "4", "--devices", "2", "--models", "3", "--churn", "0", "--seed", "11")
+    simulator = start_simulator(address, *arguments, env={"NEURON_PROCESS_TAG": "sim_app"})
+    groups = create_runtime_groups(1, address, list(GROUP_TYPES), deadline_s=0.5)
+    for group in groups:
+        group.prime()
+    time.sleep(0.3)
+    simulator.pause()
+    truth = simulator.ground_truth()
+    points: dict[str, list] = {}
+    for group in groups:
+        sample = group.sample()
+        assert sample.error == "", (group.report_key, sample.error)
+        for name, block in sample.points.items():
+            points.setdefault(name, []).extend(block)
+    simulator.resume()
+    for block in points.values():
+        for attributes, _ in block:
+            assert attributes[RUNTIME_INDEX] == 1
+            assert (attributes[PROCESS_PID], attributes[RUNTIME_TAG]) == (simulator.process.pid, "sim_app")
+
+    used = {a[MEMORY_LOCATION]: v for a, v in points[RUNTIME_MEMORY.name]}
+    assert used == {"host": truth.memory.host_bytes, "neuron_device": truth.memory.device_bytes}
+    host = {a[MEMORY_CATEGORY]: v for a, v in points[HOST_MEMORY_BY_CATEGORY.name]}
+    assert host == {part.category: part.bytes for part in truth.memory.host_categories}
+    assert sum(host.values()) == used["host"]
+    device: dict[str, int] = {}
+    for attributes, value in points[CORE_MEMORY_BY_CATEGORY.name]:
+        device[attributes[MEMORY_CATEGORY]] = device.get(attributes[MEMORY_CATEGORY], 0) + value
+    assert device == {part.category: part.bytes for part in truth.memory.device_categories}
+    assert sum(device.values()) == used["neuron_device"]
+    flops = {a[CORE_INDEX]: v for a, v in points[CORE_FLOPS.name]}
+    assert sorted(flops) == [0, 1, 2, 3] and sum(flops.values()) > 0
 
 
 def test_a_killed_and_restarted_runtime_errors_then_resumes_cleanly(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import queue
+import re
 import threading
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from otel_neuron.runtime.recorder import (
     HardwareError,
     InferenceRecorder,
+    ModelError,
     NumericalError,
     QueueFullError,
     Subgraph,
@@ -64,6 +67,7 @@ def test_totals_are_exact_with_many_threads_recording_while_snapshots_are_taken(
         (FloatingPointError(), "completed_with_num_err", "numerical"),
         (TransientError(), "completed_with_err", "transient"),
         (HardwareError(), "completed_with_err", "hardware"),
+        (ModelError(), "completed_with_err", "model"),
         (TimeoutError(), "timed_out", "runtime"),
         (ValueError(), "incorrect_input", "generic"),
         (QueueFullError(), "failed_to_queue", "runtime"),
@@ -215,3 +219,137 @@ def test_the_models_revision_changes_with_the_models_and_only_then() -> None:
     revisions.append(recorder.snapshot().models_revision)
     assert revisions[0] == revisions[1] != 0
     assert len(set(revisions[1:])) == 4
+
+
+def test_the_tag_is_the_argument_else_neuron_process_tag_else_the_pid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NEURON_PROCESS_TAG", raising=False)
+    assert InferenceRecorder().snapshot().tag == str(os.getpid())
+    monkeypatch.setenv("NEURON_PROCESS_TAG", "my_app_1")
+    assert InferenceRecorder().snapshot().tag == "my_app_1"
+    assert InferenceRecorder(tag="given").snapshot().tag == "given"
+    monkeypatch.setenv("NEURON_PROCESS_TAG", "x" * 256)
+    with pytest.raises(ValueError, match="NEURON_PROCESS_TAG is 256 characters long; a tag has at most 255"):
+        InferenceRecorder()
+    with pytest.raises(ValueError, match="^tag is 300 characters"):
+        InferenceRecorder(tag="y" * 300)
+
+
+def categories(parts: object) -> dict[str, int]:
+    return {part.category: part.bytes for part in parts}  # type: ignore[attr-defined]
+
+
+def test_host_memory_without_a_category_is_application_memory_and_device_memory_is_as_given() -> None:
+    recorder = InferenceRecorder(cores=2)
+    recorder.set_runtime_memory(100, 0, host_breakdown={"dma_buffers": 30})
+    recorder.register_model("old", [Subgraph("sg00", 0, host_bytes=7, device_bytes=9)], host_bytes=5)
+    snapshot = recorder.snapshot()
+    assert categories(snapshot.runtime_memory.host_categories) == {
+        "application_memory": 70 + 7 + 5,
+        "constants": 0,
+        "dma_buffers": 30,
+        "tensors": 0,
+    }
+    assert snapshot.runtime_memory.host_bytes == 112
+    (subgraph,) = snapshot.models[0].subgraphs
+    assert categories(subgraph.memory.host_categories)["application_memory"] == 7
+    assert list(subgraph.memory.device_categories) == []
+    assert list(snapshot.core_memory) == []  # no device memory was given a category
+
+    recorder.register_model(
+        "new",
+        [
+            Subgraph(
+                "sg00", 1, device_breakdown={"constants": 6, "model_code": 2}, host_breakdown={"tensors": 4}
+            )
+        ],
+    )
+    recorder.set_runtime_memory(
+        100, 0, core_breakdown={0: {"runtime_memory": 10}, 1: {"model_shared_scratchpad": 5}}
+    )
+    snapshot = recorder.snapshot()
+    new = snapshot.models[1]
+    assert (new.memory.host_bytes, new.memory.device_bytes) == (4, 8)  # the sums of the breakdowns
+    assert categories(new.subgraphs[0].memory.device_categories) == {"constants": 6, "model_code": 2}
+    by_core = {core.core_index: categories(core.categories) for core in snapshot.core_memory}
+    assert by_core[0] == {
+        "constants": 0,
+        "model_code": 0,
+        "model_shared_scratchpad": 0,
+        "runtime_memory": 10,
+        "tensors": 0,
+    }
+    assert (by_core[1]["constants"], by_core[1]["model_code"], by_core[1]["model_shared_scratchpad"]) == (
+        6,
+        2,
+        5,
+    )
+    assert snapshot.runtime_memory.device_bytes == 15 + 9 + 8  # runtime, "old" (no category), "new"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda r: r.set_runtime_memory(10, 0, host_breakdown={"heap": 1}),
+            "'heap' is not one of application",
+        ),
+        (lambda r: r.set_runtime_memory(10, 0, host_breakdown={"tensors": 11}), "add up to 11 bytes, not 10"),
+        (
+            lambda r: r.set_runtime_memory(0, 5, core_breakdown={0: {"tensors": 4}}),
+            "add up to 4 bytes, not 5",
+        ),
+        (lambda r: r.set_runtime_memory(0, 0, core_breakdown={2: {"tensors": 4}}), "core 2: not 0..1"),
+        (
+            lambda r: r.register_model(
+                "m", [Subgraph("sg", 0, device_bytes=5, device_breakdown={"tensors": 4})]
+            ),
+            "subgraph 'sg' device memory: the categories add up to 4 bytes, not 5",
+        ),
+        (
+            lambda r: r.register_model(
+                "m", [Subgraph("sg", 0, device_breakdown={"model_shared_scratchpad": 4})]
+            ),
+            "'model_shared_scratchpad' is not one of constants, model_code, runtime_memory, tensors",
+        ),
+        (
+            lambda r: r.register_model("m", [Subgraph("sg", 0, host_breakdown={"tensors": -1})]),
+            "tensors must be a number of bytes >= 0, not -1",
+        ),
+        (lambda r: r.register_model("m", [], flops_per_inference=float("nan")), "finite number >= 0"),
+    ],
+)
+def test_memory_that_does_not_fit_its_categories_is_refused_by_name(call: object, message: str) -> None:
+    recorder = InferenceRecorder(cores=2)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        call(recorder)  # type: ignore[operator]
+    assert list(recorder.snapshot().models) == []
+
+
+def test_flops_are_reported_per_core_once_counted_and_only_for_inferences_that_ran() -> None:
+    recorder = InferenceRecorder(cores=3)
+    assert not any(core.HasField("flops") for core in recorder.snapshot().cores)
+    recorder.register_model("m", [Subgraph("sg00", 0), Subgraph("sg01", 2)], flops_per_inference=1e12)
+    recorder.record("m", "completed", 0.01)
+    recorder.record("m", "timed_out", 0.5)
+    recorder.record("m", "completed", None)  # ran, latency unknown
+    recorder.record("m", "incorrect_input", None)
+    recorder.record("m", "failed_to_queue", None)
+    recorder.record("other", "completed", 0.01)  # declared no flops
+    recorder.add_core_flops(1, 5.0)
+    cores = recorder.snapshot().cores
+    assert all(core.HasField("flops") for core in cores)
+    assert [core.flops for core in cores] == [1.5e12, 5.0, 1.5e12]
+
+
+def test_model_errors_and_sram_corrected_ecc_events_are_counted() -> None:
+    recorder = InferenceRecorder(devices=2)
+    with pytest.raises(ModelError), recorder.time("m"):
+        raise ModelError("bad weights")
+    recorder.record("m", "completed_with_err", 0.1, error_type="model")
+    recorder.record_ecc(1, "sram_ecc_corrected", 6)
+    snapshot = recorder.snapshot()
+    assert (snapshot.errors.model, snapshot.inferences.completed_with_err) == (2, 2)
+    assert [device.sram_ecc_corrected for device in snapshot.devices] == [0, 6]
+    assert [device.sram_ecc_uncorrected for device in snapshot.devices] == [0, 0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
 import pytest
 
+from otel_neuron.groups.base import MetricGroup
 from otel_neuron.groups.runtime import (
     GROUP_TYPES,
     HwCountersGroup,
@@ -21,6 +23,34 @@ from otel_neuron.groups.runtime import (
 from otel_neuron.histogram import exact_percentile
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import InferenceRecorder, Subgraph
+from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
+from otel_neuron.semconv import (
+    CORE_FLOPS,
+    CORE_INDEX,
+    CORE_MEMORY_BY_CATEGORY,
+    CORE_MEMORY_CATEGORIES,
+    ECC_ERRORS,
+    ECC_KINDS_V1,
+    ERROR_TYPE,
+    ERROR_TYPES,
+    ERROR_TYPES_V2,
+    HOST_MEMORY_BY_CATEGORY,
+    HOST_MEMORY_CATEGORIES,
+    HW_ERROR_TYPE,
+    INFERENCE_COUNT,
+    INFERENCE_ERRORS,
+    MEMORY_CATEGORY,
+    MEMORY_LOCATION,
+    MODEL_ID,
+    PROCESS_PID,
+    RUNTIME_INDEX,
+    RUNTIME_MEMORY,
+    RUNTIME_TAG,
+    SUBGRAPH_MEMORY,
+    SUBGRAPH_MEMORY_BY_CATEGORY,
+    SUBGRAPH_NAME,
+)
+from otel_neuron.semconv import SUBGRAPH_DEVICE_MEMORY_CATEGORIES as SUBGRAPH_CATEGORIES
 from otel_neuron.sources.runtime_endpoint import RuntimeEndpointError, parse_address
 
 
@@ -448,3 +478,207 @@ def test_neuroncores_in_use_reads_the_same_from_columns_as_point_by_point() -> N
     assert NeuronCoreCountersGroup.render(twice) == NeuronCoreCountersGroup.render(
         {name: list(column) for name, column in twice.items()}
     )
+
+
+# -- neuron-monitor 2.x's fields from the runtime protocol: application, categories, model errors, flops
+
+
+class ClockedEndpoint:
+    """Serves a hand-stepped simulator's snapshots with the runtime's clock set by the test, so
+    per-second values are exact; `older` strips what a runtime predating protocol additions lacks."""
+
+    def __init__(self, simulator: Simulator, older: bool = False) -> None:
+        self.simulator = simulator
+        self.older = older
+        self.uptime_s = 0.0
+        self.last_error = ""
+        self.address = parse_address("unix:/fake.sock")
+
+    def fetch(self) -> runtime_pb2.Snapshot:
+        snapshot = self.simulator.snapshot()
+        snapshot.uptime_nano = round(self.uptime_s * 1e9)
+        if self.older:
+            _strip_additions(snapshot)
+        return snapshot
+
+
+def _strip_additions(snapshot: runtime_pb2.Snapshot) -> None:
+    """The snapshot as a runtime that predates the tag, categories, flops, model and SRAM-corrected
+    counts would answer it (those fields absent, read as their defaults)."""
+    snapshot.ClearField("tag")
+    snapshot.ClearField("core_memory")
+    snapshot.runtime_memory.ClearField("host_categories")
+    for model in snapshot.models:
+        for subgraph in model.subgraphs:
+            subgraph.memory.ClearField("host_categories")
+            subgraph.memory.ClearField("device_categories")
+    for core in snapshot.cores:
+        core.ClearField("flops")
+    snapshot.errors.ClearField("model")
+    for device in snapshot.devices:
+        device.ClearField("sram_ecc_corrected")
+
+
+def all_groups(endpoint: object, index: int = 0) -> list[MetricGroup]:
+    groups: list[MetricGroup] = [kind(index, endpoint) for kind in GROUP_TYPES.values()]  # type: ignore[arg-type]
+    for group in groups:
+        group.prime()
+    return groups
+
+
+def sampled(groups: list[MetricGroup]) -> dict[str, list[tuple[dict, object]]]:
+    """Every group sampled once: each instrument's points as (attributes, value) lists."""
+    points: dict[str, list[tuple[dict, object]]] = {}
+    for group in groups:
+        sample = group.sample()
+        assert sample.error == "", (group.report_key, sample.error)
+        for name, block in sample.points.items():
+            points.setdefault(name, []).extend((dict(attributes), value) for attributes, value in block)
+    return points
+
+
+def busy_simulator(**options: object) -> Simulator:
+    settings = {"cores": 4, "devices": 2, "models": 3, "rate": 2000.0, "seed": 7, "churn_s": 0.0}
+    settings.update(options)
+    return Simulator(SimulatorOptions(**settings))  # type: ignore[arg-type]
+
+
+def test_every_point_carries_the_applications_pid_and_tag_from_neuron_process_tag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NEURON_PROCESS_TAG", "my_app_1")
+    endpoint = ClockedEndpoint(busy_simulator(error_rate=0.2, ecc_per_hour=360_000.0))
+    groups = all_groups(endpoint, index=2)
+    endpoint.simulator.step(1.0)
+    endpoint.uptime_s = 1.0
+    points = sampled(groups)
+    counted = 0
+    for name, block in points.items():
+        for attributes, _ in block:
+            assert attributes[RUNTIME_INDEX] == 2
+            assert attributes[PROCESS_PID] == os.getpid(), name
+            assert attributes[RUNTIME_TAG] == "my_app_1", name
+            counted += 1
+    assert counted > 50
+
+
+def test_without_neuron_process_tag_the_tag_is_the_pid_and_an_argument_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NEURON_PROCESS_TAG", raising=False)
+    endpoint = FakeEndpoint(InferenceRecorder())
+    groups = all_groups(endpoint)
+    tags = {attributes[RUNTIME_TAG] for block in sampled(groups).values() for attributes, _ in block}
+    assert tags == {str(os.getpid())}
+    monkeypatch.setenv("NEURON_PROCESS_TAG", "from_env")
+    endpoint.recorder = InferenceRecorder(runtime_id="next", tag="given")  # a restart, tagged anew
+    tags = {attributes[RUNTIME_TAG] for block in sampled(groups).values() for attributes, _ in block}
+    assert tags == {"given"}  # every group's attributes were built again: none keeps the old tag
+
+
+def test_memory_categories_add_up_to_the_totals_the_simulator_registered() -> None:
+    simulator = busy_simulator(cores=8, models=6, churn_s=5.0)
+    endpoint = ClockedEndpoint(simulator)
+    (memory,) = [group for group in all_groups(endpoint) if group.report_key == "memory_used"]
+    for second in range(1, 31):  # models unloaded and loaded meanwhile
+        simulator.step(1.0)
+        endpoint.uptime_s = second
+        truth = simulator.ground_truth()
+        points = sampled([memory])
+        used = {a[MEMORY_LOCATION]: v for a, v in points[RUNTIME_MEMORY.name]}
+        assert used == {"host": truth.memory.host_bytes, "neuron_device": truth.memory.device_bytes}
+
+        host = {a[MEMORY_CATEGORY]: v for a, v in points[HOST_MEMORY_BY_CATEGORY.name]}
+        assert host == {c.category: c.bytes for c in truth.memory.host_categories}
+        assert list(host) == list(HOST_MEMORY_CATEGORIES) and sum(host.values()) == used["host"]
+
+        by_core: dict[int, dict[str, int]] = {}
+        for attributes, value in points[CORE_MEMORY_BY_CATEGORY.name]:
+            by_core.setdefault(attributes[CORE_INDEX], {})[attributes[MEMORY_CATEGORY]] = value
+        assert sorted(by_core) == list(range(8))
+        assert all(list(categories) == list(CORE_MEMORY_CATEGORIES) for categories in by_core.values())
+        device = {c: sum(categories[c] for categories in by_core.values()) for c in CORE_MEMORY_CATEGORIES}
+        assert device == {c.category: c.bytes for c in truth.memory.device_categories}
+        assert sum(device.values()) == used["neuron_device"]
+
+        subgraph_totals = {_subgraph_key(a): v for a, v in points[SUBGRAPH_MEMORY.name]}
+        summed: dict[tuple, int] = dict.fromkeys(subgraph_totals, 0)
+        for attributes, value in points[SUBGRAPH_MEMORY_BY_CATEGORY.name]:
+            known = HOST_MEMORY_CATEGORIES if attributes[MEMORY_LOCATION] == "host" else SUBGRAPH_CATEGORIES
+            assert attributes[MEMORY_CATEGORY] in known
+            summed[_subgraph_key(attributes)] += value
+        assert summed == subgraph_totals and len(summed) >= 12  # every subgraph, host and device
+
+
+def _subgraph_key(attributes: dict) -> tuple:
+    return tuple(attributes[key] for key in (MODEL_ID, SUBGRAPH_NAME, CORE_INDEX, MEMORY_LOCATION))
+
+
+def test_model_errors_and_sram_corrected_ecc_are_the_simulators_and_the_1x_report_keeps_its_keys() -> None:
+    simulator = busy_simulator(error_rate=0.3, ecc_per_hour=720_000.0)
+    endpoint = ClockedEndpoint(simulator)
+    groups = all_groups(endpoint)
+    before = simulator.ground_truth()
+    counted = {"model": 0, "sram_ecc_corrected": 0}
+    for second in range(1, 6):
+        simulator.step(1.0)
+        endpoint.uptime_s = second
+        stats, ecc = (g for g in groups if g.report_key in ("inference_stats", "hw_counters"))
+        stats_points, ecc_points = stats.sample().points, ecc.sample().points
+        errors = {a[ERROR_TYPE]: v for a, v in stats_points[INFERENCE_ERRORS.name]}
+        assert list(errors) == list(ERROR_TYPES_V2)
+        counted["model"] += errors["model"]
+        for attributes, value in ecc_points[ECC_ERRORS.name]:
+            if attributes[HW_ERROR_TYPE] == "sram_ecc_corrected":
+                counted["sram_ecc_corrected"] += value
+        # The 1.x report: the guide's five error types and three ECC kinds, as before.
+        assert list(InferenceStatsGroup.render(stats_points)["error_summary"]) == list(ERROR_TYPES)
+        for entry in HwCountersGroup.render(ecc_points)["neuron_devices"]:
+            assert list(entry) == ["neuron_device_index", *ECC_KINDS_V1]
+    after = simulator.ground_truth()
+    sram = sum(d.sram_ecc_corrected for d in after.devices) - sum(
+        d.sram_ecc_corrected for d in before.devices
+    )
+    assert counted == {"model": after.errors.model - before.errors.model, "sram_ecc_corrected": sram}
+    assert counted["model"] > 0 and counted["sram_ecc_corrected"] > 0
+
+
+def test_flops_per_second_are_the_periods_flops_over_the_runtimes_time() -> None:
+    simulator = busy_simulator()
+    endpoint = ClockedEndpoint(simulator)
+    (cores,) = [group for group in all_groups(endpoint) if group.report_key == "neuroncore_counters"]
+    for second in (2.0, 4.5):
+        before = simulator.ground_truth().flops
+        simulator.step(1.0)
+        elapsed, endpoint.uptime_s = second - endpoint.uptime_s, second
+        done = simulator.ground_truth().flops - before
+        points = sampled([cores])
+        flops = {a[CORE_INDEX]: v for a, v in points[CORE_FLOPS.name]}
+        assert sorted(flops) == [0, 1, 2, 3]
+        assert sum(flops.values()) * elapsed == pytest.approx(done, rel=1e-9)
+        assert done > 0
+    in_use = NeuronCoreCountersGroup.render(cores.sample().points)["neuroncores_in_use"]
+    assert set(in_use["0"]) == {"neuroncore_utilization", "loaded_models"}  # the 1.x report as before
+
+
+def test_a_runtime_predating_the_additions_still_reports_without_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NEURON_PROCESS_TAG", raising=False)
+    endpoint = ClockedEndpoint(busy_simulator(error_rate=0.3, ecc_per_hour=720_000.0), older=True)
+    current = ClockedEndpoint(busy_simulator(error_rate=0.3, ecc_per_hour=720_000.0))
+    old_groups, new_groups = all_groups(endpoint), all_groups(current)
+    for simulated in (endpoint, current):
+        simulated.simulator.step(1.0)
+        simulated.uptime_s = 1.0
+    old, new = sampled(old_groups), sampled(new_groups)
+    for name in (HOST_MEMORY_BY_CATEGORY, CORE_MEMORY_BY_CATEGORY, SUBGRAPH_MEMORY_BY_CATEGORY, CORE_FLOPS):
+        assert old[name.name] == [] and new[name.name] != []
+    assert {a[RUNTIME_TAG] for block in old.values() for a, _ in block} == {str(os.getpid())}
+    assert {a[PROCESS_PID] for block in old.values() for a, _ in block} == {os.getpid()}
+    assert dict((a[ERROR_TYPE], v) for a, v in old[INFERENCE_ERRORS.name])["model"] == 0
+    # Everything else is what the same workload gives with the additions (the same seed).
+    for name in (RUNTIME_MEMORY, SUBGRAPH_MEMORY, INFERENCE_COUNT):
+        assert old[name.name] == new[name.name]
+    for group in old_groups:
+        assert type(group).render(group.sample().points) is not None

@@ -10,8 +10,14 @@ are the difference between this snapshot and the group's previous one:
 - counters (inferences, errors, ECC events) are the increase; latency histograms are the period
   histograms the runtime hands over when asked since the previous snapshot's epoch, else the
   bucket-wise increase with the exact min/max of the period from the snapshot's latency windows;
-- utilization is busy (or CPU) time over the runtime's own monotonic time between the snapshots;
-- memory and loaded models are the state at the snapshot.
+- utilization is busy (or CPU) time over the runtime's own monotonic time between the snapshots,
+  and flops per second the increase of a core's floating-point operations over that time;
+- memory (with its categories, neuron-monitor 2.x's usage_breakdown) and loaded models are the
+  state at the snapshot.
+
+Every point carries the runtime's index and the application the snapshot names: `process.pid`
+and `neuron.runtime.tag` (the snapshot's tag, else str(pid), as neuron-monitor does). Attribute
+sets are built once per application and reused every period.
 
 A runtime restart (a new runtime_id, or any total going down) makes the new runtime's totals since
 its start the period's values, which all happened after the previous snapshot: no negative
@@ -52,24 +58,31 @@ from otel_neuron.histogram import (
 )
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.semconv import (
+    CORE_FLOPS,
     CORE_INDEX,
+    CORE_MEMORY_BY_CATEGORY,
     CORE_SUBGRAPHS,
     CORE_UTILIZATION,
     CPU_MODE,
     DEVICE_INDEX,
     DEVICE_LATENCY,
     ECC_ERRORS,
+    ECC_KINDS,
+    ECC_KINDS_V1,
     ERROR_TYPE,
-    ERROR_TYPES,
+    ERROR_TYPES_V2,
+    HOST_MEMORY_BY_CATEGORY,
     HW_COUNTERS,
     HW_ERROR_TYPE,
     INFERENCE_COUNT,
     INFERENCE_ERRORS,
     INFERENCE_LATENCY,
     INFERENCE_STATS,
+    MEMORY_CATEGORY,
     MEMORY_LOCATION,
     MEMORY_LOCATIONS,
     MEMORY_USED,
+    MODEL_ERROR,
     MODEL_ID,
     MODEL_MEMORY,
     MODEL_NAME,
@@ -78,22 +91,28 @@ from otel_neuron.semconv import (
     NEURONCORE_COUNTERS,
     OUTCOME,
     OUTCOMES,
+    PROCESS_PID,
     RUNTIME_CPU,
+    RUNTIME_CPU_MODES,
     RUNTIME_MEMORY,
+    RUNTIME_TAG,
     RUNTIME_VCPU_USAGE,
     SUBGRAPH_MEMORY,
+    SUBGRAPH_MEMORY_BY_CATEGORY,
     SUBGRAPH_NAME,
 )
-from otel_neuron.semconv import ECC_KINDS_V1 as ECC_KINDS
 from otel_neuron.sources.fetch_loop import FetchLoop
 from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError
 
 # The protocol's fixed sets of totals, read in one C-level call each; a core's fields likewise.
 _CORE_INDEX_OF = operator.attrgetter("index")
 _BUSY_SECONDS_OF = operator.attrgetter("busy_seconds")
+_FLOPS_OF = operator.attrgetter("flops")
+_CORE_FIELDS = operator.attrgetter("index", "busy_seconds", "flops")  # one read of each core message
 _OUTCOME_TOTALS = operator.attrgetter(*OUTCOMES)
-_ERROR_TOTALS = operator.attrgetter(*ERROR_TYPES)
+_ERROR_TOTALS = operator.attrgetter(*ERROR_TYPES_V2)  # a runtime without `model` reads 0 there
 _ECC_TOTALS = operator.attrgetter(*ECC_KINDS)
+_NO_POINTS = PointColumns(AttributeColumn(()), ())
 
 
 class _AttributeCache:
@@ -125,6 +144,7 @@ class RuntimeGroup(MetricGroup):
         self._attempted_ns: int | None = None
         self._attributes = _AttributeCache()
         self._base = self.base_attributes()
+        self._runtime_id: str | None = None  # of the runtime whose application the attribute sets name
 
     def runtime_error(self) -> str:
         return self.endpoint.last_error
@@ -136,12 +156,17 @@ class RuntimeGroup(MetricGroup):
         self._attempted_ns = time.time_ns()
         self._previous = self.endpoint.fetch()
         self._note_baseline(self._previous)
+        self._bind_application(self._previous)
 
     def _sample_points(self, period: float) -> PointsByMetric:
         attempted, self._attempted_ns = self._attempted_ns, time.time_ns()
         current = self.endpoint.fetch()
         previous, self._previous = self._previous, current
         self._note_baseline(current)
+        # The attribute sets name the runtime of the previous snapshot (the baseline's at first).
+        restarted = current.runtime_id != self._runtime_id
+        if restarted:
+            self._bind_application(current)
         if not self.needs_baseline:
             return self._points(current, None)
         if previous is None:
@@ -151,7 +176,7 @@ class RuntimeGroup(MetricGroup):
                     "per-period values start next period"
                 )
             return self._points(current, None)  # the runtime started within this period
-        if previous.runtime_id != current.runtime_id or self._checks.went_backwards(previous, current):
+        if restarted or self._checks.went_backwards(previous, current):
             return self._points(current, None)  # restarted: its totals since start are this period's
         return self._points(current, previous)
 
@@ -169,6 +194,28 @@ class RuntimeGroup(MetricGroup):
     def _attrs(self, **attributes: AttributeValue) -> FrozenAttributes:
         return self._attributes.get(self._base, **attributes)
 
+    def _bind_application(self, snapshot: runtime_pb2.Snapshot) -> None:
+        """Points from now on are those of the snapshot's runtime (a runtime_id is one process with
+        one tag): new attribute sets, naming its application."""
+        self._runtime_id = snapshot.runtime_id
+        self._base = {**self.base_attributes(), **application_attributes(snapshot.pid, snapshot.tag)}
+        self._attributes = _AttributeCache()
+        self._attributes_changed()
+
+    def _attributes_changed(self) -> None:  # noqa: B027 - a hook: groups that keep no attribute sets
+        """Drop (or build again) the attribute sets kept for the previous application."""
+
+
+def application_attributes(pid: int, tag: str) -> dict[str, AttributeValue]:
+    """`process.pid` and `neuron.runtime.tag` of a snapshot's application: the tag defaults to
+    str(pid) as neuron-monitor's does; a pid of 0 (not given) is left out."""
+    attributes: dict[str, AttributeValue] = {}
+    if pid:
+        attributes[PROCESS_PID] = pid
+    if tag or pid:
+        attributes[RUNTIME_TAG] = tag or str(pid)
+    return attributes
+
 
 class _SnapshotChecks:
     """What several groups of one runtime ask of the same snapshots, worked out once: whether a pair
@@ -176,6 +223,8 @@ class _SnapshotChecks:
 
     def __init__(self) -> None:
         self._last: tuple[Any, Any, bool] = (None, None, False)
+        # The outcome totals of the last two snapshots read (the current one and its predecessor).
+        self._outcomes: tuple[Any, tuple[int, ...], Any, tuple[int, ...]] = (None, (), None, ())
         self._models_of: runtime_pb2.Snapshot | None = None  # the last snapshot whose models were compared
         self._models_generation = 0
 
@@ -192,9 +241,28 @@ class _SnapshotChecks:
         checked_previous, checked_current, went = self._last
         if checked_previous is previous and checked_current is current:
             return went
-        went = _compare_totals(previous, current)
+        went = _compare_totals(previous, current) or any(
+            map(operator.lt, self.outcome_totals(current), self.outcome_totals(previous))
+        )
         self._last = (previous, current, went)
         return went
+
+    def outcome_totals(self, snapshot: runtime_pb2.Snapshot) -> tuple[int, ...]:
+        """The snapshot's inference totals in OUTCOMES' order, read from the message once."""
+        newest, newest_totals, older, older_totals = self._outcomes
+        if snapshot is newest:
+            return newest_totals
+        if snapshot is older:
+            return older_totals
+        totals: tuple[int, ...] = _OUTCOME_TOTALS(snapshot.inferences)
+        self._outcomes = (snapshot, totals, newest, newest_totals)
+        return totals
+
+
+def _same_memory(before: runtime_pb2.Snapshot, now: runtime_pb2.Snapshot) -> bool:
+    if now.memory_revision and now.runtime_id == before.runtime_id:  # the runtime keeps count
+        return now.memory_revision == before.memory_revision
+    return before.runtime_memory == now.runtime_memory and before.core_memory == now.core_memory
 
 
 def _same_models(before: runtime_pb2.Snapshot, now: runtime_pb2.Snapshot) -> bool:
@@ -208,11 +276,10 @@ _CHECKS: weakref.WeakKeyDictionary[RuntimeEndpoint, _SnapshotChecks] = weakref.W
 
 
 def _compare_totals(previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
+    """Whether the runtime's clock, epochs or latency count went back (the outcomes are checked apart)."""
     if current.uptime_nano < previous.uptime_nano or current.epoch < previous.epoch:
         return True
-    if current.total_latency.count < previous.total_latency.count:
-        return True
-    return any(map(operator.lt, _OUTCOME_TOTALS(current.inferences), _OUTCOME_TOTALS(previous.inferences)))
+    return current.total_latency.count < previous.total_latency.count
 
 
 def _increases(now: Sequence[int], before: Sequence[int] | None) -> list[int]:
@@ -230,43 +297,62 @@ class NeuronCoreCountersGroup(RuntimeGroup):
     """neuroncore_counters: per-core utilization over the period and the model:subgraph pairs on it."""
 
     report_key = NEURONCORE_COUNTERS
-    instruments = (CORE_UTILIZATION, CORE_SUBGRAPHS)
+    instruments = (CORE_UTILIZATION, CORE_SUBGRAPHS, CORE_FLOPS)
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
         self._models_generation = 0  # of the models the subgraph points were built from
         self._subgraph_points = PointColumns(AttributeColumn(()), [])
-        # The busy times of the last snapshot, by position, and the core indexes they belong to.
-        self._busy_of: tuple[runtime_pb2.Snapshot | None, tuple[int, ...], list[float]] = (None, (), [])
-        self._core_attributes: tuple[tuple[int, ...], AttributeColumn] = ((), AttributeColumn(()))
+        # The last snapshot's core indexes and, by position, their busy times and flops.
+        self._cores_of = _CoreTotals(None, (), (), ())
+        self._core_attributes: tuple[tuple[int, ...], AttributeColumn] | None = None
+
+    def _attributes_changed(self) -> None:
+        self._models_generation = -1  # the subgraph points are built again at the next sample
+        self._core_attributes = None
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         elapsed = _elapsed_s(current, previous)
         cores = current.cores
-        indexes = tuple(map(_CORE_INDEX_OF, cores))
-        busy = list(map(_BUSY_SECONDS_OF, cores))
-        seen, seen_indexes, seen_busy = self._busy_of
-        if previous is not None and seen is previous and seen_indexes == indexes:
-            before = seen_busy  # the same cores as last period: subtract position by position
+        indexes: tuple[int, ...] = ()
+        busy: Sequence[float] = ()
+        flops: Sequence[float] | None = None
+        if cores:
+            indexes, busy, flops = zip(*map(_CORE_FIELDS, cores))
+            if not cores[0].HasField("flops"):  # a runtime counting flops sets them on every core
+                flops = None
+        seen = self._cores_of
+        if previous is not None and seen.snapshot is previous and seen.indexes == indexes:
+            busy_before = seen.busy  # the same cores as last period: position by position
+            flops_before = seen.flops or [0.0] * len(indexes)
         else:
-            busy_before = (
-                {core.index: core.busy_seconds for core in previous.cores} if previous is not None else {}
-            )
-            before = [busy_before.get(index, 0.0) for index in indexes]
-        self._busy_of = (current, indexes, busy)
+            busy_before = _per_core(previous, indexes, _BUSY_SECONDS_OF)
+            flops_before = _per_core(previous, indexes, _FLOPS_OF)
+        self._cores_of = _CoreTotals(current, indexes, busy, flops or ())
+        core_attributes = self._attributes_of_cores(indexes)
         if elapsed > 0:
-            shares = [min(max(part / elapsed, 0.0), 1.0) for part in map(operator.sub, busy, before)]
+            shares = [min(max(part / elapsed, 0.0), 1.0) for part in map(operator.sub, busy, busy_before)]
         else:
             shares = [0.0] * len(busy)
-        utilization = PointColumns(self._attributes_of_cores(indexes), shares)
+        if flops is None:
+            per_second = _NO_POINTS
+        elif elapsed > 0:
+            rates = [max(done / elapsed, 0.0) for done in map(operator.sub, flops, flops_before)]
+            per_second = PointColumns(core_attributes, rates)
+        else:
+            per_second = PointColumns(core_attributes, [0.0] * len(flops))
         generation = self._checks.models_generation(current)
         if generation != self._models_generation:
             self._models_generation = generation
             self._subgraph_points = self._subgraph_points_of(current)
-        return {CORE_UTILIZATION.name: utilization, CORE_SUBGRAPHS.name: self._subgraph_points}
+        return {
+            CORE_UTILIZATION.name: PointColumns(core_attributes, shares),
+            CORE_SUBGRAPHS.name: self._subgraph_points,
+            CORE_FLOPS.name: per_second,
+        }
 
     def _attributes_of_cores(self, indexes: tuple[int, ...]) -> AttributeColumn:
-        if self._core_attributes[0] != indexes:
+        if self._core_attributes is None or self._core_attributes[0] != indexes:
             self._core_attributes = (
                 indexes,
                 AttributeColumn(self._attrs(**{CORE_INDEX: i}) for i in indexes),
@@ -311,6 +397,26 @@ class NeuronCoreCountersGroup(RuntimeGroup):
                 entry = cores[core] = {"neuroncore_utilization": 0.0, "loaded_models": []}
             entry["loaded_models"].extend([name] * max(int(value), 0))  # type: ignore[arg-type]
         return {"neuroncores_in_use": {str(core): cores[core] for core in sorted(cores)}}
+
+
+class _CoreTotals(NamedTuple):
+    """A snapshot's core indexes and, in their order, each core's cumulative busy seconds and flops
+    (empty: not counted), kept as the next period's baseline."""
+
+    snapshot: runtime_pb2.Snapshot | None
+    indexes: tuple[int, ...]
+    busy: Sequence[float]
+    flops: Sequence[float]
+
+
+def _per_core(
+    previous: runtime_pb2.Snapshot | None, indexes: tuple[int, ...], read: Callable[[Any], float]
+) -> Sequence[float]:
+    """Each core's cumulative value (`read`) in `previous`, in the order of `indexes` (0 where absent)."""
+    if previous is None:
+        return [0.0] * len(indexes)
+    before = {core.index: read(core) for core in previous.cores}
+    return [before.get(index, 0.0) for index in indexes]
 
 
 def _cores_by_columns(utilization: Sequence[Point], subgraphs: Sequence[Point]) -> dict[str, Any] | None:
@@ -397,19 +503,27 @@ class InferenceStatsGroup(RuntimeGroup):
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
-        self._outcome_attributes = AttributeColumn(self._attrs(**{OUTCOME: name}) for name in OUTCOMES)
-        self._error_attributes = AttributeColumn(self._attrs(**{ERROR_TYPE: name}) for name in ERROR_TYPES)
+        self._attributes_changed()
         self._buckets = _BucketArrays()
+        self._errors_of: tuple[runtime_pb2.Snapshot | None, tuple[int, ...]] = (None, ())  # the last read
+
+    def _attributes_changed(self) -> None:
+        self._outcome_attributes = AttributeColumn(self._attrs(**{OUTCOME: name}) for name in OUTCOMES)
+        self._error_attributes = AttributeColumn(self._attrs(**{ERROR_TYPE: name}) for name in ERROR_TYPES_V2)
+        # A latency histogram's one point, as a column: what readers derive from it is kept on it.
+        self._runtime_attributes = AttributeColumn([self._attrs()])
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
-        outcomes_before = _OUTCOME_TOTALS(previous.inferences) if previous is not None else None
-        errors_before = _ERROR_TOTALS(previous.errors) if previous is not None else None
-        counts = PointColumns(
-            self._outcome_attributes, _increases(_OUTCOME_TOTALS(current.inferences), outcomes_before)
-        )
-        errors = PointColumns(
-            self._error_attributes, _increases(_ERROR_TOTALS(current.errors), errors_before)
-        )
+        totals = self._checks.outcome_totals
+        outcomes_before = totals(previous) if previous is not None else None
+        errors_now: tuple[int, ...] = _ERROR_TOTALS(current.errors)
+        errors_of, self._errors_of = self._errors_of, (current, errors_now)
+        if previous is None:
+            errors_before = None
+        else:
+            errors_before = errors_of[1] if errors_of[0] is previous else _ERROR_TOTALS(previous.errors)
+        counts = PointColumns(self._outcome_attributes, _increases(totals(current), outcomes_before))
+        errors = PointColumns(self._error_attributes, _increases(errors_now, errors_before))
         if previous is not None and current.period_since_epoch == previous.epoch > 0:
             # The runtime handed over the period's latencies itself: nothing to subtract.
             total = _period_histogram(current.period_total_latency)
@@ -418,19 +532,22 @@ class InferenceStatsGroup(RuntimeGroup):
             windows = _PeriodWindows(current, previous.epoch if previous is not None else 0)
             total = _histogram_delta(current, previous, "total_latency", windows, self._buckets)
             device = _histogram_delta(current, previous, "device_latency", windows, self._buckets)
-        base = self._attrs()
+        runtime = self._runtime_attributes
         return {
             INFERENCE_COUNT.name: counts,
             INFERENCE_ERRORS.name: errors,
-            INFERENCE_LATENCY.name: [(base, total)] if total is not None else [],
-            DEVICE_LATENCY.name: [(base, device)] if device is not None else [],
+            INFERENCE_LATENCY.name: PointColumns(runtime, (total,)) if total is not None else _NO_POINTS,
+            DEVICE_LATENCY.name: PointColumns(runtime, (device,)) if device is not None else _NO_POINTS,
         }
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
+        # The 1.x report: the guide's five error types (2.x's `model` errors are left out).
         errors, outcomes = points.get(INFERENCE_ERRORS.name, ()), points.get(INFERENCE_COUNT.name, ())
+        error_summary = _totals_by_name(errors, _error_types, ERROR_TYPES_V2)  # this group's layout
+        del error_summary[MODEL_ERROR]  # what is left is the guide's five, in the guide's order
         return {
-            "error_summary": _totals_by_name(errors, _error_types, ERROR_TYPES),
+            "error_summary": error_summary,
             "inference_summary": _totals_by_name(outcomes, _outcomes, OUTCOMES),
             "latency_stats": {
                 "total_latency": _latency_object(points.get(INFERENCE_LATENCY.name, ())),
@@ -605,39 +722,79 @@ class MemoryUsedGroup(RuntimeGroup):
     """memory_used: the runtime's and each loaded model's (and subgraph's) memory at the snapshot."""
 
     report_key = MEMORY_USED
-    instruments = (RUNTIME_MEMORY, MODEL_MEMORY, MODEL_RUNNING, SUBGRAPH_MEMORY)
+    instruments = (
+        RUNTIME_MEMORY,
+        MODEL_MEMORY,
+        MODEL_RUNNING,
+        SUBGRAPH_MEMORY,
+        HOST_MEMORY_BY_CATEGORY,
+        CORE_MEMORY_BY_CATEGORY,
+        SUBGRAPH_MEMORY_BY_CATEGORY,
+    )
     needs_baseline = False
     sections_repeat = True
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
-        self._models_generation = 0  # of the models the model points were built from
-        self._model_points = (_as_columns([]), _as_columns([]), _as_columns([]))
+        self._attributes_changed()
+
+    def _attributes_changed(self) -> None:
+        self._models_generation = -1  # of the models the model points were built from (none yet)
+        self._model_points = (_NO_POINTS, _NO_POINTS, _NO_POINTS, _NO_POINTS)
         self._locations = AttributeColumn(
             self._attrs(**{MEMORY_LOCATION: location}) for location in MEMORY_LOCATIONS
         )
+        # The runtime's memory points and the snapshot they were built from (kept while it stays the same).
+        self._memory_of: runtime_pb2.Snapshot | None = None
+        self._memory_points = (_NO_POINTS, _NO_POINTS, _NO_POINTS)
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
-        memory = current.runtime_memory
-        runtime = PointColumns(self._locations, [memory.host_bytes, memory.device_bytes])
+        runtime, host_categories, core_categories = self._memory_points_of(current)
         generation = self._checks.models_generation(current)
         if generation != self._models_generation:
             self._models_generation = generation
             self._model_points = self._model_points_of(current)
-        models, running, subgraphs = self._model_points
+        models, running, subgraphs, subgraph_categories = self._model_points
         return {
             RUNTIME_MEMORY.name: runtime,
             MODEL_MEMORY.name: models,
             MODEL_RUNNING.name: running,
             SUBGRAPH_MEMORY.name: subgraphs,
+            HOST_MEMORY_BY_CATEGORY.name: host_categories,
+            CORE_MEMORY_BY_CATEGORY.name: core_categories,
+            SUBGRAPH_MEMORY_BY_CATEGORY.name: subgraph_categories,
         }
+
+    def _memory_points_of(
+        self, current: runtime_pb2.Snapshot
+    ) -> tuple[PointColumns, PointColumns, PointColumns]:
+        """The runtime's memory by location, its host memory by category and each core's device
+        memory by category (none when the runtime gives no categories); the last ones again while
+        the memory stays the same."""
+        kept = self._memory_of
+        if kept is None or not _same_memory(kept, current):
+            memory = current.runtime_memory
+            runtime = PointColumns(self._locations, [memory.host_bytes, memory.device_bytes])
+            host = [
+                (self._attrs(**{MEMORY_CATEGORY: part.category}), part.bytes)
+                for part in current.runtime_memory.host_categories
+            ]
+            cores = [
+                (self._attrs(**{CORE_INDEX: core.core_index, MEMORY_CATEGORY: part.category}), part.bytes)
+                for core in current.core_memory
+                for part in core.categories
+            ]
+            self._memory_points = (runtime, _as_columns(host), _as_columns(cores))
+        self._memory_of = current
+        return self._memory_points
 
     def _model_points_of(
         self, current: runtime_pb2.Snapshot
-    ) -> tuple[PointColumns, PointColumns, PointColumns]:
+    ) -> tuple[PointColumns, PointColumns, PointColumns, PointColumns]:
         models: list[Point] = []
         running: list[Point] = []
         subgraphs: list[Point] = []
+        categories: list[Point] = []
         for model in current.models:
             identity = {MODEL_NAME: model.name, MODEL_UUID: model.uuid, MODEL_ID: model.model_id}
             running.append((self._attrs(**identity), 1 if model.is_running else 0))
@@ -662,7 +819,14 @@ class MemoryUsedGroup(RuntimeGroup):
                         subgraph.memory.device_bytes,
                     )
                 )
-        return _as_columns(models), _as_columns(running), _as_columns(subgraphs)
+                for location, parts in (
+                    ("host", subgraph.memory.host_categories),
+                    ("neuron_device", subgraph.memory.device_categories),
+                ):
+                    for part in parts:
+                        where = {MEMORY_LOCATION: location, MEMORY_CATEGORY: part.category}
+                        categories.append((self._attrs(**placed, **where), part.bytes))
+        return _as_columns(models), _as_columns(running), _as_columns(subgraphs), _as_columns(categories)
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
@@ -718,7 +882,10 @@ class RuntimeVcpuUsageGroup(RuntimeGroup):
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
-        self._modes = AttributeColumn(self._attrs(**{CPU_MODE: mode}) for mode in ("user", "system"))
+        self._attributes_changed()
+
+    def _attributes_changed(self) -> None:
+        self._modes = AttributeColumn(self._attrs(**{CPU_MODE: mode}) for mode in RUNTIME_CPU_MODES)
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         capacity = _elapsed_s(current, previous) * max(current.vcpu_count, 1)
@@ -743,7 +910,8 @@ def _share(part: float, whole: float) -> float:
 
 
 class HwCountersGroup(RuntimeGroup):
-    """hw_counters: ECC events per Neuron device during the period (per-period counts)."""
+    """hw_counters: ECC events per Neuron device during the period (per-period counts), of all four
+    kinds (the 1.x report shows the guide's three)."""
 
     report_key = HW_COUNTERS
     instruments = (ECC_ERRORS,)
@@ -753,8 +921,12 @@ class HwCountersGroup(RuntimeGroup):
         super().__init__(runtime_index, endpoint)
         # The ECC totals of the last snapshot by device index, reused as the next period's baseline.
         self._totals_of: tuple[runtime_pb2.Snapshot | None, dict[int, tuple[int, ...]]] = (None, {})
-        self._device_attributes: tuple[tuple[int, ...], AttributeColumn] = ((), AttributeColumn(()))
+        self._device_attributes: tuple[tuple[int, ...], AttributeColumn] | None = None
         self._no_events: PointsByMetric | None = None  # the last points, when they counted no event
+
+    def _attributes_changed(self) -> None:
+        self._device_attributes = None
+        self._no_events = None
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         devices = current.devices
@@ -780,8 +952,8 @@ class HwCountersGroup(RuntimeGroup):
         return points
 
     def _attributes_of_devices(self, indexes: tuple[int, ...]) -> AttributeColumn:
-        """Each device's three ECC kinds, in the order of the increases; built once per set of devices."""
-        if self._device_attributes[0] != indexes:
+        """Each device's ECC kinds, in the order of the increases; built once per set of devices."""
+        if self._device_attributes is None or self._device_attributes[0] != indexes:
             attributes = AttributeColumn(
                 self._attrs(**{DEVICE_INDEX: index}, **{HW_ERROR_TYPE: kind})
                 for index in indexes
@@ -792,14 +964,15 @@ class HwCountersGroup(RuntimeGroup):
 
     @staticmethod
     def render(points: PointsByMetric) -> dict[str, Any]:
+        # The 1.x report: the guide's three kinds.
         devices: dict[int, dict[str, int]] = {}
         for attributes, value in points.get(ECC_ERRORS.name, ()):
             device = _int(attributes.get(DEVICE_INDEX))
             entry = devices.get(device)
             if entry is None:
-                entry = devices[device] = {"neuron_device_index": device, **dict.fromkeys(ECC_KINDS, 0)}
+                entry = devices[device] = {"neuron_device_index": device, **dict.fromkeys(ECC_KINDS_V1, 0)}
             kind = str(attributes.get(HW_ERROR_TYPE))
-            if kind in ECC_KINDS:
+            if kind in ECC_KINDS_V1:
                 entry[kind] += int(value)  # type: ignore[arg-type]
         return {"neuron_devices": [devices[index] for index in sorted(devices)]}
 

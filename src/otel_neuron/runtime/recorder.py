@@ -20,6 +20,7 @@ exception maps to them (see `classify`):
     exception                                   outcome                  error type
     NumericalError, FloatingPointError          completed_with_num_err   numerical
     TransientError                              completed_with_err       transient
+    ModelError                                  completed_with_err       model
     HardwareError                               completed_with_err       hardware
     NeuronRuntimeError                          completed_with_err       runtime
     InferenceTimeout, TimeoutError              timed_out                runtime
@@ -29,6 +30,12 @@ exception maps to them (see `classify`):
 
 Latencies (seconds) go into the latency histograms for every inference that ran, i.e. unless the
 outcome is incorrect_input or failed_to_queue or the latency passed is None.
+
+The snapshot also carries what neuron-monitor 2.x reports of an application: its tag (the `tag`
+argument, else the NEURON_PROCESS_TAG environment variable, else str(pid)), memory by category
+(`usage_breakdown`: host memory not given a category counts as application_memory, which is
+neuron-monitor's category for everything else; device memory by category only as given) and,
+once a model declares its flops per inference, every NeuronCore's floating-point operations.
 
 Consistency: each thread's updates become visible to `snapshot()` one field at a time, so a
 snapshot taken while an inference is being recorded may count it in one total and not yet in
@@ -44,25 +51,27 @@ import threading
 import time
 import uuid as uuid_module
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from otel_neuron.histogram import SCALE, bounds_from_buckets, bucket_index, dense_buckets
 from otel_neuron.runtime import runtime_pb2
+from otel_neuron.semconv import (
+    CORE_MEMORY_CATEGORIES,
+    ECC_KINDS,
+    HOST_MEMORY_CATEGORIES,
+    OUTCOMES,
+    PROCESS_TAG_MAX_LENGTH,
+    PROCESS_TAG_VARIABLE,
+    SUBGRAPH_DEVICE_MEMORY_CATEGORIES,
+)
+from otel_neuron.semconv import ERROR_TYPES_V2 as ERROR_TYPES
 
 PROTOCOL_VERSION = 1
 
-OUTCOMES = (
-    "completed",
-    "completed_with_err",
-    "completed_with_num_err",
-    "timed_out",
-    "incorrect_input",
-    "failed_to_queue",
-)
-ERROR_TYPES = ("generic", "numerical", "transient", "runtime", "hardware")
-ECC_KINDS = ("mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_uncorrected")
+# Where host memory given no category goes: neuron-monitor's "all allocations not in the other categories".
+_HOST_REST = "application_memory"
 
 _OUTCOME_INDEX = {name: i for i, name in enumerate(OUTCOMES)}
 _ERROR_INDEX = {name: i for i, name in enumerate(ERROR_TYPES)}
@@ -87,6 +96,10 @@ class NumericalError(InferenceError):
 
 class TransientError(InferenceError):
     outcome, error_type = "completed_with_err", "transient"
+
+
+class ModelError(InferenceError):
+    outcome, error_type = "completed_with_err", "model"
 
 
 class HardwareError(InferenceError):
@@ -128,13 +141,21 @@ def classify(error: BaseException | None) -> tuple[str, str | None]:
 
 @dataclass(frozen=True)
 class Subgraph:
-    """A subgraph of a model placed on one NeuronCore, with the memory it holds."""
+    """A subgraph of a model placed on one NeuronCore, with the memory it holds.
+
+    `host_breakdown` splits host memory by category (HOST_MEMORY_CATEGORIES; what it leaves out of
+    `host_bytes` is application_memory), `device_breakdown` device memory
+    (SUBGRAPH_DEVICE_MEMORY_CATEGORIES; it must add up to `device_bytes`). A byte count left at 0
+    is the sum of its breakdown.
+    """
 
     name: str
     core: int
     device: int | None = None  # None: the device holding `core`
     host_bytes: int = 0
     device_bytes: int = 0
+    host_breakdown: Mapping[str, int] | None = None
+    device_breakdown: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +167,7 @@ class _Model:
     host_bytes: int
     device_bytes: int
     subgraphs: tuple[Subgraph, ...]
+    flops_per_inference: float = 0.0
 
 
 class _Shard:
@@ -162,6 +184,7 @@ class _Shard:
         "total_sum",
         "device_sum",
         "busy",
+        "flops",
         "window",
         "closed",
     )
@@ -177,6 +200,7 @@ class _Shard:
         self.total_sum = 0.0
         self.device_sum = 0.0
         self.busy = [0.0] * cores
+        self.flops = [0.0] * cores
         # (epoch, total_min, total_max, device_min, device_max) of the current epoch, replaced as a
         # whole so a reader never sees a torn window; None until the first latency.
         self.window: tuple[int, float, float, float, float] | None = None
@@ -207,7 +231,9 @@ class InferenceRecorder:
 
     `cores` NeuronCores spread evenly over `devices` Neuron devices. `cpu_times` returns the
     runtime's (user, system) CPU seconds; it defaults to this process's `os.times()`, and the
-    snapshot reports the increase since the recorder was created.
+    snapshot reports the increase since the recorder was created. `tag` is the application's tag
+    (neuron-monitor's neuron_runtime_tag); None takes NEURON_PROCESS_TAG, and without it the tag
+    is the process id.
     """
 
     def __init__(
@@ -216,9 +242,11 @@ class InferenceRecorder:
         devices: int = 1,
         cpu_times: Callable[[], tuple[float, float]] | None = None,
         runtime_id: str | None = None,
+        tag: str | None = None,
     ) -> None:
         if cores < 1 or devices < 1:
             raise ValueError(f"a runtime needs at least one core and one device, not {cores} and {devices}")
+        self._tag = _checked_tag(tag)
         self.cores = cores
         self.devices = devices
         self.runtime_id = runtime_id or uuid_module.uuid4().hex
@@ -239,11 +267,23 @@ class InferenceRecorder:
         self._registry_lock = threading.Lock()
         self._models: dict[int, _Model] = {}
         self._models_revision = 1  # changed with every change of _models (Snapshot.models_revision)
+        self._memory_revision = 1  # changed with every change of the memory (Snapshot.memory_revision)
         self._model_cores: dict[str, tuple[int, ...]] = {}
+        # model name -> (core, flops) an inference of it adds to each core; swapped whole, like _model_cores
+        self._model_flops: dict[str, tuple[tuple[int, float], ...]] = {}
+        self._counts_flops = False  # set once flops are recorded: the snapshot then reports them per core
         self._next_model_id = 10000
         self._runtime_host_bytes = 0
         self._runtime_device_bytes = 0
-        self._ecc = [[0, 0, 0] for _ in range(devices)]
+        self._runtime_host_breakdown: dict[str, int] = {}
+        self._runtime_core_breakdown: dict[int, dict[str, int]] = {}
+        self._device_categorized = False  # some device memory was given by category: report core_memory
+        self._ecc = [[0] * len(ECC_KINDS) for _ in range(devices)]
+
+    @property
+    def tag(self) -> str:
+        """The application's tag as snapshots report it."""
+        return self._tag or str(os.getpid())
 
     # -- hot path ---------------------------------------------------------------------------
 
@@ -259,7 +299,8 @@ class InferenceRecorder:
 
         `outcome` is one of OUTCOMES, `error_type` one of ERROR_TYPES or None. The device latency
         (default: the total latency) is also added to the busy time of the NeuronCores holding the
-        model's subgraphs, split evenly between them (a model's subgraphs run one after the other).
+        model's subgraphs, split evenly between them (a model's subgraphs run one after the other),
+        and so are the model's flops per inference (if it declared them) for an inference that ran.
         Unknown outcome or error type names raise KeyError.
         """
         try:
@@ -270,7 +311,14 @@ class InferenceRecorder:
         shard.outcomes[position] += 1
         if error_type is not None:
             shard.errors[_ERROR_INDEX[error_type]] += 1
-        if total_latency_s is None or position in _NOT_RUN:
+        if position in _NOT_RUN:
+            return
+        flops = self._model_flops.get(model)
+        if flops is not None:
+            done = shard.flops
+            for core, share in flops:
+                done[core] += share
+        if total_latency_s is None:
             return
         if device_latency_s is None:
             device_latency_s = total_latency_s
@@ -357,6 +405,15 @@ class InferenceRecorder:
             shard = self._new_shard()
         shard.busy[core] += seconds
 
+    def add_core_flops(self, core: int, flops: float) -> None:
+        """Add floating-point operations to a NeuronCore directly (when `record` cannot attribute them)."""
+        try:
+            shard = self._local.shard
+        except AttributeError:
+            shard = self._new_shard()
+        self._counts_flops = True
+        shard.flops[core] += flops
+
     # -- rare updates -----------------------------------------------------------------------
 
     def register_model(
@@ -368,18 +425,20 @@ class InferenceRecorder:
         running: bool = True,
         host_bytes: int = 0,
         device_bytes: int = 0,
+        flops_per_inference: float = 0.0,
     ) -> int:
         """Load a model; returns its model_id. `host_bytes`/`device_bytes` are memory the model holds
-        beyond its subgraphs'. Inferences recorded for `name` keep its subgraphs' cores busy."""
+        beyond its subgraphs' (host memory counted as application_memory, device memory in no
+        category). Inferences recorded for `name` keep its subgraphs' cores busy and, with
+        `flops_per_inference`, add that many floating-point operations split evenly over them."""
         for subgraph in subgraphs:
             if not 0 <= subgraph.core < self.cores:
                 raise ValueError(
                     f"subgraph {subgraph.name!r} is on core {subgraph.core}, not 0..{self.cores - 1}"
                 )
-        placed = tuple(
-            subgraph if subgraph.device is not None else _with_device(subgraph, self.device_of(subgraph.core))
-            for subgraph in subgraphs
-        )
+        if not 0 <= flops_per_inference < float("inf"):
+            raise ValueError(f"flops_per_inference must be a finite number >= 0, not {flops_per_inference!r}")
+        placed = tuple(_placed(subgraph, self.device_of(subgraph.core)) for subgraph in subgraphs)
         with self._registry_lock:
             if model_id is None:
                 model_id = self._next_model_id
@@ -387,8 +446,19 @@ class InferenceRecorder:
             elif model_id in self._models:
                 raise ValueError(f"model_id {model_id} is already loaded")
             self._models[model_id] = _Model(
-                name, uuid or uuid_module.uuid4().hex, model_id, running, host_bytes, device_bytes, placed
+                name,
+                uuid or uuid_module.uuid4().hex,
+                model_id,
+                running,
+                host_bytes,
+                device_bytes,
+                placed,
+                flops_per_inference,
             )
+            if flops_per_inference:
+                self._counts_flops = True
+            if any(subgraph.device_breakdown is not None for subgraph in placed):
+                self._device_categorized = True
             self._refresh_model_cores()
         return model_id
 
@@ -402,21 +472,47 @@ class InferenceRecorder:
         with self._registry_lock:
             model = self._models.get(model_id)
             if model is not None:
-                self._models[model_id] = _Model(
-                    model.name,
-                    model.uuid,
-                    model.model_id,
-                    running,
-                    model.host_bytes,
-                    model.device_bytes,
-                    model.subgraphs,
-                )
+                self._models[model_id] = replace(model, running=running)
                 self._models_revision += 1
 
-    def set_runtime_memory(self, host_bytes: int, device_bytes: int) -> None:
-        """Memory the runtime holds apart from its models (the snapshot adds the models')."""
-        self._runtime_host_bytes = host_bytes
-        self._runtime_device_bytes = device_bytes
+    def set_runtime_memory(
+        self,
+        host_bytes: int,
+        device_bytes: int,
+        host_breakdown: Mapping[str, int] | None = None,
+        core_breakdown: Mapping[int, Mapping[str, int]] | None = None,
+    ) -> None:
+        """Memory the runtime holds apart from its models (the snapshot adds the models').
+
+        `host_breakdown` splits the host memory by category (HOST_MEMORY_CATEGORIES; the rest of
+        `host_bytes` is application_memory); `core_breakdown` the device memory by NeuronCore and
+        category (CORE_MEMORY_CATEGORIES), adding up to `device_bytes`. A byte count left at 0 is
+        the sum of its breakdown. ValueError names a category, core or sum that does not fit.
+        """
+        host_categories = _categories("runtime host memory", host_breakdown, HOST_MEMORY_CATEGORIES)
+        host_bytes = _total("runtime host memory", host_bytes, host_categories, rest_allowed=True)
+        cores: dict[int, dict[str, int]] = {}
+        for core, breakdown in (core_breakdown or {}).items():
+            if not 0 <= core < self.cores:
+                raise ValueError(f"runtime device memory of core {core}: not 0..{self.cores - 1}")
+            where = f"runtime device memory of core {core}"
+            cores[core] = _categories(where, breakdown, CORE_MEMORY_CATEGORIES)
+        if core_breakdown is not None:
+            summed = sum(sum(categories.values()) for categories in cores.values())
+            if device_bytes not in (0, summed):
+                raise ValueError(
+                    f"runtime device memory: the cores' categories add up to {summed} bytes, "
+                    f"not {device_bytes}"
+                )
+            device_bytes = summed
+        with self._registry_lock:
+            self._runtime_host_bytes = host_bytes
+            self._runtime_device_bytes = device_bytes
+            self._runtime_host_breakdown = host_categories
+            self._runtime_core_breakdown = cores
+            if core_breakdown is not None:
+                self._device_categorized = True
+            self._memory_revision += 1
 
     def record_ecc(self, device: int, kind: str, count: int = 1) -> None:
         """Count ECC events on a device; `kind` is one of ECC_KINDS."""
@@ -450,6 +546,7 @@ class InferenceRecorder:
             total_zero = device_zero = count = 0
             total_sum = device_sum = 0.0
             busy = [0.0] * self.cores
+            flops = [0.0] * self.cores
             windows = self._windows
             for shard in shards:
                 for i, value in enumerate(shard.outcomes):
@@ -465,6 +562,8 @@ class InferenceRecorder:
                 device_sum += shard.device_sum
                 for core, seconds in enumerate(shard.busy):
                     busy[core] += seconds
+                for core, done in enumerate(shard.flops):
+                    flops[core] += done
                 while shard.closed:
                     _merge_window(windows, shard.closed.popleft())
                 current = shard.window
@@ -495,10 +594,12 @@ class InferenceRecorder:
             period = self._period_latencies(closing, totals, since_epoch)
             # Read under the lock: another caller's snapshot merges windows into these lists.
             period_bounds = _period_bounds(windows, since_epoch, closing) if period is not None else None
+        pid = os.getpid()
         snapshot = runtime_pb2.Snapshot(
             protocol_version=PROTOCOL_VERSION,
             runtime_id=self.runtime_id,
-            pid=os.getpid(),
+            pid=pid,
+            tag=self._tag or str(pid),
             start_time_unix_nano=self._start_wall,
             time_unix_nano=time.time_ns(),
             uptime_nano=time.monotonic_ns() - self._start_monotonic,
@@ -507,10 +608,18 @@ class InferenceRecorder:
             oldest_epoch=oldest,
             latency_windows=window_messages,
         )
-        snapshot.cores.extend(
-            runtime_pb2.NeuronCore(index=core, device_index=self.device_of(core), busy_seconds=seconds)
-            for core, seconds in enumerate(busy)
-        )
+        if self._counts_flops:
+            snapshot.cores.extend(
+                runtime_pb2.NeuronCore(
+                    index=core, device_index=self.device_of(core), busy_seconds=seconds, flops=done
+                )
+                for core, (seconds, done) in enumerate(zip(busy, flops))
+            )
+        else:
+            snapshot.cores.extend(
+                runtime_pb2.NeuronCore(index=core, device_index=self.device_of(core), busy_seconds=seconds)
+                for core, seconds in enumerate(busy)
+            )
         self._fill_models(snapshot)
         user, system = self._cpu_times()
         snapshot.cpu.user_seconds = max(user - self._cpu_start[0], 0.0)
@@ -526,13 +635,8 @@ class InferenceRecorder:
             _fill_period_histograms(snapshot, period, period_bounds)
         with self._registry_lock:
             ecc = [list(row) for row in self._ecc]
-        for device, (corrected, uncorrected, sram) in enumerate(ecc):
-            snapshot.devices.add(
-                device_index=device,
-                mem_ecc_corrected=corrected,
-                mem_ecc_uncorrected=uncorrected,
-                sram_ecc_uncorrected=sram,
-            )
+        for device, counts in enumerate(ecc):
+            snapshot.devices.add(device_index=device, **dict(zip(ECC_KINDS, counts)))
         return snapshot
 
     # -- internals --------------------------------------------------------------------------
@@ -561,32 +665,50 @@ class InferenceRecorder:
         return shard
 
     def _refresh_model_cores(self) -> None:
-        """After any change of the loaded models (under the registry lock)."""
+        """After a model was loaded or unloaded (under the registry lock)."""
         self._models_revision += 1
+        self._memory_revision += 1
         cores: dict[str, list[int]] = {}
+        flops: dict[str, tuple[tuple[int, float], ...]] = {}
         for model in self._models.values():
             placed = cores.setdefault(model.name, [])
             placed.extend(s.core for s in model.subgraphs if s.core not in placed)
+            own = list(dict.fromkeys(s.core for s in model.subgraphs))
+            if model.flops_per_inference and own:  # the latest loaded model of a name decides
+                share = model.flops_per_inference / len(own)
+                flops[model.name] = tuple((core, share) for core in own)
         self._model_cores = {name: tuple(placed) for name, placed in cores.items()}  # swapped atomically
+        self._model_flops = flops
 
     def _fill_models(self, snapshot: runtime_pb2.Snapshot) -> None:
         with self._registry_lock:
             models = sorted(self._models.values(), key=lambda model: model.model_id)
             snapshot.models_revision = self._models_revision
-        runtime_host, runtime_device = self._runtime_host_bytes, self._runtime_device_bytes
+            snapshot.memory_revision = self._memory_revision
+            runtime_host, runtime_device = self._runtime_host_bytes, self._runtime_device_bytes
+            host_categories = dict.fromkeys(HOST_MEMORY_CATEGORIES, 0)
+            host_categories.update(self._runtime_host_breakdown)
+            core_categories = {core: dict(c) for core, c in self._runtime_core_breakdown.items()}
+            device_categorized = self._device_categorized
         for model in models:
             message = snapshot.models.add(
                 name=model.name, uuid=model.uuid, model_id=model.model_id, is_running=model.running
             )
             host, device = model.host_bytes, model.device_bytes
             for subgraph in model.subgraphs:
+                memory = runtime_pb2.MemoryUsage(
+                    host_bytes=subgraph.host_bytes, device_bytes=subgraph.device_bytes
+                )
+                _add_memory_categories(memory.host_categories, subgraph.host_breakdown or {})
+                _add_categories(host_categories, subgraph.host_breakdown or {})
+                if subgraph.device_breakdown is not None:
+                    _add_memory_categories(memory.device_categories, subgraph.device_breakdown)
+                    _add_categories(core_categories.setdefault(subgraph.core, {}), subgraph.device_breakdown)
                 message.subgraphs.add(
                     name=subgraph.name,
                     neuroncore_index=subgraph.core,
                     neuron_device_index=subgraph.device or 0,
-                    memory=runtime_pb2.MemoryUsage(
-                        host_bytes=subgraph.host_bytes, device_bytes=subgraph.device_bytes
-                    ),
+                    memory=memory,
                 )
                 host += subgraph.host_bytes
                 device += subgraph.device_bytes
@@ -596,6 +718,14 @@ class InferenceRecorder:
             runtime_device += device
         snapshot.runtime_memory.host_bytes = runtime_host
         snapshot.runtime_memory.device_bytes = runtime_device
+        # What no category holds is application_memory, neuron-monitor's category for the rest.
+        host_categories[_HOST_REST] += runtime_host - sum(host_categories.values())
+        _add_memory_categories(snapshot.runtime_memory.host_categories, host_categories)
+        if device_categorized:
+            for core in range(self.cores):
+                categories = dict.fromkeys(CORE_MEMORY_CATEGORIES, 0)
+                _add_categories(categories, core_categories.get(core, {}))
+                _add_memory_categories(snapshot.core_memory.add(core_index=core).categories, categories)
 
 
 class InferenceCall:
@@ -613,8 +743,76 @@ def _process_cpu_times() -> tuple[float, float]:
     return times.user, times.system
 
 
-def _with_device(subgraph: Subgraph, device: int) -> Subgraph:
-    return Subgraph(subgraph.name, subgraph.core, device, subgraph.host_bytes, subgraph.device_bytes)
+def _checked_tag(tag: str | None) -> str:
+    """The tag given, else NEURON_PROCESS_TAG's, else "" (the process id); ValueError when too long."""
+    where = "tag"
+    if tag is None:
+        tag, where = os.environ.get(PROCESS_TAG_VARIABLE, ""), PROCESS_TAG_VARIABLE
+    if len(tag) > PROCESS_TAG_MAX_LENGTH:
+        raise ValueError(f"{where} is {len(tag)} characters long; a tag has at most {PROCESS_TAG_MAX_LENGTH}")
+    return tag
+
+
+def _placed(subgraph: Subgraph, device: int) -> Subgraph:
+    """`subgraph` on `device` (unless it names one), its breakdowns checked, its byte counts filled and
+    its host memory in every category."""
+    where = f"subgraph {subgraph.name!r}"
+    host = _categories(f"{where} host memory", subgraph.host_breakdown, HOST_MEMORY_CATEGORIES)
+    on_device = _categories(
+        f"{where} device memory", subgraph.device_breakdown, SUBGRAPH_DEVICE_MEMORY_CATEGORIES
+    )
+    host_bytes = _total(f"{where} host memory", subgraph.host_bytes, host, rest_allowed=True)
+    device_bytes = subgraph.device_bytes
+    if subgraph.device_breakdown is not None:
+        device_bytes = _total(f"{where} device memory", device_bytes, on_device, rest_allowed=False)
+    return replace(
+        subgraph,
+        device=subgraph.device if subgraph.device is not None else device,
+        host_bytes=host_bytes,
+        device_bytes=device_bytes,
+        host_breakdown=_with_rest(host, host_bytes),  # every category, as snapshots give them
+        device_breakdown=on_device if subgraph.device_breakdown is not None else None,
+    )
+
+
+def _categories(where: str, breakdown: Mapping[str, int] | None, known: tuple[str, ...]) -> dict[str, int]:
+    """`breakdown` as a dict of known categories and byte counts >= 0; ValueError naming a bad one."""
+    checked: dict[str, int] = {}
+    for category, amount in (breakdown or {}).items():
+        if category not in known:
+            raise ValueError(f"{where}: {category!r} is not one of {', '.join(known)}")
+        if type(amount) is not int or amount < 0:
+            raise ValueError(f"{where}: {category} must be a number of bytes >= 0, not {amount!r}")
+        checked[category] = amount
+    return checked
+
+
+def _total(where: str, given: int, categories: Mapping[str, int], rest_allowed: bool) -> int:
+    """The byte count of memory split into `categories`: `given`, or their sum when `given` is 0.
+    Host memory may hold more than its categories (the rest is application_memory); device memory not."""
+    summed = sum(categories.values())
+    if given == 0 or given == summed or (rest_allowed and given > summed):
+        return given or summed
+    raise ValueError(f"{where}: the categories add up to {summed} bytes, not {given}")
+
+
+def _with_rest(breakdown: Mapping[str, int] | None, total: int) -> dict[str, int]:
+    """Host memory by every category: `breakdown`, and what it leaves of `total` as application_memory."""
+    categories = dict.fromkeys(HOST_MEMORY_CATEGORIES, 0)
+    categories.update(breakdown or {})
+    categories[_HOST_REST] += total - sum(categories.values())
+    return categories
+
+
+def _add_categories(target: dict[str, int], source: Mapping[str, int]) -> None:
+    for category, amount in source.items():
+        target[category] = target.get(category, 0) + amount
+
+
+def _add_memory_categories(target: Any, categories: Mapping[str, int]) -> None:
+    """Append `categories` to a repeated MemoryCategory field."""
+    for category, amount in categories.items():
+        target.add(category=category, bytes=amount)
 
 
 def _add_into(target: dict[int, int], source: dict[int, int]) -> None:

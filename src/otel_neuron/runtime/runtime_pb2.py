@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!otel_neuron/runtime/runtime.proto\x12\x16otel_neuron.runtime.v1\"\x07\n\x05\x45mpty\"X\n\x0fSnapshotRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0bsince_epoch\x18\x02 \x01(\x04\x12\x16\n\x0e\x61nswer_in_nano\x18\x03 \x01(\x04\"\xf6\x07\n\x08Snapshot\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nruntime_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x1c\n\x14start_time_unix_nano\x18\x04 \x01(\x06\x12\x16\n\x0etime_unix_nano\x18\x05 \x01(\x06\x12\x13\n\x0buptime_nano\x18\x06 \x01(\x06\x12\x12\n\nvcpu_count\x18\x07 \x01(\r\x12\x31\n\x05\x63ores\x18\n \x03(\x0b\x32\".otel_neuron.runtime.v1.NeuronCore\x12;\n\x0eruntime_memory\x18\x0b \x01(\x0b\x32#.otel_neuron.runtime.v1.MemoryUsage\x12-\n\x06models\x18\x0c \x03(\x0b\x32\x1d.otel_neuron.runtime.v1.Model\x12,\n\x03\x63pu\x18\r \x01(\x0b\x32\x1f.otel_neuron.runtime.v1.CpuTime\x12;\n\ninferences\x18\x0e \x01(\x0b\x32\'.otel_neuron.runtime.v1.InferenceTotals\x12\x33\n\x06\x65rrors\x18\x0f \x01(\x0b\x32#.otel_neuron.runtime.v1.ErrorTotals\x12?\n\rtotal_latency\x18\x10 \x01(\x0b\x32(.otel_neuron.runtime.v1.LatencyHistogram\x12@\n\x0e\x64\x65vice_latency\x18\x11 \x01(\x0b\x32(.otel_neuron.runtime.v1.LatencyHistogram\x12\x32\n\x07\x64\x65vices\x18\x12 \x03(\x0b\x32!.otel_neuron.runtime.v1.DeviceEcc\x12\r\n\x05\x65poch\x18\x14 \x01(\x04\x12\x14\n\x0coldest_epoch\x18\x15 \x01(\x04\x12>\n\x0flatency_windows\x18\x16 \x03(\x0b\x32%.otel_neuron.runtime.v1.LatencyWindow\x12\x17\n\x0fsnapshot_socket\x18\x1e \x01(\t\x12\x16\n\x0e\x64\x65\x66\x65rs_answers\x18\x1f \x01(\x08\x12\x1a\n\x12period_since_epoch\x18\x17 \x01(\x04\x12\x46\n\x14period_total_latency\x18\x18 \x01(\x0b\x32(.otel_neuron.runtime.v1.LatencyHistogram\x12G\n\x15period_device_latency\x18\x19 \x01(\x0b\x32(.otel_neuron.runtime.v1.LatencyHistogram\x12\x17\n\x0fmodels_revision\x18\x1a \x01(\x04\"G\n\nNeuronCore\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0c\x64\x65vice_index\x18\x02 \x01(\r\x12\x14\n\x0c\x62usy_seconds\x18\x03 \x01(\x01\"7\n\x0bMemoryUsage\x12\x12\n\nhost_bytes\x18\x01 \x01(\x04\x12\x14\n\x0c\x64\x65vice_bytes\x18\x02 \x01(\x04\"\xb3\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\x04\x12\x12\n\nis_running\x18\x04 \x01(\x08\x12\x33\n\x06memory\x18\x05 \x01(\x0b\x32#.otel_neuron.runtime.v1.MemoryUsage\x12\x33\n\tsubgraphs\x18\x06 \x03(\x0b\x32 .otel_neuron.runtime.v1.Subgraph\"\x84\x01\n\x08Subgraph\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x06memory\x18\x02 \x01(\x0b\x32#.otel_neuron.runtime.v1.MemoryUsage\x12\x18\n\x10neuroncore_index\x18\x03 \x01(\r\x12\x1b\n\x13neuron_device_index\x18\x04 \x01(\r\"7\n\x07\x43puTime\x12\x14\n\x0cuser_seconds\x18\x01 \x01(\x01\x12\x16\n\x0esystem_seconds\x18\x02 \x01(\x01\"\xa5\x01\n\x0fInferenceTotals\x12\x11\n\tcompleted\x18\x01 \x01(\x04\x12\x1a\n\x12\x63ompleted_with_err\x18\x02 \x01(\x04\x12\x1e\n\x16\x63ompleted_with_num_err\x18\x03 \x01(\x04\x12\x11\n\ttimed_out\x18\x04 \x01(\x04\x12\x17\n\x0fincorrect_input\x18\x05 \x01(\x04\x12\x17\n\x0f\x66\x61iled_to_queue\x18\x06 \x01(\x04\"g\n\x0b\x45rrorTotals\x12\x0f\n\x07generic\x18\x01 \x01(\x04\x12\x11\n\tnumerical\x18\x02 \x01(\x04\x12\x11\n\ttransient\x18\x03 \x01(\x04\x12\x0f\n\x07runtime\x18\x04 \x01(\x04\x12\x10\n\x08hardware\x18\x05 \x01(\x04\"\x92\x01\n\x10LatencyHistogram\x12\r\n\x05scale\x18\x01 \x01(\x11\x12\x12\n\nzero_count\x18\x02 \x01(\x04\x12\x0e\n\x06offset\x18\x03 \x01(\x11\x12\x15\n\rbucket_counts\x18\x04 \x03(\x04\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x12\x0b\n\x03sum\x18\x06 \x01(\x01\x12\x0b\n\x03min\x18\x07 \x01(\x01\x12\x0b\n\x03max\x18\x08 \x01(\x01\"l\n\rLatencyWindow\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\ttotal_min\x18\x02 \x01(\x01\x12\x11\n\ttotal_max\x18\x03 \x01(\x01\x12\x12\n\ndevice_min\x18\x04 \x01(\x01\x12\x12\n\ndevice_max\x18\x05 \x01(\x01\"w\n\tDeviceEcc\x12\x14\n\x0c\x64\x65vice_index\x18\x01 \x01(\r\x12\x19\n\x11mem_ecc_corrected\x18\x02 \x01(\x04\x12\x1b\n\x13mem_ecc_uncorrected\x18\x03 \x01(\x04\x12\x1c\n\x14sram_ecc_uncorrected\x18\x04 \x01(\x04\"\"\n\x12GroundTruthRequest\x12\x0c\n\x04mark\x18\x01 \x01(\x08\"\xfd\x01\n\x0bGroundTruth\x12;\n\ninferences\x18\x01 \x01(\x0b\x32\'.otel_neuron.runtime.v1.InferenceTotals\x12\x33\n\x06\x65rrors\x18\x02 \x01(\x0b\x32#.otel_neuron.runtime.v1.ErrorTotals\x12\x32\n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32!.otel_neuron.runtime.v1.DeviceEcc\x12\x15\n\rlatency_count\x18\x04 \x01(\x04\x12\x17\n\x0ftotal_latencies\x18\x05 \x03(\x01\x12\x18\n\x10\x64\x65vice_latencies\x18\x06 \x03(\x01\x32j\n\x0eRuntimeMetrics\x12X\n\x0bGetSnapshot\x12\'.otel_neuron.runtime.v1.SnapshotRequest\x1a .otel_neuron.runtime.v1.Snapshot2\x84\x02\n\x10SimulatorControl\x12\x61\n\x0eGetGroundTruth\x12*.otel_neuron.runtime.v1.GroundTruthRequest\x1a#.otel_neuron.runtime.v1.GroundTruth\x12\x45\n\x05Pause\x12\x1d.otel_neuron.runtime.v1.Empty\x1a\x1d.otel_neuron.runtime.v1.Empty\x12\x46\n\x06Resume\x12\x1d.otel_neuron.runtime.v1.Empty\x1a\x1d.otel_neuron.runtime.v1.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!otel_neuron/runtime/runtime.proto\x12\x16otel_neuron.runtime.v1\"\x07\n\x05\x45mpty\"X\n\x0fSnapshotRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0bsince_epoch\x18\x02 \x01(\x04\x12\x16\n\x0e\x61nswer_in_nano\x18\x03 \x01(\x04\"\xd5\x08\n\x08Snapshot\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nruntime_id\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x1c\n\x14start_time_unix_nano\x18\x04 \x01(\x06\x12\x16\n\x0etime_unix_nano\x18\x05 \x01(\x06\x12\x13\n\x0buptime_nano\x18\x06 \x01(\x06\x12\x12\n\nvcpu_count\x18\x07 \x01(\r\x12\x31\n\x05\x63ores\x18\n \x03(\x0b\x32\".otel_neuron.runtime.v1.NeuronCore\x12;\n\x0eruntime_memory\x18\x0b \x01(\x0b\x32#.otel_neuron.runtime.v1.MemoryUsage\x12-\n\x06models\x18\x0c \x03(\x0b\x32\x1d.otel_neuron.runtime.v1.Model\x12,\n\x03\x63pu\x18\r \x01(\x0b\x32\x1f.otel_neuron.runtime.v1.CpuTime\x12;\n\ninferences\x18\x0e \x01(\x0b\x32\'.otel_neuron.runtime.v1.InferenceTotals\x12\x33\n\x06\x65rrors\x18\x0f \x01(\x0b\x32#.otel_neuron.runtime.v1.ErrorTotals\x12?\n\rtotal_latency\x18\x10 \x01(\x0b\x32(.otel_neuron.runtime.v1.LatencyHistogram\x12@\n\x0e\x64\x65vice_latency\x18\x11 \x01(\x0b\x32(.otel_neuron.runtime.v1.LatencyHistogram\x12\x32\n\x07\x64\x65vices\x18\x12 \x03(\x0b\x32!.otel_neuron.runtime.v1.DeviceEcc\x12\r\n\x05\x65poch\x18\x14 \x01(\x04\x12\x14\n\x0coldest_epoch\x18\x15 \x01(\x04\x12>\n\x0flatency_windows\x18\x16 \x03(\x0b\x32%.otel_neuron.runtime.v1.LatencyWindow\x12\x17\n\x0fsnapshot_socket\x18\x1e \x01(\t\x12\x16\n\x0e\x64\x65\x66\x65rs_answers\x18\x1f \x01(\x08\x12\x1a\n\x12period_since_epoch\x18\x17 \x01(\x04\x12\x46\n\x14period_total_latency\x18\x18 \x01(\x0b\x32(.otel_neuron.runtime.v1.LatencyHistogram\x12G\n\x15period_device_latency\x18\x19 \x01(\x0b\x32(.otel_neuron.runtime.v1.LatencyHistogram\x12\x17\n\x0fmodels_revision\x18\x1a \x01(\x04\x12\x0b\n\x03tag\x18\x1b \x01(\t\x12\x37\n\x0b\x63ore_memory\x18\x1c \x03(\x0b\x32\".otel_neuron.runtime.v1.CoreMemory\x12\x17\n\x0fmemory_revision\x18\x1d \x01(\x04\"e\n\nNeuronCore\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0c\x64\x65vice_index\x18\x02 \x01(\r\x12\x14\n\x0c\x62usy_seconds\x18\x03 \x01(\x01\x12\x12\n\x05\x66lops\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x08\n\x06_flops\"\xbb\x01\n\x0bMemoryUsage\x12\x12\n\nhost_bytes\x18\x01 \x01(\x04\x12\x14\n\x0c\x64\x65vice_bytes\x18\x02 \x01(\x04\x12?\n\x0fhost_categories\x18\x03 \x03(\x0b\x32&.otel_neuron.runtime.v1.MemoryCategory\x12\x41\n\x11\x64\x65vice_categories\x18\x04 \x03(\x0b\x32&.otel_neuron.runtime.v1.MemoryCategory\"1\n\x0eMemoryCategory\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\"\\\n\nCoreMemory\x12\x12\n\ncore_index\x18\x01 \x01(\r\x12:\n\ncategories\x18\x02 \x03(\x0b\x32&.otel_neuron.runtime.v1.MemoryCategory\"\xb3\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\x04\x12\x12\n\nis_running\x18\x04 \x01(\x08\x12\x33\n\x06memory\x18\x05 \x01(\x0b\x32#.otel_neuron.runtime.v1.MemoryUsage\x12\x33\n\tsubgraphs\x18\x06 \x03(\x0b\x32 .otel_neuron.runtime.v1.Subgraph\"\x84\x01\n\x08Subgraph\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x06memory\x18\x02 \x01(\x0b\x32#.otel_neuron.runtime.v1.MemoryUsage\x12\x18\n\x10neuroncore_index\x18\x03 \x01(\r\x12\x1b\n\x13neuron_device_index\x18\x04 \x01(\r\"7\n\x07\x43puTime\x12\x14\n\x0cuser_seconds\x18\x01 \x01(\x01\x12\x16\n\x0esystem_seconds\x18\x02 \x01(\x01\"\xa5\x01\n\x0fInferenceTotals\x12\x11\n\tcompleted\x18\x01 \x01(\x04\x12\x1a\n\x12\x63ompleted_with_err\x18\x02 \x01(\x04\x12\x1e\n\x16\x63ompleted_with_num_err\x18\x03 \x01(\x04\x12\x11\n\ttimed_out\x18\x04 \x01(\x04\x12\x17\n\x0fincorrect_input\x18\x05 \x01(\x04\x12\x17\n\x0f\x66\x61iled_to_queue\x18\x06 \x01(\x04\"v\n\x0b\x45rrorTotals\x12\x0f\n\x07generic\x18\x01 \x01(\x04\x12\x11\n\tnumerical\x18\x02 \x01(\x04\x12\x11\n\ttransient\x18\x03 \x01(\x04\x12\x0f\n\x07runtime\x18\x04 \x01(\x04\x12\x10\n\x08hardware\x18\x05 \x01(\x04\x12\r\n\x05model\x18\x06 \x01(\x04\"\x92\x01\n\x10LatencyHistogram\x12\r\n\x05scale\x18\x01 \x01(\x11\x12\x12\n\nzero_count\x18\x02 \x01(\x04\x12\x0e\n\x06offset\x18\x03 \x01(\x11\x12\x15\n\rbucket_counts\x18\x04 \x03(\x04\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x12\x0b\n\x03sum\x18\x06 \x01(\x01\x12\x0b\n\x03min\x18\x07 \x01(\x01\x12\x0b\n\x03max\x18\x08 \x01(\x01\"l\n\rLatencyWindow\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x11\n\ttotal_min\x18\x02 \x01(\x01\x12\x11\n\ttotal_max\x18\x03 \x01(\x01\x12\x12\n\ndevice_min\x18\x04 \x01(\x01\x12\x12\n\ndevice_max\x18\x05 \x01(\x01\"\x93\x01\n\tDeviceEcc\x12\x14\n\x0c\x64\x65vice_index\x18\x01 \x01(\r\x12\x19\n\x11mem_ecc_corrected\x18\x02 \x01(\x04\x12\x1b\n\x13mem_ecc_uncorrected\x18\x03 \x01(\x04\x12\x1c\n\x14sram_ecc_uncorrected\x18\x04 \x01(\x04\x12\x1a\n\x12sram_ecc_corrected\x18\x05 \x01(\x04\"\"\n\x12GroundTruthRequest\x12\x0c\n\x04mark\x18\x01 \x01(\x08\"\xc1\x02\n\x0bGroundTruth\x12;\n\ninferences\x18\x01 \x01(\x0b\x32\'.otel_neuron.runtime.v1.InferenceTotals\x12\x33\n\x06\x65rrors\x18\x02 \x01(\x0b\x32#.otel_neuron.runtime.v1.ErrorTotals\x12\x32\n\x07\x64\x65vices\x18\x03 \x03(\x0b\x32!.otel_neuron.runtime.v1.DeviceEcc\x12\x15\n\rlatency_count\x18\x04 \x01(\x04\x12\x17\n\x0ftotal_latencies\x18\x05 \x03(\x01\x12\x18\n\x10\x64\x65vice_latencies\x18\x06 \x03(\x01\x12\x33\n\x06memory\x18\x07 \x01(\x0b\x32#.otel_neuron.runtime.v1.MemoryUsage\x12\r\n\x05\x66lops\x18\x08 \x01(\x01\x32j\n\x0eRuntimeMetrics\x12X\n\x0bGetSnapshot\x12\'.otel_neuron.runtime.v1.SnapshotRequest\x1a .otel_neuron.runtime.v1.Snapshot2\x84\x02\n\x10SimulatorControl\x12\x61\n\x0eGetGroundTruth\x12*.otel_neuron.runtime.v1.GroundTruthRequest\x1a#.otel_neuron.runtime.v1.GroundTruth\x12\x45\n\x05Pause\x12\x1d.otel_neuron.runtime.v1.Empty\x1a\x1d.otel_neuron.runtime.v1.Empty\x12\x46\n\x06Resume\x12\x1d.otel_neuron.runtime.v1.Empty\x1a\x1d.otel_neuron.runtime.v1.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,33 +36,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SNAPSHOTREQUEST']._serialized_start=70
   _globals['_SNAPSHOTREQUEST']._serialized_end=158
   _globals['_SNAPSHOT']._serialized_start=161
-  _globals['_SNAPSHOT']._serialized_end=1175
-  _globals['_NEURONCORE']._serialized_start=1177
-  _globals['_NEURONCORE']._serialized_end=1248
-  _globals['_MEMORYUSAGE']._serialized_start=1250
-  _globals['_MEMORYUSAGE']._serialized_end=1305
-  _globals['_MODEL']._serialized_start=1308
-  _globals['_MODEL']._serialized_end=1487
-  _globals['_SUBGRAPH']._serialized_start=1490
-  _globals['_SUBGRAPH']._serialized_end=1622
-  _globals['_CPUTIME']._serialized_start=1624
-  _globals['_CPUTIME']._serialized_end=1679
-  _globals['_INFERENCETOTALS']._serialized_start=1682
-  _globals['_INFERENCETOTALS']._serialized_end=1847
-  _globals['_ERRORTOTALS']._serialized_start=1849
-  _globals['_ERRORTOTALS']._serialized_end=1952
-  _globals['_LATENCYHISTOGRAM']._serialized_start=1955
-  _globals['_LATENCYHISTOGRAM']._serialized_end=2101
-  _globals['_LATENCYWINDOW']._serialized_start=2103
-  _globals['_LATENCYWINDOW']._serialized_end=2211
-  _globals['_DEVICEECC']._serialized_start=2213
-  _globals['_DEVICEECC']._serialized_end=2332
-  _globals['_GROUNDTRUTHREQUEST']._serialized_start=2334
-  _globals['_GROUNDTRUTHREQUEST']._serialized_end=2368
-  _globals['_GROUNDTRUTH']._serialized_start=2371
-  _globals['_GROUNDTRUTH']._serialized_end=2624
-  _globals['_RUNTIMEMETRICS']._serialized_start=2626
-  _globals['_RUNTIMEMETRICS']._serialized_end=2732
-  _globals['_SIMULATORCONTROL']._serialized_start=2735
-  _globals['_SIMULATORCONTROL']._serialized_end=2995
+  _globals['_SNAPSHOT']._serialized_end=1270
+  _globals['_NEURONCORE']._serialized_start=1272
+  _globals['_NEURONCORE']._serialized_end=1373
+  _globals['_MEMORYUSAGE']._serialized_start=1376
+  _globals['_MEMORYUSAGE']._serialized_end=1563
+  _globals['_MEMORYCATEGORY']._serialized_start=1565
+  _globals['_MEMORYCATEGORY']._serialized_end=1614
+  _globals['_COREMEMORY']._serialized_start=1616
+  _globals['_COREMEMORY']._serialized_end=1708
+  _globals['_MODEL']._serialized_start=1711
+  _globals['_MODEL']._serialized_end=1890
+  _globals['_SUBGRAPH']._serialized_start=1893
+  _globals['_SUBGRAPH']._serialized_end=2025
+  _globals['_CPUTIME']._serialized_start=2027
+  _globals['_CPUTIME']._serialized_end=2082
+  _globals['_INFERENCETOTALS']._serialized_start=2085
+  _globals['_INFERENCETOTALS']._serialized_end=2250
+  _globals['_ERRORTOTALS']._serialized_start=2252
+  _globals['_ERRORTOTALS']._serialized_end=2370
+  _globals['_LATENCYHISTOGRAM']._serialized_start=2373
+  _globals['_LATENCYHISTOGRAM']._serialized_end=2519
+  _globals['_LATENCYWINDOW']._serialized_start=2521
+  _globals['_LATENCYWINDOW']._serialized_end=2629
+  _globals['_DEVICEECC']._serialized_start=2632
+  _globals['_DEVICEECC']._serialized_end=2779
+  _globals['_GROUNDTRUTHREQUEST']._serialized_start=2781
+  _globals['_GROUNDTRUTHREQUEST']._serialized_end=2815
+  _globals['_GROUNDTRUTH']._serialized_start=2818
+  _globals['_GROUNDTRUTH']._serialized_end=3139
+  _globals['_RUNTIMEMETRICS']._serialized_start=3141
+  _globals['_RUNTIMEMETRICS']._serialized_end=3247
+  _globals['_SIMULATORCONTROL']._serialized_start=3250
+  _globals['_SIMULATORCONTROL']._serialized_end=3510
 # @@protoc_insertion_point(module_scope)

@@ -21,7 +21,7 @@ class SnapshotRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., since_epoch: _Optional[int] = ..., answer_in_nano: _Optional[int] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("protocol_version", "runtime_id", "pid", "start_time_unix_nano", "time_unix_nano", "uptime_nano", "vcpu_count", "cores", "runtime_memory", "models", "cpu", "inferences", "errors", "total_latency", "device_latency", "devices", "epoch", "oldest_epoch", "latency_windows", "snapshot_socket", "defers_answers", "period_since_epoch", "period_total_latency", "period_device_latency", "models_revision")
+    __slots__ = ("protocol_version", "runtime_id", "pid", "start_time_unix_nano", "time_unix_nano", "uptime_nano", "vcpu_count", "cores", "runtime_memory", "models", "cpu", "inferences", "errors", "total_latency", "device_latency", "devices", "epoch", "oldest_epoch", "latency_windows", "snapshot_socket", "defers_answers", "period_since_epoch", "period_total_latency", "period_device_latency", "models_revision", "tag", "core_memory", "memory_revision")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,9 @@ class Snapshot(_message.Message):
     PERIOD_TOTAL_LATENCY_FIELD_NUMBER: _ClassVar[int]
     PERIOD_DEVICE_LATENCY_FIELD_NUMBER: _ClassVar[int]
     MODELS_REVISION_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    CORE_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_REVISION_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     runtime_id: str
     pid: int
@@ -72,25 +75,50 @@ class Snapshot(_message.Message):
     period_total_latency: LatencyHistogram
     period_device_latency: LatencyHistogram
     models_revision: int
-    def __init__(self, protocol_version: _Optional[int] = ..., runtime_id: _Optional[str] = ..., pid: _Optional[int] = ..., start_time_unix_nano: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., uptime_nano: _Optional[int] = ..., vcpu_count: _Optional[int] = ..., cores: _Optional[_Iterable[_Union[NeuronCore, _Mapping]]] = ..., runtime_memory: _Optional[_Union[MemoryUsage, _Mapping]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., cpu: _Optional[_Union[CpuTime, _Mapping]] = ..., inferences: _Optional[_Union[InferenceTotals, _Mapping]] = ..., errors: _Optional[_Union[ErrorTotals, _Mapping]] = ..., total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceEcc, _Mapping]]] = ..., epoch: _Optional[int] = ..., oldest_epoch: _Optional[int] = ..., latency_windows: _Optional[_Iterable[_Union[LatencyWindow, _Mapping]]] = ..., snapshot_socket: _Optional[str] = ..., defers_answers: _Optional[bool] = ..., period_since_epoch: _Optional[int] = ..., period_total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., period_device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., models_revision: _Optional[int] = ...) -> None: ...
+    tag: str
+    core_memory: _containers.RepeatedCompositeFieldContainer[CoreMemory]
+    memory_revision: int
+    def __init__(self, protocol_version: _Optional[int] = ..., runtime_id: _Optional[str] = ..., pid: _Optional[int] = ..., start_time_unix_nano: _Optional[int] = ..., time_unix_nano: _Optional[int] = ..., uptime_nano: _Optional[int] = ..., vcpu_count: _Optional[int] = ..., cores: _Optional[_Iterable[_Union[NeuronCore, _Mapping]]] = ..., runtime_memory: _Optional[_Union[MemoryUsage, _Mapping]] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., cpu: _Optional[_Union[CpuTime, _Mapping]] = ..., inferences: _Optional[_Union[InferenceTotals, _Mapping]] = ..., errors: _Optional[_Union[ErrorTotals, _Mapping]] = ..., total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceEcc, _Mapping]]] = ..., epoch: _Optional[int] = ..., oldest_epoch: _Optional[int] = ..., latency_windows: _Optional[_Iterable[_Union[LatencyWindow, _Mapping]]] = ..., snapshot_socket: _Optional[str] = ..., defers_answers: _Optional[bool] = ..., period_since_epoch: _Optional[int] = ..., period_total_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., period_device_latency: _Optional[_Union[LatencyHistogram, _Mapping]] = ..., models_revision: _Optional[int] = ..., tag: _Optional[str] = ..., core_memory: _Optional[_Iterable[_Union[CoreMemory, _Mapping]]] = ..., memory_revision: _Optional[int] = ...) -> None: ...
 
 class NeuronCore(_message.Message):
-    __slots__ = ("index", "device_index", "busy_seconds")
+    __slots__ = ("index", "device_index", "busy_seconds", "flops")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     DEVICE_INDEX_FIELD_NUMBER: _ClassVar[int]
     BUSY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FLOPS_FIELD_NUMBER: _ClassVar[int]
     index: int
     device_index: int
     busy_seconds: float
-    def __init__(self, index: _Optional[int] = ..., device_index: _Optional[int] = ..., busy_seconds: _Optional[float] = ...) -> None: ...
+    flops: float
+    def __init__(self, index: _Optional[int] = ..., device_index: _Optional[int] = ..., busy_seconds: _Optional[float] = ..., flops: _Optional[float] = ...) -> None: ...
 
 class MemoryUsage(_message.Message):
-    __slots__ = ("host_bytes", "device_bytes")
+    __slots__ = ("host_bytes", "device_bytes", "host_categories", "device_categories")
     HOST_BYTES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HOST_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     host_bytes: int
     device_bytes: int
-    def __init__(self, host_bytes: _Optional[int] = ..., device_bytes: _Optional[int] = ...) -> None: ...
+    host_categories: _containers.RepeatedCompositeFieldContainer[MemoryCategory]
+    device_categories: _containers.RepeatedCompositeFieldContainer[MemoryCategory]
+    def __init__(self, host_bytes: _Optional[int] = ..., device_bytes: _Optional[int] = ..., host_categories: _Optional[_Iterable[_Union[MemoryCategory, _Mapping]]] = ..., device_categories: _Optional[_Iterable[_Union[MemoryCategory, _Mapping]]] = ...) -> None: ...
+
+class MemoryCategory(_message.Message):
+    __slots__ = ("category", "bytes")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    bytes: int
+    def __init__(self, category: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class CoreMemory(_message.Message):
+    __slots__ = ("core_index", "categories")
+    CORE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    core_index: int
+    categories: _containers.RepeatedCompositeFieldContainer[MemoryCategory]
+    def __init__(self, core_index: _Optional[int] = ..., categories: _Optional[_Iterable[_Union[MemoryCategory, _Mapping]]] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("name", "uuid", "model_id", "is_running", "memory", "subgraphs")
@@ -145,18 +173,20 @@ class InferenceTotals(_message.Message):
     def __init__(self, completed: _Optional[int] = ..., completed_with_err: _Optional[int] = ..., completed_with_num_err: _Optional[int] = ..., timed_out: _Optional[int] = ..., incorrect_input: _Optional[int] = ..., failed_to_queue: _Optional[int] = ...) -> None: ...
 
 class ErrorTotals(_message.Message):
-    __slots__ = ("generic", "numerical", "transient", "runtime", "hardware")
+    __slots__ = ("generic", "numerical", "transient", "runtime", "hardware", "model")
     GENERIC_FIELD_NUMBER: _ClassVar[int]
     NUMERICAL_FIELD_NUMBER: _ClassVar[int]
     TRANSIENT_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     generic: int
     numerical: int
     transient: int
     runtime: int
     hardware: int
-    def __init__(self, generic: _Optional[int] = ..., numerical: _Optional[int] = ..., transient: _Optional[int] = ..., runtime: _Optional[int] = ..., hardware: _Optional[int] = ...) -> None: ...
+    model: int
+    def __init__(self, generic: _Optional[int] = ..., numerical: _Optional[int] = ..., transient: _Optional[int] = ..., runtime: _Optional[int] = ..., hardware: _Optional[int] = ..., model: _Optional[int] = ...) -> None: ...
 
 class LatencyHistogram(_message.Message):
     __slots__ = ("scale", "zero_count", "offset", "bucket_counts", "count", "sum", "min", "max")
@@ -193,16 +223,18 @@ class LatencyWindow(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., total_min: _Optional[float] = ..., total_max: _Optional[float] = ..., device_min: _Optional[float] = ..., device_max: _Optional[float] = ...) -> None: ...
 
 class DeviceEcc(_message.Message):
-    __slots__ = ("device_index", "mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_uncorrected")
+    __slots__ = ("device_index", "mem_ecc_corrected", "mem_ecc_uncorrected", "sram_ecc_uncorrected", "sram_ecc_corrected")
     DEVICE_INDEX_FIELD_NUMBER: _ClassVar[int]
     MEM_ECC_CORRECTED_FIELD_NUMBER: _ClassVar[int]
     MEM_ECC_UNCORRECTED_FIELD_NUMBER: _ClassVar[int]
     SRAM_ECC_UNCORRECTED_FIELD_NUMBER: _ClassVar[int]
+    SRAM_ECC_CORRECTED_FIELD_NUMBER: _ClassVar[int]
     device_index: int
     mem_ecc_corrected: int
     mem_ecc_uncorrected: int
     sram_ecc_uncorrected: int
-    def __init__(self, device_index: _Optional[int] = ..., mem_ecc_corrected: _Optional[int] = ..., mem_ecc_uncorrected: _Optional[int] = ..., sram_ecc_uncorrected: _Optional[int] = ...) -> None: ...
+    sram_ecc_corrected: int
+    def __init__(self, device_index: _Optional[int] = ..., mem_ecc_corrected: _Optional[int] = ..., mem_ecc_uncorrected: _Optional[int] = ..., sram_ecc_uncorrected: _Optional[int] = ..., sram_ecc_corrected: _Optional[int] = ...) -> None: ...
 
 class GroundTruthRequest(_message.Message):
     __slots__ = ("mark",)
@@ -211,17 +243,21 @@ class GroundTruthRequest(_message.Message):
     def __init__(self, mark: _Optional[bool] = ...) -> None: ...
 
 class GroundTruth(_message.Message):
-    __slots__ = ("inferences", "errors", "devices", "latency_count", "total_latencies", "device_latencies")
+    __slots__ = ("inferences", "errors", "devices", "latency_count", "total_latencies", "device_latencies", "memory", "flops")
     INFERENCES_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     LATENCY_COUNT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_LATENCIES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_LATENCIES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    FLOPS_FIELD_NUMBER: _ClassVar[int]
     inferences: InferenceTotals
     errors: ErrorTotals
     devices: _containers.RepeatedCompositeFieldContainer[DeviceEcc]
     latency_count: int
     total_latencies: _containers.RepeatedScalarFieldContainer[float]
     device_latencies: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, inferences: _Optional[_Union[InferenceTotals, _Mapping]] = ..., errors: _Optional[_Union[ErrorTotals, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceEcc, _Mapping]]] = ..., latency_count: _Optional[int] = ..., total_latencies: _Optional[_Iterable[float]] = ..., device_latencies: _Optional[_Iterable[float]] = ...) -> None: ...
+    memory: MemoryUsage
+    flops: float
+    def __init__(self, inferences: _Optional[_Union[InferenceTotals, _Mapping]] = ..., errors: _Optional[_Union[ErrorTotals, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[DeviceEcc, _Mapping]]] = ..., latency_count: _Optional[int] = ..., total_latencies: _Optional[_Iterable[float]] = ..., device_latencies: _Optional[_Iterable[float]] = ..., memory: _Optional[_Union[MemoryUsage, _Mapping]] = ..., flops: _Optional[float] = ...) -> None: ...
