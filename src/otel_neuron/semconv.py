@@ -184,6 +184,14 @@ MEMORY_USAGE = InstrumentSpec(
 )
 MEMORY_LIMIT = InstrumentSpec("system.memory.limit", "By", "Total host memory (MemTotal)", Kind.UPDOWN)
 PAGING_USAGE = InstrumentSpec("system.paging.usage", "By", "Swap space by state (used, free)", Kind.UPDOWN)
+# A bridged neuron-monitor's own vcpu_usage.average_usage (its average need not be the mean of its
+# per-vCPU percentages, which are rounded): passed through so the 2.x report writes it back as given.
+CPU_AVERAGE_UTILIZATION = InstrumentSpec(
+    "neuron.monitor.cpu.average_utilization",
+    "1",
+    "Fraction of the period all vCPUs together spent in each mode, as neuron-monitor reported it",
+    Kind.GAUGE,
+)
 
 # Runtime groups.
 CORE_UTILIZATION = InstrumentSpec(
