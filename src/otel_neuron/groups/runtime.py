@@ -30,7 +30,7 @@ from __future__ import annotations
 import operator
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
@@ -331,14 +331,13 @@ class NeuronCoreCountersGroup(RuntimeGroup):
         self._cores_of = _CoreTotals(current, indexes, busy, flops or ())
         core_attributes = self._attributes_of_cores(indexes)
         if elapsed > 0:
-            shares = [min(max(part / elapsed, 0.0), 1.0) for part in map(operator.sub, busy, busy_before)]
+            shares = list(map(min, _per_second(busy, busy_before, elapsed), repeat(1.0)))
         else:
             shares = [0.0] * len(busy)
         if flops is None:
             per_second = _NO_POINTS
         elif elapsed > 0:
-            rates = [max(done / elapsed, 0.0) for done in map(operator.sub, flops, flops_before)]
-            per_second = PointColumns(core_attributes, rates)
+            per_second = PointColumns(core_attributes, list(_per_second(flops, flops_before, elapsed)))
         else:
             per_second = PointColumns(core_attributes, [0.0] * len(flops))
         generation = self._checks.models_generation(current)
@@ -407,6 +406,11 @@ class _CoreTotals(NamedTuple):
     indexes: tuple[int, ...]
     busy: Sequence[float]
     flops: Sequence[float]
+
+
+def _per_second(now: Sequence[float], before: Sequence[float], elapsed: float) -> Iterator[float]:
+    """(now - before) / elapsed per position, never below 0 (in C: a few cores a runtime, every tick)."""
+    return map(max, map(operator.truediv, map(operator.sub, now, before), repeat(elapsed)), repeat(0.0))
 
 
 def _per_core(
