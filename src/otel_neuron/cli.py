@@ -9,9 +9,7 @@ import os
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import argparse
-import json
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -187,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(config: MonitorConfig) -> int:
+    import json
+
     from otel_neuron.config import ConfigError, check_paths
     from otel_neuron.pipeline import build_groups, close_groups
 
@@ -285,6 +285,8 @@ def _log_listen_addresses(exporters: Sequence[object]) -> None:
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
+    import signal
+
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
