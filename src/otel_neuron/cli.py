@@ -26,9 +26,11 @@ from otel_neuron.exporters.options import (
     check_export_arguments,
     prometheus_requested,
 )
+from otel_neuron.kubernetes import KUBELET_SOCKET
 
 if TYPE_CHECKING:
     from otel_neuron.config import MonitorConfig
+    from otel_neuron.sources.kubelet import AllocationRefresher
 
 _logger = logging.getLogger("otel_neuron")
 # What a user asked for and should be told at --verbose 1, beside the errors (the port that
@@ -51,7 +53,8 @@ diagnostics go to stderr only.
 Environment: OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME override resource attributes;
 AWS_EC2_METADATA_DISABLED=true and AWS_EC2_METADATA_SERVICE_ENDPOINT steer the instance
 metadata lookup; psutil's PROCFS_PATH is honoured through the environment variable
-OTEL_NEURON_PROCFS_PATH (for tests and containers with /proc mounted elsewhere).
+OTEL_NEURON_PROCFS_PATH (for tests and containers with /proc mounted elsewhere);
+K8S_NODE_NAME (the downward API's spec.nodeName) becomes the resource's k8s.node.name.
 """
 
 
@@ -73,6 +76,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def _kubelet_socket(text: str) -> str:
+    from otel_neuron.sources.kubelet import socket_path_of
+
+    try:
+        return socket_path_of(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -131,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
         "without -c, one runtime with the five runtime groups is read from stdin",
     )
     parser.add_argument("--max-reports", type=_positive_int, metavar="N", help="stop after N reports")
+    parser.add_argument(
+        "--kubernetes",
+        nargs="?",
+        const=KUBELET_SOCKET,
+        type=_kubelet_socket,
+        metavar="SOCKET",
+        help="label NeuronCores' and devices' metrics with the pod holding them, from the kubelet's "
+        f"PodResources socket (default {KUBELET_SOCKET})",
+    )
     add_export_arguments(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -228,8 +249,9 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     )
     try:
         network = build_network_exporters(args)
+        kubernetes = _kubelet_refresher(args.kubernetes, config)
         resource = LookupResource(instance_lookup, _stream_instance_facts(config))
-        pipeline = MonitorPipeline(groups, [report, *network], resource)
+        pipeline = MonitorPipeline(groups, [report, *network], resource, kubernetes)
     except (ValueError, OSError) as error:  # e.g. the Prometheus port is taken
         close_groups(groups)
         print(f"otel-neuron-monitor: {_describe_startup_error(error)}", file=sys.stderr)
@@ -259,6 +281,18 @@ def _stream_instance_facts(config: MonitorConfig) -> Callable[[], Mapping[str, s
     from otel_neuron.sources.neuron_monitor_bridge import stream_instance_info
 
     return stream_instance_info
+
+
+def _kubelet_refresher(socket_path: str | None, config: MonitorConfig) -> AllocationRefresher | None:
+    """--kubernetes: the kubelet's allocation, read beside the pipeline (None without): as often as
+    the monitor reports, at most once a second (a read more often would never be reported)."""
+    if socket_path is None:
+        return None
+    from otel_neuron.sources.kubelet import AllocationRefresher, PodResourcesSource
+
+    return AllocationRefresher(
+        PodResourcesSource(socket_path), interval_s=max(1.0, min(config.periods(), default=1.0))
+    )
 
 
 def _describe_startup_error(error: Exception) -> str:

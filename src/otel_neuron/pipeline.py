@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
 from opentelemetry.sdk.resources import Resource
 
+from otel_neuron.attribution import PodAttribution
 from otel_neuron.collection import Collector
 from otel_neuron.config import ConfigError, MonitorConfig, RuntimeConfig
 from otel_neuron.exporters.temporality import counter_temporality
@@ -29,6 +31,9 @@ from otel_neuron.producer import MetricsDataProducer
 from otel_neuron.scheduling import FixedRateSchedule
 from otel_neuron.sources.fetch_loop import FetchLoop
 from otel_neuron.sources.procfs import ProcfsFile, read_cpu_times, read_memory
+
+if TYPE_CHECKING:
+    from otel_neuron.sources.kubelet import AllocationRefresher
 
 _logger = logging.getLogger(__name__)
 
@@ -150,18 +155,23 @@ class MonitorPipeline:
         groups: Sequence[ScheduledGroup],
         exporters: Sequence[MetricExporter],
         resource: Resource | Callable[[], Resource],
+        kubernetes: AllocationRefresher | None = None,
     ) -> None:
         """`resource` may be a callable giving the resource as it stands (the instance lookup ends
         after start-up): it is asked at each tick. Each exporter gets counters as it declares
-        (`exporters.temporality.counter_temporality`)."""
+        (`exporters.temporality.counter_temporality`). `kubernetes` (--kubernetes) is then the
+        pipeline's: started by `run`, closed by `shutdown`; a tick only takes its latest allocation."""
         if not groups:
             raise ValueError("the configuration enables no metric group")
         self._groups = list(groups)
         self._current_resource = resource if callable(resource) else lambda: resource
         self._resource = self._current_resource()
         # One producer per temporality: exporters that want the same data share one MetricsData.
+        self._kubernetes = kubernetes
+        attribution = PodAttribution(kubernetes) if kubernetes is not None else None
         producers = {
-            t: MetricsDataProducer(self._resource, t) for t in {counter_temporality(e) for e in exporters}
+            t: MetricsDataProducer(self._resource, t, attribution)
+            for t in {counter_temporality(e) for e in exporters}
         }
         self._producers = list(producers.values())
         self._sinks = [_Sink(e, producers[counter_temporality(e)]) for e in exporters]
@@ -173,6 +183,8 @@ class MonitorPipeline:
         """Collect and export until `stop` is set, the output is closed, or `max_reports` were made."""
         # The baselines are taken as a tick collects (the collector's prime), and the schedule starts
         # when the system groups' are taken, so every first period is the configured one.
+        if self._kubernetes is not None:
+            self._kubernetes.start()  # its first read runs beside the first period
         periods = {g.period for g in self._groups}
         start = self._collector.prime(self._due(sorted(periods)), DEADLINE_FRACTION * min(periods))
         schedule = FixedRateSchedule(periods, start)
@@ -254,6 +266,8 @@ class MonitorPipeline:
         return any(getattr(sink.exporter, "closed", False) for sink in self._sinks)
 
     def shutdown(self) -> None:
+        if self._kubernetes is not None:
+            self._kubernetes.close()
         self._collector.shutdown()
         for sink in self._sinks:
             try:

@@ -12,9 +12,9 @@ each runtime's connection error, so an OTLP consumer can rebuild the whole repor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -59,6 +59,9 @@ from otel_neuron.semconv import (
     RUNTIME_TAG,
 )
 
+if TYPE_CHECKING:
+    from otel_neuron.attribution import PodAttribution
+
 SCOPE = InstrumentationScope("otel_neuron", __version__)
 
 
@@ -73,10 +76,16 @@ class MetricsDataProducer:
     """Builds MetricsData from collections; keeps running totals for cumulative exporters."""
 
     def __init__(
-        self, resource: Resource, temporality: AggregationTemporality = AggregationTemporality.DELTA
+        self,
+        resource: Resource,
+        temporality: AggregationTemporality = AggregationTemporality.DELTA,
+        attribution: PodAttribution | None = None,
     ) -> None:
+        """`attribution` (--kubernetes) labels the groups' points of NeuronCores and devices a pod
+        holds, and adds its own points (see otel_neuron.attribution)."""
         self._resource = resource
         self._temporality = temporality
+        self._attribution = attribution
         self._start_time_unix_nano: int | None = None
         self._totals: dict[tuple[str, frozenset[tuple[str, Any]]], Any] = {}
 
@@ -85,11 +94,18 @@ class MetricsDataProducer:
         self._resource = resource
 
     def produce(self, collected: Sequence[Collected]) -> MetricsData:
-        builder = _MetricsBuilder(self._temporality)
+        attribution = self._attribution
+        if attribution is None:
+            builder = _MetricsBuilder(self._temporality)
+        else:
+            attribution.begin(item.sample.points for item in collected)
+            builder = _LabellingBuilder(self._temporality, attribution.label)
         runtimes_seen: set[int] = set()
         entries_seen: set[_Entry] = set()
         for item in collected:
             self._add_group(builder, item, runtimes_seen, entries_seen)
+        if attribution is not None:
+            attribution.add_own_points(builder.add)
         scope_metrics = ScopeMetrics(scope=SCOPE, metrics=builder.metrics(), schema_url="")
         return MetricsData([ResourceMetrics(self._resource, [scope_metrics], schema_url="")])
 
@@ -121,6 +137,7 @@ class MetricsDataProducer:
         points = sample.points
         if points.get(APPLICATION_ERROR.name):
             points = _first_entry_errors(points, entries_seen)
+        add = builder.add_group_points
         if self._temporality is not AggregationTemporality.CUMULATIVE:
             for spec in group.instruments:
                 add(spec, points.get(spec.name, ()), interval)
@@ -201,6 +218,9 @@ class _MetricsBuilder:
         points.pairs_of_blocks.append(pairs)
         points.intervals.append(interval)
 
+    # A group's own points, as opposed to the monitor's health points (see _LabellingBuilder).
+    add_group_points = add
+
     def metrics(self) -> list[Metric]:
         return [self._metric(self._specs[name], points) for name, points in self._points.items()]
 
@@ -216,6 +236,22 @@ class _MetricsBuilder:
         else:
             data = Sum(points, self._temporality, is_monotonic=True)
         return Metric(spec.name, spec.description, spec.unit, data)
+
+
+class _LabellingBuilder(_MetricsBuilder):
+    """A builder whose groups' points go through `label` first (pod attribution); a plain builder is
+    used without it, so the monitor pays nothing for the option it does not use."""
+
+    def __init__(
+        self, temporality: AggregationTemporality, label: Callable[[Sequence[Point]], Sequence[Point]]
+    ) -> None:
+        super().__init__(temporality)
+        self._label = label
+
+    def add_group_points(
+        self, spec: InstrumentSpec, pairs: Sequence[Point], interval: tuple[int, int]
+    ) -> None:
+        self.add(spec, self._label(pairs), interval)
 
 
 class PointBlocks(Sequence[Any]):

@@ -1,11 +1,14 @@
-"""The monitor's OpenTelemetry Resource: instance facts and service.name, overridable by the environment."""
+"""The monitor's OpenTelemetry Resource: instance facts, the Kubernetes node and service.name,
+overridable by the environment."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
+from otel_neuron.semconv import K8S_NODE_NAME, K8S_NODE_NAME_VARIABLE
 from otel_neuron.sources.instance import (
     InstanceFacts,
     InstanceLookup,
@@ -17,10 +20,20 @@ from otel_neuron.sources.instance import (
 DEFAULT_SERVICE_NAME = "otel-neuron-monitor"
 
 
-def build_resource(facts: InstanceFacts) -> Resource:
-    """SDK defaults < our service name and instance facts < OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME."""
-    ours = Resource({"service.name": DEFAULT_SERVICE_NAME, **resource_attributes(facts)})
+def build_resource(facts: InstanceFacts, environ: Mapping[str, str] | None = None) -> Resource:
+    """SDK defaults < our service name, instance facts and node < OTEL_RESOURCE_ATTRIBUTES /
+    OTEL_SERVICE_NAME. The node is `K8S_NODE_NAME` when set (the variable the OpenTelemetry
+    Collector reads the node name from, given by the downward API's spec.nodeName)."""
+    ours = Resource(
+        {"service.name": DEFAULT_SERVICE_NAME, **resource_attributes(facts), **node_attributes(environ)}
+    )
     return Resource.create({}).merge(ours).merge(OTELResourceDetector().detect())
+
+
+def node_attributes(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """k8s.node.name from K8S_NODE_NAME, when it is set and not blank."""
+    node = (os.environ if environ is None else environ).get(K8S_NODE_NAME_VARIABLE, "").strip()
+    return {K8S_NODE_NAME: node} if node else {}
 
 
 class LookupResource:

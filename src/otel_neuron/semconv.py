@@ -33,6 +33,9 @@ NEURON_POWER = "neuron_power"
 NEURONCORE_STATUS = "neuroncore_status"
 SYSFS_ONLY_GROUPS = (NEURON_HARDWARE_INFO, NEURON_POWER, NEURONCORE_STATUS)
 
+# The 2.x report's root object naming the Kubernetes container of each NeuronCore and device (--kubernetes).
+NEURON_K8S_INFO = "neuron_k8s_info"
+
 # neuron-monitor 2.x's names for the same groups.
 EXECUTION_STATS = "execution_stats"  # 2.x's inference_stats
 NEURON_HW_COUNTERS = "neuron_hw_counters"  # 2.x's hw_counters, a system group there
@@ -137,6 +140,16 @@ CORE_STATUS = "neuron.core.status"
 CORE_COUNTER = "neuron.core.counter"
 PHYSICAL_CORE = "neuron.core.physical"  # Trn2's v3d: a physical NeuronCore of a logical one ("nc_v3.0")
 LATENCY_PERCENTILE = "neuron.latency.percentile"  # "p0" ... "p100", as upstream named it
+# OpenTelemetry's stable Kubernetes attributes. The pod ones are on the points of a NeuronCore or device
+# a container holds (--kubernetes); the node and cluster ones on the Resource.
+K8S_POD_NAME = "k8s.pod.name"
+K8S_NAMESPACE_NAME = "k8s.namespace.name"
+K8S_CONTAINER_NAME = "k8s.container.name"
+K8S_NODE_NAME = "k8s.node.name"
+K8S_CLUSTER_NAME = "k8s.cluster.name"
+# The environment variable the node name comes from: the OpenTelemetry Collector's (its k8snode
+# detector's default), set from the downward API's spec.nodeName.
+K8S_NODE_NAME_VARIABLE = "K8S_NODE_NAME"
 # The report's instance_data (1.x) / instance_info (2.x) fields and the resource attribute each travels
 # in (cloud.*/host.* where the conventions have one), in the report's order.
 INSTANCE_RESOURCE_ATTRIBUTES = {
@@ -335,5 +348,25 @@ APPLICATION_ERROR = InstrumentSpec(
     "neuron.monitor.application.error",
     "1",
     "1 when neuron-monitor reported an error for the application or one of its groups (error.message)",
+    Kind.GAUGE,
+)
+# Kubernetes (--kubernetes): who holds each NeuronCore and device, and how the kubelet's reads go.
+K8S_ALLOCATION = InstrumentSpec(
+    "neuron.k8s.allocation",
+    "1",
+    "1 when a Kubernetes container holds the NeuronCore or Neuron device (k8s.* attributes name it), "
+    "0 when none does",
+    Kind.GAUGE,
+)
+KUBELET_PERIOD = InstrumentSpec(
+    "neuron.monitor.kubelet.period",
+    "s",
+    "Actual seconds between the two latest reads of the kubelet's PodResources",
+    Kind.GAUGE,
+)
+KUBELET_ERROR = InstrumentSpec(
+    "neuron.monitor.kubelet.error",
+    "1",
+    "1 when the latest read of the kubelet's PodResources failed (error.message says why)",
     Kind.GAUGE,
 )

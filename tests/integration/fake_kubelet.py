@@ -3,6 +3,7 @@
     kubelet = FakeKubelet(path, [pod("bert-0", "ml", server={"aws.amazon.com/neuroncore": ["0", "1"]})])
     kubelet.set_pods([...])   # the next List answers this
     kubelet.hang()            # List answers nothing until resume() or stop()
+    kubelet.set_answer(b"..") # List answers these bytes (a well-formed gRPC answer, garbage inside)
     kubelet.stop()            # and the socket file is gone
 
 `GarbageSocket(path)` is the other failure: a plain socket that writes junk to whoever connects.
@@ -18,7 +19,7 @@ from concurrent import futures
 
 import grpc
 
-from otel_neuron.kubernetes import podresources_pb2, podresources_pb2_grpc
+from otel_neuron.kubernetes import podresources_pb2
 
 # A hung List gives up after this long even if nobody resumes it, so a test can never hang on it.
 _LONGEST_HANG_S = 30.0
@@ -44,27 +45,31 @@ def pod(
     )
 
 
-class _Lister(podresources_pb2_grpc.PodResourcesListerServicer):
-    def __init__(self, kubelet: FakeKubelet) -> None:
-        self._kubelet = kubelet
-
-    def List(  # noqa: N802 - the kubelet's method name
-        self, request: podresources_pb2.ListPodResourcesRequest, context: grpc.ServicerContext
-    ) -> podresources_pb2.ListPodResourcesResponse:
-        return self._kubelet._answer()
+def _serialize(answer: podresources_pb2.ListPodResourcesResponse | bytes) -> bytes:
+    return answer if isinstance(answer, bytes) else answer.SerializeToString()
 
 
 class FakeKubelet:
     def __init__(self, socket_path: str, pods: Iterable[podresources_pb2.PodResources] = ()) -> None:
         self.socket_path = socket_path
         self._lock = threading.Lock()
-        self._response = podresources_pb2.ListPodResourcesResponse(pod_resources=list(pods))
+        self._response: podresources_pb2.ListPodResourcesResponse | bytes = (
+            podresources_pb2.ListPodResourcesResponse(pod_resources=list(pods))
+        )
         self._released = threading.Event()
         self._released.set()
         self.calls = 0  # List calls received
         self.hanging = 0  # List calls waiting in hang() right now
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        podresources_pb2_grpc.add_PodResourcesListerServicer_to_server(_Lister(self), self._server)
+        # The kubelet's service and method names; the answer serialized here, so it can be any bytes.
+        lister = grpc.unary_unary_rpc_method_handler(
+            lambda request, context: self._answer(),
+            request_deserializer=podresources_pb2.ListPodResourcesRequest.FromString,
+            response_serializer=_serialize,
+        )
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("v1.PodResourcesLister", {"List": lister}),)
+        )
         if not self._server.add_insecure_port(f"unix:{socket_path}"):
             raise RuntimeError(f"cannot listen on {socket_path}")
         self._server.start()
@@ -73,13 +78,17 @@ class FakeKubelet:
         with self._lock:
             self._response = podresources_pb2.ListPodResourcesResponse(pod_resources=list(pods))
 
+    def set_answer(self, answer: bytes) -> None:
+        with self._lock:
+            self._response = answer
+
     def hang(self) -> None:
         self._released.clear()
 
     def resume(self) -> None:
         self._released.set()
 
-    def _answer(self) -> podresources_pb2.ListPodResourcesResponse:
+    def _answer(self) -> podresources_pb2.ListPodResourcesResponse | bytes:
         with self._lock:
             self.calls += 1
             response = self._response

@@ -19,6 +19,8 @@ from otel_neuron.cli import parse_arguments
 from otel_neuron.config import parse_config
 from otel_neuron.exporters.otlp import normalize_endpoint, otlp_protocol, otlp_requested
 from otel_neuron.exporters.prometheus import parse_listen_address
+from otel_neuron.resource import build_resource
+from otel_neuron.sources.instance import InstanceFacts
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 DEFAULT = "."
@@ -230,14 +232,18 @@ def test_the_service_monitor_selects_the_service_and_keeps_the_workload_labels()
 
 
 @pytest.mark.parametrize("kustomization", ALL)
-def test_the_node_name_reaches_the_resource(kustomization: str) -> None:
-    names = [e["name"] for e in container(kustomization)["env"]]
-    variables = env(kustomization)
-    assert variables["OTEL_K8S_NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
-    attributes = dict(p.split("=", 1) for p in variables["OTEL_RESOURCE_ATTRIBUTES"]["value"].split(","))
-    assert attributes["k8s.node.name"] == "$(OTEL_K8S_NODE_NAME)"
-    # Kubernetes expands $(NAME) only from variables defined earlier in the list.
-    assert names.index("OTEL_K8S_NODE_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES")
+def test_the_node_name_reaches_the_resource(kustomization: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variables the DaemonSet sets, the node's name filled in as the kubelet would, give the
+    monitor's Resource k8s.node.name."""
+    for name in ("OTEL_RESOURCE_ATTRIBUTES", "OTEL_SERVICE_NAME", "K8S_NODE_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, variable in env(kustomization).items():
+        if variable.get("valueFrom") == {"fieldRef": {"fieldPath": "spec.nodeName"}}:
+            monkeypatch.setenv(name, "ip-10-0-1-17.us-west-2.compute.internal")
+        elif "value" in variable:
+            monkeypatch.setenv(name, variable["value"])
+    resource = build_resource(InstanceFacts(error="not looked up"))
+    assert resource.attributes["k8s.node.name"] == "ip-10-0-1-17.us-west-2.compute.internal"
 
 
 def test_the_otlp_overlay_sends_to_a_collector() -> None:
@@ -247,10 +253,7 @@ def test_the_otlp_overlay_sends_to_a_collector() -> None:
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env(DEFAULT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SystemExit,
-    reason="--kubernetes is not wired into the CLI yet (issue 18, in progress)",
-)
-def test_the_monitor_accepts_the_daemonsets_arguments() -> None:
-    parse_arguments(container(DEFAULT)["args"])
+@pytest.mark.parametrize("kustomization", ALL)
+def test_the_monitor_accepts_the_daemonsets_arguments(kustomization: str) -> None:
+    args = parse_arguments(container(kustomization)["args"])
+    assert args.kubernetes == "/var/lib/kubelet/pod-resources/kubelet.sock"

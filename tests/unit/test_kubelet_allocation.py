@@ -14,6 +14,7 @@ from otel_neuron.sources.kubelet import (
     NeuronAllocation,
     PodContainer,
     allocation_from_response,
+    encoded_pods,
 )
 
 CORE = "aws.amazon.com/neuroncore"
@@ -185,7 +186,7 @@ def test_a_failing_kubelet_is_one_warning_and_its_recovery_one_line(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="otel_neuron.sources.kubelet")
     refresher = AllocationRefresher(reader, clock=clock)
-    reader.next = good = NeuronAllocation(cores={0: A})
+    reader.next = NeuronAllocation(cores={0: A})
     refresher.refresh_if_due()
 
     failures = [
@@ -197,7 +198,6 @@ def test_a_failing_kubelet_is_one_warning_and_its_recovery_one_line(
         reader.next = failure
         clock.now += 1
         assert refresher.refresh_if_due()
-        assert refresher.allocation is good  # the last good allocation stays
         assert refresher.error == str(failure)
     assert len(lines(caplog)) == 1
     assert lines(caplog)[0].levelname == "WARNING"
@@ -229,3 +229,77 @@ def test_an_unexpected_error_is_reported_like_a_kubelet_failure_without_tracebac
 def test_bad_arguments_are_refused_at_once(reader: ScriptedReader) -> None:
     with pytest.raises(ValueError, match="interval"):
         AllocationRefresher(reader, interval_s=0)
+    with pytest.raises(ValueError, match="stale_after"):
+        AllocationRefresher(reader, stale_after_s=-1)
+
+
+def test_a_failing_kubelets_last_answer_is_kept_a_few_seconds_then_nothing_is_held(
+    clock: FakeClock, reader: ScriptedReader
+) -> None:
+    refresher = AllocationRefresher(reader, clock=clock, stale_after_s=3.0)
+    reader.next = good = NeuronAllocation(cores={0: A})
+    refresher.refresh_if_due()
+    reader.next = KubeletError(f"{SOCKET}: no answer within 0.5 s")
+    for _ in range(2):  # a slow read or a kubelet restart: the labels stay
+        clock.now += 1
+        refresher.refresh_if_due()
+        assert refresher.allocation is good
+    clock.now += 1  # three seconds without an answer: the pods may have left
+    refresher.refresh_if_due()
+    assert refresher.allocation == NeuronAllocation() and not refresher.allocation
+    reader.next = good
+    clock.now += 1
+    refresher.refresh_if_due()
+    assert refresher.allocation == good and refresher.error == ""
+
+
+def test_a_kubelet_that_never_answered_holds_nothing(clock: FakeClock, reader: ScriptedReader) -> None:
+    reader.next = KubeletError(f"{SOCKET}: no such socket")
+    refresher = AllocationRefresher(reader, clock=clock)
+    refresher.refresh_if_due()
+    assert not refresher.allocation and refresher.error.endswith("no such socket")
+
+
+def test_an_unchanged_answer_keeps_the_allocation_held(clock: FakeClock, reader: ScriptedReader) -> None:
+    refresher = AllocationRefresher(reader, clock=clock)
+    reader.next = first = NeuronAllocation(cores={0: A}, devices={1: B})
+    refresher.refresh_if_due()
+    reader.next = NeuronAllocation(cores={0: A}, devices={1: B})  # a new answer, equal to the last
+    clock.now += 1
+    refresher.refresh_if_due()
+    assert refresher.allocation is first  # readers can tell a change by identity
+
+
+def test_the_period_is_the_time_between_the_two_latest_reads(
+    clock: FakeClock, reader: ScriptedReader
+) -> None:
+    refresher = AllocationRefresher(reader, clock=clock)
+    refresher.refresh_if_due()
+    assert refresher.period == 0.0
+    clock.now += 1.25
+    refresher.refresh_if_due()
+    assert refresher.period == pytest.approx(1.25)
+
+
+def test_the_pods_of_an_answer_are_found_in_its_framing_in_any_order() -> None:
+    first, second = (
+        answer(("a-0", "ml", {"main": {CORE: ["0"]}})),
+        answer(("b-0", "ml", {"main": {CORE: ["1"]}})),
+    )
+    both = answer(("a-0", "ml", {"main": {CORE: ["0"]}}), ("b-0", "ml", {"main": {CORE: ["1"]}}))
+    reversed_both = answer(("b-0", "ml", {"main": {CORE: ["1"]}}), ("a-0", "ml", {"main": {CORE: ["0"]}}))
+    pods = encoded_pods(both.SerializeToString())
+    assert pods is not None and len(pods) == 2
+    assert pods == encoded_pods(reversed_both.SerializeToString())
+    assert pods != encoded_pods(first.SerializeToString()) != encoded_pods(second.SerializeToString())
+    # Fields of other numbers and wire types (a newer kubelet's) are stepped over.
+    newer = both.SerializeToString() + b"\x10\x96\x01" + b"\x1a\x03abc" + b"\x25\x00\x00\x00\x00"
+    assert encoded_pods(newer) == pods
+    assert encoded_pods(b"") == ()
+
+
+def test_an_answer_cut_short_has_no_pods_to_compare() -> None:
+    encoded = answer(("a-0", "ml", {"main": {CORE: ["0"]}})).SerializeToString()
+    assert encoded_pods(encoded[:-3]) is None  # a pod longer than what is left
+    assert encoded_pods(b"\x0a\xff") is None  # a length cut short
+    assert encoded_pods(b"\x0f") is None  # wire type 7 does not exist

@@ -13,7 +13,7 @@ FACTS = GUIDE_FACTS
 
 @pytest.fixture(autouse=True)
 def no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+    for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "K8S_NODE_NAME"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -56,3 +56,22 @@ def test_otel_resource_attributes_override_the_facts(monkeypatch: pytest.MonkeyP
     attributes = build_resource(FACTS).attributes
     assert (attributes["host.name"], attributes["deployment.environment"]) == ("renamed", "prod")
     assert attributes["host.id"] == "i-0011223344556677a"
+
+
+def test_the_kubernetes_node_comes_from_k8s_node_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "k8s.node.name" not in build_resource(FACTS).attributes
+    monkeypatch.setenv("K8S_NODE_NAME", "ip-10-0-1-17.us-west-2.compute.internal")
+    attributes = build_resource(FACTS).attributes
+    assert attributes["k8s.node.name"] == "ip-10-0-1-17.us-west-2.compute.internal"
+    assert attributes["host.id"] == "i-0011223344556677a"
+    monkeypatch.setenv("K8S_NODE_NAME", "  ")
+    assert "k8s.node.name" not in build_resource(FACTS).attributes
+
+
+def test_otel_resource_attributes_name_the_cluster_and_override_the_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("K8S_NODE_NAME", "from-the-downward-api")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "k8s.cluster.name=inference-prod,k8s.node.name=given")
+    attributes = build_resource(FACTS).attributes
+    assert (attributes["k8s.cluster.name"], attributes["k8s.node.name"]) == ("inference-prod", "given")

@@ -14,6 +14,10 @@ written for it keep working:
 - `neuroncore_memory_usage_*` carry `memory_location="None"`: the script sets that label to Python's
   None before exporting these families, and dashboards match the literal string.
 - `instance_info` and `neuron_hardware_info` are Info series (value 1).
+- With `neuron_k8s_info` in the report (--kubernetes), the series of a NeuronCore (`neuroncore`) or
+  a device (`neuron_device_index`) add `pod_name`, `namespace`, `container_name` (the names of the
+  list, comma-joined) of its holder, empty when none holds it: the labels of AWS's script with
+  `--enable-k8s-info` (Neuron 2.23 and later).
 
 Where the script has no answer, or a crash, this port chooses:
 
@@ -116,6 +120,12 @@ INSTANCE_LABELS = {
 # neuron_hardware_info's fields exported as labels; the memory size only when the report has it.
 HARDWARE_LABELS = ("neuron_device_count", "neuroncore_per_device_count")
 HARDWARE_OPTIONAL_LABELS = ("neuron_device_memory_size",)
+
+# neuron_k8s_info's pod labels, and the section holding them for each label naming a core or device.
+K8S_LABELS = ("pod_name", "namespace", "container_name")
+_K8S_SECTIONS = {"neuroncore": "neuroncores_k8s_info", "neuron_device_index": "neurondevices_k8s_info"}
+_NOT_HELD = ("", "", "")
+K8sHolders = Mapping[str, Mapping[str, tuple[str, str, str]]]  # section -> index -> pod labels
 
 # The script's literal label value: `labels['memory_location'] = None`, formatted by prometheus_client.
 NO_MEMORY_LOCATION = "None"
@@ -291,6 +301,7 @@ class NeuronMonitorCompat(Collector):
         self._lock = threading.Lock()
         self._base: dict[str, str] | None = None  # instance labels; None until a report came
         self._hardware: dict[str, str] | None = None
+        self._k8s: K8sHolders | None = None  # the latest neuron_k8s_info; None: no --kubernetes
         self._taken: dict[SectionKey, object] = {}  # the body last taken of each section
         self._gauges: dict[SectionKey, list[Series]] = {}
         # Counter totals and their creation times, by runtime tag (None: the system's).
@@ -316,6 +327,7 @@ class NeuronMonitorCompat(Collector):
             self._take_sections(None, report.get("system_data"), SYSTEM_HANDLERS)
             self._forget_departed(live)
             self._take_hardware(report.get("neuron_hardware_info"))
+            self._k8s = _k8s_holders(report.get("neuron_k8s_info"))
 
     def _take_instance(self, instance_info: object) -> None:
         if isinstance(instance_info, Mapping) or self._base is None:
@@ -378,7 +390,8 @@ class NeuronMonitorCompat(Collector):
             totals = {tag: dict(series) for tag, series in self._totals.items()}
             created = {tag: dict(series) for tag, series in self._created.items()}
             hardware = dict(self._hardware) if self._hardware is not None else None
-        families = _Families(base)
+            k8s = self._k8s  # replaced whole by each report, never changed
+        families = _Families(base, k8s)
         for (application, _), series in gauges:
             tag = application[1] if application is not None else None
             for family, labels, value in series:
@@ -393,8 +406,9 @@ class _Families:
     """The families of one scrape. A gauge two applications of one tag both give is served once, the
     later value winning, as a prometheus_client child set twice (their counters already add up)."""
 
-    def __init__(self, base: Mapping[str, str]) -> None:
+    def __init__(self, base: Mapping[str, str], k8s: K8sHolders | None = None) -> None:
         self._base = base
+        self._k8s = k8s
         self._values: dict[str, dict[tuple[str, ...], tuple[float, float | None]]] = {}
 
     def add(
@@ -416,15 +430,18 @@ class _Families:
             if not series:
                 continue
             names = [*base_names, *(("runtime_tag",) if spec.per_application else ()), *spec.labels]
+            pods = self._pods_of(spec)
+            if pods is not None:
+                names += K8S_LABELS
             if spec.counter:
                 counter = CounterMetricFamily(name, spec.help, labels=names)
                 for labels, (value, created) in series.items():
-                    counter.add_metric([*base_values, *labels], value, created=created)
+                    counter.add_metric([*base_values, *labels, *pods(labels)], value, created=created)
                 rendered.append(counter)
             else:
                 gauge = GaugeMetricFamily(name, spec.help, labels=names)
                 for labels, (value, _) in series.items():
-                    gauge.add_metric([*base_values, *labels], value)
+                    gauge.add_metric([*base_values, *labels, *pods(labels)], value)
                 rendered.append(gauge)
         instance = InfoMetricFamily("instance", "EC2 instance information")
         instance.add_metric([], dict(self._base))
@@ -434,6 +451,39 @@ class _Families:
             info.add_metric([], {**hardware, **self._base})
             rendered.append(info)
         return rendered
+
+    def _pods_of(self, spec: Family) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+        """The pod label values of a series of `spec` from its own labels: none without
+        neuron_k8s_info or for a family of neither a NeuronCore nor a device."""
+        label = next((label for label in spec.labels if label in _K8S_SECTIONS), None)
+        if self._k8s is None or label is None:
+            return _no_pod
+        holders = self._k8s.get(_K8S_SECTIONS[label], {})
+        position = (1 if spec.per_application else 0) + spec.labels.index(label)
+        return lambda labels: holders.get(labels[position], _NOT_HELD)
+
+
+def _no_pod(labels: tuple[str, ...]) -> tuple[str, ...]:
+    return ()
+
+
+def _k8s_holders(info: object) -> K8sHolders | None:
+    """neuron_k8s_info's holders as label values by section and index (None when absent)."""
+    if not isinstance(info, Mapping):
+        return None
+    holders: dict[str, dict[str, tuple[str, str, str]]] = {}
+    for section in _K8S_SECTIONS.values():
+        held = holders[section] = {}
+        for index, holder in _mapping(info.get(section)).items():
+            holder = _mapping(holder)
+            containers = holder.get("container_name")
+            names = containers if isinstance(containers, list) else [containers or ""]
+            held[str(index)] = (
+                str(holder.get("pod_name", "")),
+                str(holder.get("namespace", "")),
+                ",".join(str(name) for name in names),
+            )
+    return holders
 
 
 __all__ = ["FAMILIES", "NeuronMonitorCompat", "Reading", "Series"]

@@ -43,6 +43,9 @@ from otel_neuron.semconv import (
     INFERENCE_ERRORS,
     INFERENCE_LATENCY,
     INFERENCE_LATENCY_PERCENTILE,
+    K8S_ALLOCATION,
+    KUBELET_ERROR,
+    KUBELET_PERIOD,
     MEMORY_LIMIT,
     MEMORY_USAGE,
     MODEL_MEMORY,
@@ -115,6 +118,10 @@ _RULES: tuple[tuple[Fold, tuple[InstrumentSpec, ...]], ...] = (
             GROUP_PERIOD,
             GROUP_ERROR,
             RUNTIME_ERROR,
+            # The kubelet's: of the node, never of an application.
+            K8S_ALLOCATION,
+            KUBELET_PERIOD,
+            KUBELET_ERROR,
         ),
     ),
     # The 1.x percentiles come from the merged histogram; errors stay with their application.

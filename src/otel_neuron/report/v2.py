@@ -13,7 +13,8 @@
 - `system_data`: the system groups, and `neuron_hw_counters` from the ECC points of every runtime
   (a device seen by several runtimes is taken from the lowest index); always there, maybe empty.
 - `instance_info` (always) from the Resource; `neuron_hardware_info` (always) from the
-  neuron_hardware_info group's points, `null` while no source gives it.
+  neuron_hardware_info group's points, `null` while no source gives it; `neuron_k8s_info` with
+  --kubernetes (report.kubernetes).
 
 The standing report keeps the last body of every group that was not due, as the 1.x one does; but the
 applications of a runtime index are those of its latest collection: one that exited disappears with
@@ -30,6 +31,7 @@ from opentelemetry.sdk.metrics.export import MetricsData
 from otel_neuron.exporters.section_memo import Render, SectionMemo
 from otel_neuron.groups.base import PointsByMetric
 from otel_neuron.report.instance import instance_facts
+from otel_neuron.report.kubernetes import render_k8s_info
 from otel_neuron.report.routing import Application, Collection, read_metrics
 from otel_neuron.report.sections_v2 import (
     ecc_devices,
@@ -156,6 +158,7 @@ class _Update(NamedTuple):
     system_data: Report
     instance_info: Report
     hardware_info: Report | None  # None: no source of it was collected
+    k8s_info: Report | None = None  # None: no pod attribution (--kubernetes) in this MetricsData
 
 
 def report_v2_from_metrics(
@@ -172,16 +175,22 @@ def report_v2_from_metrics(
         update.system_data,
         update.instance_info,
         update.hardware_info,
+        update.k8s_info,
     )
 
 
-def _document(entries: list[Report], system: Report, instance: Report, hardware: Report | None) -> Report:
-    return {
+def _document(
+    entries: list[Report], system: Report, instance: Report, hardware: Report | None, k8s: Report | None
+) -> Report:
+    document = {
         "neuron_runtime_data": entries,
         "system_data": system,
         "instance_info": instance,
         "neuron_hardware_info": hardware,
     }
+    if k8s is not None:
+        document["neuron_k8s_info"] = k8s
+    return document
 
 
 class StandingReportV2:
@@ -194,6 +203,7 @@ class StandingReportV2:
         self._system: Report = {}
         self._instance: Report = {}
         self._hardware: Report | None = None
+        self._k8s: Report | None = None
 
     def update(self, metrics_data: MetricsData) -> Report:
         """Merge what `metrics_data` holds and return the whole report."""
@@ -204,11 +214,13 @@ class StandingReportV2:
         self._instance = update.instance_info
         if update.hardware_info is not None:
             self._hardware = update.hardware_info
+        if update.k8s_info is not None:
+            self._k8s = update.k8s_info
         return self.document()
 
     def document(self) -> Report:
         entries = [entry for index in sorted(self._entries) for entry in self._entries[index].values()]
-        return _document(entries, self._system, self._instance, self._hardware)
+        return _document(entries, self._system, self._instance, self._hardware, self._k8s)
 
     def _replace_applications(self, index: int, entries: list[tuple[Application | None, Report]]) -> None:
         """The applications of runtime `index` become those just collected; each keeps the sections
@@ -262,7 +274,7 @@ def _render(
         else instance_facts(collection.resource)
     )
     hardware = _hardware_info(collection, hardware_groups) if hardware_groups else None
-    return _Update(entries, system, instance, hardware)
+    return _Update(entries, system, instance, hardware, render_k8s_info(collection))
 
 
 def _body(
