@@ -80,18 +80,6 @@ def test_a_simulated_runtime_and_the_system_groups_need_no_grpc_jsonschema_or_ex
     assert [package for package in unused if loaded(modules, package)] == []
 
 
-def test_a_unix_runtime_that_is_not_there_is_reported_without_loading_grpc(tmp_path: Path) -> None:
-    address = f"unix:{tmp_path}/absent.sock"
-    path = write_config(
-        tmp_path, {"neuron_runtimes": [{"address": address, "metrics": [{"type": "memory_used"}]}]}
-    )
-    result, modules = run_importing(["-c", str(path), "--max-reports", "1", "--imds", "off"])
-    assert result.returncode == 0, result.stderr
-    (report,) = reports(result.stdout)
-    assert report["neuron_runtime_data"][0]["error"] == f"cannot connect to {address}: no such file"
-    assert not loaded(modules, "grpc")
-
-
 def test_validate_loads_jsonschema_and_checks_every_report(tmp_path: Path) -> None:
     path = write_config(tmp_path, {"period": "500ms", "system_metrics": [{"type": "memory_info"}]})
     result, modules = run_importing(

@@ -20,6 +20,7 @@ whenever that socket fails the same fetch falls back to gRPC, whose answer (or e
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import threading
@@ -167,6 +168,10 @@ class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
         self._latency_epoch: int | None = None
         self._async_channel: grpc.aio.Channel | None = None
         self._async_call: Any = None
+        if self.address.kind != "sim":
+            # gRPC is loaded for a runtime that may need it, and now: imported at the first gRPC fetch,
+            # it would hold the fetch loop, and the other runtimes' fetches on it, while it loads.
+            importlib.import_module("grpc.aio")
         self._socket_route = (
             SnapshotSocketRoute(self.address.socket_path, self.address.text)
             if self.address.kind == "unix"
@@ -314,9 +319,7 @@ class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
         return snapshot
 
     async def _fetch_grpc(self) -> runtime_pb2.Snapshot:
-        # Imported at a runtime's first gRPC call: a monitor that reads only simulators, sysfs or
-        # neuron-monitor never loads gRPC.
-        import grpc.aio
+        import grpc.aio  # loaded by __init__: a monitor of simulators, sysfs or neuron-monitor never is
 
         if self._async_call is None:
             self._async_channel = grpc.aio.insecure_channel(self.address.target, options=_CHANNEL_OPTIONS)
