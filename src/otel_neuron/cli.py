@@ -132,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--output-format",
-        choices=("1", "2"),
+        choices=("1", "2", "none"),
         default="1",
-        help="report format written to stdout: neuron-monitor 1.x as in the guide (default) or 2.x",
+        help="report format written to stdout: neuron-monitor 1.x as in the guide (default), 2.x, or none "
+        "(no report: a daemon that only exports, with --otlp or --prometheus)",
     )
     parser.add_argument(
         "--from-stdin",
@@ -241,17 +242,22 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     except ConfigError as error:
         print(f"otel-neuron-monitor: {error}", file=sys.stderr)
         return 2
-    report = ReportJsonExporter(
-        runtime_count=len(config.runtimes),
-        out=sys.stdout,
-        validate=_report_validator() if args.validate else None,
-        output_format=args.output_format,
+    report = (
+        None
+        if args.output_format == "none"
+        else ReportJsonExporter(
+            runtime_count=len(config.runtimes),
+            out=sys.stdout,
+            validate=_report_validator() if args.validate else None,
+            output_format=args.output_format,
+        )
     )
     try:
         network = build_network_exporters(args)
         kubernetes = _kubelet_refresher(args.kubernetes, config)
         resource = LookupResource(instance_lookup, _stream_instance_facts(config))
-        pipeline = MonitorPipeline(groups, [report, *network], resource, kubernetes)
+        exporters = [*network] if report is None else [report, *network]
+        pipeline = MonitorPipeline(groups, exporters, resource, kubernetes)
     except (ValueError, OSError) as error:  # e.g. the Prometheus port is taken
         close_groups(groups)
         print(f"otel-neuron-monitor: {_describe_startup_error(error)}", file=sys.stderr)
@@ -266,7 +272,7 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
         pipeline.run(stop, max_reports=args.max_reports)
     finally:
         pipeline.shutdown()
-        if report.closed:
+        if report is not None and report.closed:
             _silence_stdout()
     return 0
 

@@ -86,6 +86,13 @@ def check_export_arguments(
             from otel_neuron.exporters.prometheus import parse_listen_address
 
             parse_listen_address(args.prometheus, args.prometheus_names or "otel")
+        if args.output_format == "none":
+            if args.validate:
+                raise ValueError("--validate: there is no report to check with --output-format none")
+            if not prometheus_requested(args) and not _may_request_otlp(args, env):
+                raise ValueError(
+                    "--output-format none: nothing would leave the monitor; add --otlp or --prometheus"
+                )
     except ValueError as error:
         parser.error(str(error))
 
