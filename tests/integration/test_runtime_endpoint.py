@@ -19,8 +19,10 @@ import grpc
 import pytest
 
 from otel_neuron.groups.base import MetricGroup
-from otel_neuron.groups.runtime import GROUP_TYPES, InferenceStatsGroup, create_runtime_groups
+from otel_neuron.groups.runtime import GROUP_TYPES, create_runtime_groups
 from otel_neuron.histogram import exact_percentile
+from otel_neuron.report.section_table import SECTIONS_V1
+from otel_neuron.report.sections_v1 import render_inference_stats
 from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc
 from otel_neuron.runtime.recorder import InferenceRecorder
 from otel_neuron.runtime.server import serve_runtime_endpoint
@@ -131,7 +133,7 @@ def test_all_five_groups_sample_and_render_over_a_unix_socket(socket_dir: Path, 
         assert 0.25 < sample.period < 2
         for points in sample.points.values():
             assert all(attributes["neuron.runtime.index"] == 0 for attributes, _ in points)
-        reports[group.report_key] = type(group).render(sample.points)
+        reports[group.report_key] = SECTIONS_V1[group.report_key].render(sample.points)
     cores = reports["neuroncore_counters"]["neuroncores_in_use"]
     assert sorted(cores) == ["0", "1", "2", "3"]
     assert all(0 <= core["neuroncore_utilization"] <= 100 for core in cores.values())
@@ -184,7 +186,7 @@ def test_per_period_counts_add_up_to_the_simulators_ground_truth(socket_dir: Pat
             simulator.pause()
             end = totals(simulator.ground_truth())
         stats_points = stats.sample().points
-        report = InferenceStatsGroup.render(stats_points)
+        report = render_inference_stats(stats_points)
         for name in OUTCOMES:
             summed[name] += report["inference_summary"][name]
         for attributes, value in stats_points[INFERENCE_ERRORS.name]:  # the 2.x error types
@@ -202,7 +204,7 @@ def test_per_period_counts_add_up_to_the_simulators_ground_truth(socket_dir: Pat
     time.sleep(0.3)
     simulator.pause()
     truth = simulator.ground_truth(mark=True)
-    latency = InferenceStatsGroup.render(stats.sample().points)["latency_stats"]
+    latency = render_inference_stats(stats.sample().points)["latency_stats"]
     for key, values in (("total_latency", truth.total_latencies), ("device_latency", truth.device_latencies)):
         assert len(values) > 50
         assert latency[key]["p0"] == min(values) and latency[key]["p100"] == max(values)
@@ -275,7 +277,7 @@ def test_a_killed_and_restarted_runtime_errors_then_resumes_cleanly(
     time.sleep(0.3)  # next tick
     sample = groups["inference_stats"].sample()
     assert sample.error == ""
-    report = InferenceStatsGroup.render(sample.points)
+    report = render_inference_stats(sample.points)
     assert report["inference_summary"]["completed"] == truth.inferences.completed  # since its start, no spike
     assert all(value >= 0 for value in report["inference_summary"].values())
     assert groups["inference_stats"].runtime_error() == ""

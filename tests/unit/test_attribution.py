@@ -77,10 +77,6 @@ class Group(MetricGroup):
     def _sample_points(self, period: float) -> PointsByMetric:
         return self.next
 
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        return {}
-
 
 def collect(*groups: Group) -> list[Collected]:
     return [Collected(group, GroupSample(1.0, "", 1_000_000_000, group.next)) for group in groups]

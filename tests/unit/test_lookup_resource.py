@@ -23,10 +23,6 @@ class SteadyGroup(MetricGroup):
     def _sample_points(self, period: float) -> PointsByMetric:
         return {LOAD.name: [({}, 1.0)]}
 
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, object]:
-        return {}
-
 
 def test_reports_say_in_progress_until_the_deadline_then_carry_the_outcome_for_good() -> None:
     now = [50.0]

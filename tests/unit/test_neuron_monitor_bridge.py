@@ -23,6 +23,7 @@ from otel_neuron.groups.base import GroupSample, HistogramDelta
 from otel_neuron.groups.neuron_monitor import create_bridge_groups
 from otel_neuron.groups.runtime import INFERENCE_COUNT
 from otel_neuron.pipeline import MonitorPipeline, ScheduledGroup
+from otel_neuron.report.section_table import SECTIONS_V1
 from otel_neuron.report_schema import report_problem
 from otel_neuron.sources import neuron_monitor_application
 from otel_neuron.sources.line_streams import FdLines
@@ -82,7 +83,10 @@ def sample_all(groups) -> dict[str, GroupSample]:  # type: ignore[no-untyped-def
 
 
 def rendered(groups, samples: dict[str, GroupSample]) -> dict[str, dict]:  # type: ignore[no-untyped-def]
-    return {group.report_key: group.render(samples[group.report_key].points) for group in groups}
+    return {
+        group.report_key: SECTIONS_V1[group.report_key].render(samples[group.report_key].points)
+        for group in groups
+    }
 
 
 def test_v1_stream_feeds_all_five_groups(pipe: Pipe) -> None:

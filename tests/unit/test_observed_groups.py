@@ -26,10 +26,6 @@ class CountingGroup(MetricGroup):
         self.samples += 1
         return {TEMPERATURE.name: [({}, self.samples)], EVENTS.name: [({}, 5)]}
 
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, object]:
-        return {}
-
 
 def values(reader: InMemoryMetricReader) -> dict[str, object]:
     data = reader.get_metrics_data()

@@ -104,10 +104,6 @@ class CountingGroup(MetricGroup):
     def _sample_points(self, period: float) -> PointsByMetric:
         return {EVENTS.name: [({}, 5)]}
 
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, object]:
-        return {}
-
 
 def events_sent(preference: str | None, monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, object]]:
     """(value, temporality) of the events counter in each of three ticks sent through OTLP."""

@@ -38,10 +38,6 @@ class CountingGroup(MetricGroup):
         self.samples += 1
         return {TEMPERATURE.name: [({}, self.samples)], EVENTS.name: [({}, 5)]}
 
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, object]:
-        return {}
-
 
 class Recording:
     """Keeps what it is given: (temperature, events, the events' temporality) per export."""

@@ -19,12 +19,7 @@ from guide_example import GUIDE_FACTS
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_neuron.exporters.report_json import (
-    ReportJsonExporter,
-    encode_line,
-    merge_report,
-    report_from_metrics,
-)
+from otel_neuron.exporters.report_json import ReportJsonExporter, encode_line
 from otel_neuron.groups.base import AttributeColumn, GroupSample, Point, PointColumns
 from otel_neuron.groups.system import (
     CONTEXT_SWITCHES,
@@ -39,7 +34,8 @@ from otel_neuron.groups.system import (
 )
 from otel_neuron.producer import Collected, MetricsDataProducer
 from otel_neuron.report.routing import SectionPoints
-from otel_neuron.report.system import percents_of
+from otel_neuron.report.system import percents_of, render_vcpu_usage
+from otel_neuron.report.v1 import merge_report, report_from_metrics
 from otel_neuron.report_schema import report_problem
 from otel_neuron.resource import build_resource
 from otel_neuron.sources.instance import InstanceFacts
@@ -289,8 +285,8 @@ def test_vcpu_rows_by_columns_are_the_point_by_point_rows(seed: int, column: typ
     fractions = [rng.choice([*choices, rng.random()]) for _ in range(7 * 12)]
     columns = mode_major(12, values(fractions), column)
     for _ in range(2):  # the second time every fraction is one seen before
-        by_columns = VcpuUsageGroup.render({CPU_UTILIZATION.name: columns})
-        point_by_point = VcpuUsageGroup.render({CPU_UTILIZATION.name: list(columns)})
+        by_columns = render_vcpu_usage({CPU_UTILIZATION.name: columns})
+        point_by_point = render_vcpu_usage({CPU_UTILIZATION.name: list(columns)})
         # As the report line writes them (-0.0 is not 0.0; orjson takes no numpy number).
         assert encode_line(by_columns) == encode_line(point_by_point)
         assert by_columns["usage_data"]["0"] == {
@@ -337,10 +333,10 @@ def test_vcpu_points_in_another_layout_are_rendered_point_by_point(column: type)
         [0.5] * 21,
     )
     for points in (cpu_major, floats):
-        assert VcpuUsageGroup.render({CPU_UTILIZATION.name: points}) == VcpuUsageGroup.render(
+        assert render_vcpu_usage({CPU_UTILIZATION.name: points}) == render_vcpu_usage(
             {CPU_UTILIZATION.name: list(points)}
         )
-    assert list(VcpuUsageGroup.render({CPU_UTILIZATION.name: floats})["usage_data"]) == ["0.0", "1.0", "2.0"]
+    assert list(render_vcpu_usage({CPU_UTILIZATION.name: floats})["usage_data"]) == ["0.0", "1.0", "2.0"]
 
 
 def test_a_groups_attribute_column_cannot_change_so_what_is_derived_from_it_is_kept() -> None:

@@ -9,10 +9,10 @@ from opentelemetry.sdk.metrics.export import AggregationTemporality
 from opentelemetry.sdk.resources import Resource
 
 from otel_neuron.attribution import PodAttribution
-from otel_neuron.exporters.report_json import report_from_metrics
 from otel_neuron.groups.base import MetricGroup, PointsByMetric
 from otel_neuron.kubernetes.allocation import NeuronAllocation, PodContainer
 from otel_neuron.producer import Collected, MetricsDataProducer
+from otel_neuron.report import report_from_metrics
 from otel_neuron.report.v2 import StandingReportV2, report_v2_from_metrics
 from otel_neuron.semconv import CORE_INDEX, CORE_UTILIZATION, DEVICE_CORES, DEVICE_INDEX, RUNTIME_INDEX
 
@@ -38,10 +38,6 @@ class Fixed(MetricGroup):
 
     def _sample_points(self, period: float) -> PointsByMetric:
         return self._points
-
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        return {}
 
 
 def collected() -> list[Collected]:

@@ -13,11 +13,11 @@ import pytest
 from guide_example import GUIDE_FACTS
 
 import otel_neuron.semconv as semconv
-from otel_neuron.exporters.report_json import ReportJsonExporter, report_from_metrics
+from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.groups.base import GroupSample, HistogramDelta, MetricGroup, Point, PointsByMetric
 from otel_neuron.histogram import bucket_index, dense_buckets, percentiles
 from otel_neuron.producer import Collected, MetricsDataProducer
-from otel_neuron.report import StandingReportV2, report_v2_from_metrics
+from otel_neuron.report import StandingReportV2, report_from_metrics, report_v2_from_metrics
 from otel_neuron.report.fold import FOLDS
 from otel_neuron.resource import build_resource
 from otel_neuron.semconv import (
@@ -82,10 +82,6 @@ class Group(MetricGroup):
 
     def _sample_points(self, period: float) -> PointsByMetric:
         raise NotImplementedError
-
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        return {}
 
 
 CORES = Group(
@@ -674,3 +670,50 @@ def test_the_report_package_imports_no_source_and_no_grpc() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+RENDER_BOTH_FORMATS = """
+import io, json, sys
+from opentelemetry.sdk.metrics.export import (
+    Gauge, Metric, MetricsData, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from otel_neuron.exporters.report_json import ReportJsonExporter
+from otel_neuron.semconv import (
+    GROUP, GROUP_PERIOD, INFERENCE_COUNT, MEMORY_LIMIT, OUTCOME, RUNTIME_INDEX,
+)
+
+def metric(name, points):
+    data = [NumberDataPoint(attributes, 0, 1, value) for attributes, value in points]
+    return Metric(name, "", "", Gauge(data))
+
+runtime = {RUNTIME_INDEX: 0}
+data = MetricsData([ResourceMetrics(Resource({}), [ScopeMetrics(InstrumentationScope("t"), [
+    metric(GROUP_PERIOD.name, [({GROUP: "inference_stats", **runtime}, 1.0), ({GROUP: "memory_info"}, 1.0)]),
+    metric(INFERENCE_COUNT.name, [({OUTCOME: "completed", **runtime}, 3)]),
+    metric(MEMORY_LIMIT.name, [({}, 4096)]),
+], "")], "")])
+lines = []
+for output_format in ("1", "2"):
+    out = io.StringIO()
+    ReportJsonExporter(runtime_count=1, out=out, output_format=output_format).export(data)
+    lines.append(json.loads(out.getvalue()))
+print(json.dumps([
+    lines[0]["neuron_runtime_data"][0]["report"]["inference_stats"]["inference_summary"]["completed"],
+    lines[1]["neuron_runtime_data"][0]["report"]["execution_stats"]["execution_summary"]["completed"],
+    lines[0]["system_data"]["memory_info"]["memory_total_bytes"],
+]))
+sampling = ("otel_neuron.sources", "otel_neuron.runtime", "otel_neuron.groups.runtime",
+            "otel_neuron.groups.sysfs", "otel_neuron.groups.neuron_monitor", "otel_neuron.groups.system")
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "grpc" or m.startswith(sampling))))
+"""
+
+
+def test_both_reports_render_from_metrics_without_any_source_grpc_or_sampling_group() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", RENDER_BOTH_FORMATS], capture_output=True, text=True, check=True, timeout=60
+    )
+    rendered, imported = result.stdout.splitlines()
+    assert json.loads(rendered) == [3, 3, 4096]  # the reports were rendered
+    assert json.loads(imported) == []

@@ -16,11 +16,18 @@ from otel_neuron.groups.runtime import (
     MemoryUsedGroup,
     NeuronCoreCountersGroup,
     RuntimeVcpuUsageGroup,
-    _cores_by_columns,
     _window_min_max,
     create_runtime_groups,
 )
 from otel_neuron.histogram import exact_percentile
+from otel_neuron.report.section_table import SECTIONS_V1
+from otel_neuron.report.sections_v1 import (
+    render_hw_counters,
+    render_inference_stats,
+    render_memory_used,
+    render_neuroncore_counters,
+    render_runtime_vcpu_usage,
+)
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.recorder import InferenceRecorder, Subgraph
 from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
@@ -114,7 +121,7 @@ def stats(endpoint: FakeEndpoint) -> InferenceStatsGroup:
 def body(group: InferenceStatsGroup) -> dict:
     sample = group.sample()
     assert sample.error == ""
-    return InferenceStatsGroup.render(sample.points)
+    return render_inference_stats(sample.points)
 
 
 def test_counts_and_percentiles_cover_exactly_the_period() -> None:
@@ -228,7 +235,7 @@ def test_a_failed_collection_is_an_error_and_the_next_covers_the_gap() -> None:
     recovered = group.sample()
     assert recovered.error == ""
     assert group.runtime_error() == ""
-    assert group.render(recovered.points)["inference_summary"]["completed"] == 2
+    assert render_inference_stats(recovered.points)["inference_summary"]["completed"] == 2
     # The period spans the whole gap the counts cover, not just the time since the failure.
     assert recovered.period >= failed.period + 0.04
 
@@ -266,13 +273,13 @@ def test_utilization_vcpu_memory_and_ecc() -> None:
         attributes["neuron.runtime.index"] == 3
         for attributes, _ in core_sample.points["neuron.core.utilization"]
     )
-    in_use = NeuronCoreCountersGroup.render(core_sample.points)["neuroncores_in_use"]
+    in_use = render_neuroncore_counters(core_sample.points)["neuroncores_in_use"]
     assert 30 < in_use["0"]["neuroncore_utilization"] <= 50.5
     assert in_use["1"] == {"neuroncore_utilization": 0.0, "loaded_models": ["bert:sg00"]}
-    usage = RuntimeVcpuUsageGroup.render(vcpu.sample().points)["vcpu_usage"]
+    usage = render_runtime_vcpu_usage(vcpu.sample().points)["vcpu_usage"]
     vcpus = recorder.snapshot().vcpu_count
     assert usage["user"] == pytest.approx(100 * 0.05 / (0.2 * vcpus), rel=0.2)
-    assert ecc.render(ecc.sample().points) == {
+    assert render_hw_counters(ecc.sample().points) == {
         "neuron_devices": [
             {
                 "neuron_device_index": 0,
@@ -282,8 +289,10 @@ def test_utilization_vcpu_memory_and_ecc() -> None:
             }
         ]
     }
-    assert ecc.render(ecc.sample().points)["neuron_devices"][0]["mem_ecc_corrected"] == 0  # per period
-    assert MemoryUsedGroup.render(memory.sample().points) == {
+    assert (
+        render_hw_counters(ecc.sample().points)["neuron_devices"][0]["mem_ecc_corrected"] == 0
+    )  # per period
+    assert render_memory_used(memory.sample().points) == {
         "neuron_runtime_used_bytes": {"host": 10, "neuron_device": 20},
         "loaded_models": [
             {
@@ -358,8 +367,8 @@ def test_the_period_min_max_comes_from_every_window_after_the_previous_epoch_in_
 
 
 def test_a_down_runtime_is_one_error_series_in_the_metrics_and_the_reports_entry() -> None:
-    from otel_neuron.exporters.report_json import report_from_metrics
     from otel_neuron.producer import RUNTIME_ERROR, Collected, MetricsDataProducer
+    from otel_neuron.report import report_from_metrics
     from otel_neuron.resource import build_resource
     from otel_neuron.sources.instance import InstanceFacts
 
@@ -404,9 +413,9 @@ def test_ecc_events_and_model_loads_show_in_the_period_they_happen_and_only_then
 
     def period() -> tuple[list[int], dict[str, list[str]], list[str]]:
         endpoint.tick()
-        devices = ecc.render(ecc.sample().points)["neuron_devices"]
-        in_use = NeuronCoreCountersGroup.render(cores.sample().points)["neuroncores_in_use"]
-        loaded = MemoryUsedGroup.render(memory.sample().points)["loaded_models"]
+        devices = render_hw_counters(ecc.sample().points)["neuron_devices"]
+        in_use = render_neuroncore_counters(cores.sample().points)["neuroncores_in_use"]
+        loaded = render_memory_used(memory.sample().points)["loaded_models"]
         return (
             [device["mem_ecc_uncorrected"] for device in devices],
             {core: entry["loaded_models"] for core, entry in in_use.items()},
@@ -421,9 +430,9 @@ def test_ecc_events_and_model_loads_show_in_the_period_they_happen_and_only_then
     assert period() == ([0, 0], {"0": [], "1": ["bert:sg00"]}, ["bert"])
     recorder.set_model_running(model_id, False)
     endpoint.tick()  # the models changed, though not where neuroncore_counters looks
-    assert [
-        model["is_running"] for model in MemoryUsedGroup.render(memory.sample().points)["loaded_models"]
-    ] == [False]
+    assert [model["is_running"] for model in render_memory_used(memory.sample().points)["loaded_models"]] == [
+        False
+    ]
     recorder.unregister_model(model_id)
     recorder.record_ecc(0, "mem_ecc_uncorrected")
     assert period() == ([1, 0], {"0": [], "1": []}, [])
@@ -459,9 +468,8 @@ def test_neuroncores_in_use_reads_the_same_from_columns_as_point_by_point() -> N
     recorder.add_core_busy(2, 0.01)
     points = cores.sample().points
     point_by_point = {name: list(column) for name, column in points.items()}  # plain lists: no views
-    rendered = NeuronCoreCountersGroup.render(points)
-    assert _cores_by_columns(points["neuron.core.utilization"], points["neuron.core.subgraphs"])  # the views
-    assert rendered == NeuronCoreCountersGroup.render(point_by_point)
+    rendered = render_neuroncore_counters(points)
+    assert rendered == render_neuroncore_counters(point_by_point)
     in_use = rendered["neuroncores_in_use"]
     assert list(in_use) == ["0", "1", "2", "3"]
     assert in_use["2"]["loaded_models"] == ["bert:sg00", "gpt:sg00"]
@@ -470,12 +478,12 @@ def test_neuroncores_in_use_reads_the_same_from_columns_as_point_by_point() -> N
     # The same model:subgraph placed twice on a core is listed twice, as point by point.
     recorder.register_model("bert", [Subgraph("sg00", 2)], uuid="u-3")
     twice = cores.sample().points
-    assert NeuronCoreCountersGroup.render(twice)["neuroncores_in_use"]["2"]["loaded_models"] == [
+    assert render_neuroncore_counters(twice)["neuroncores_in_use"]["2"]["loaded_models"] == [
         "bert:sg00",
         "bert:sg00",
         "gpt:sg00",
     ]
-    assert NeuronCoreCountersGroup.render(twice) == NeuronCoreCountersGroup.render(
+    assert render_neuroncore_counters(twice) == render_neuroncore_counters(
         {name: list(column) for name, column in twice.items()}
     )
 
@@ -632,8 +640,8 @@ def test_model_errors_and_sram_corrected_ecc_are_the_simulators_and_the_1x_repor
             if attributes[HW_ERROR_TYPE] == "sram_ecc_corrected":
                 counted["sram_ecc_corrected"] += value
         # The 1.x report: the guide's five error types and three ECC kinds, as before.
-        assert list(InferenceStatsGroup.render(stats_points)["error_summary"]) == list(ERROR_TYPES)
-        for entry in HwCountersGroup.render(ecc_points)["neuron_devices"]:
+        assert list(render_inference_stats(stats_points)["error_summary"]) == list(ERROR_TYPES)
+        for entry in render_hw_counters(ecc_points)["neuron_devices"]:
             assert list(entry) == ["neuron_device_index", *ECC_KINDS_V1]
     after = simulator.ground_truth()
     sram = sum(d.sram_ecc_corrected for d in after.devices) - sum(
@@ -657,7 +665,7 @@ def test_flops_per_second_are_the_periods_flops_over_the_runtimes_time() -> None
         assert sorted(flops) == [0, 1, 2, 3]
         assert sum(flops.values()) * elapsed == pytest.approx(done, rel=1e-9)
         assert done > 0
-    in_use = NeuronCoreCountersGroup.render(cores.sample().points)["neuroncores_in_use"]
+    in_use = render_neuroncore_counters(cores.sample().points)["neuroncores_in_use"]
     assert set(in_use["0"]) == {"neuroncore_utilization", "loaded_models"}  # the 1.x report as before
 
 
@@ -681,4 +689,4 @@ def test_a_runtime_predating_the_additions_still_reports_without_them(
     for name in (RUNTIME_MEMORY, SUBGRAPH_MEMORY, INFERENCE_COUNT):
         assert old[name.name] == new[name.name]
     for group in old_groups:
-        assert type(group).render(group.sample().points) is not None
+        assert SECTIONS_V1[group.report_key].render(group.sample().points) is not None

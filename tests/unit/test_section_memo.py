@@ -11,6 +11,7 @@ from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.groups.base import AttributeColumn, GroupSample, PointColumns
 from otel_neuron.groups.system import MEMORY_LIMIT, MEMORY_USAGE, PAGING_USAGE, MemoryInfoGroup
 from otel_neuron.producer import Collected, MetricsDataProducer
+from otel_neuron.report.section_table import SECTIONS_V1
 from otel_neuron.resource import build_resource
 from otel_neuron.sources.instance import InstanceFacts
 
@@ -25,11 +26,24 @@ def memory_points(total: int, used: int) -> dict:  # type: ignore[type-arg]
     }
 
 
+def counted_renderings(monkeypatch: pytest.MonkeyPatch, repeats: bool = True) -> list[int]:
+    """memory_info's 1.x renderer, counting its calls, and said to repeat (or not): the memo is asked
+    for (or not)."""
+    renders: list[int] = []
+    section = SECTIONS_V1["memory_info"]
+
+    def render(points: dict) -> dict:  # type: ignore[type-arg]
+        renders.append(1)
+        return section.render(points)
+
+    monkeypatch.setitem(SECTIONS_V1, "memory_info", section._replace(render=render, repeats=repeats))  # type: ignore[arg-type]
+    return renders
+
+
 class Exports:
     """An exporter fed by one producer; `send` exports one sample of the memory group."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, repeats: bool = True) -> None:
-        monkeypatch.setattr(MemoryInfoGroup, "sections_repeat", repeats)  # the memo is asked for
+    def __init__(self) -> None:
         self.out = io.StringIO()
         self.exporter = ReportJsonExporter(runtime_count=0, out=self.out)
         self.producer = MetricsDataProducer(build_resource(InstanceFacts(error="test")))
@@ -44,12 +58,8 @@ class Exports:
 def test_unchanged_points_give_the_same_section_with_this_periods_period(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    renders = []
-    render = MemoryInfoGroup.render
-    monkeypatch.setattr(
-        MemoryInfoGroup, "render", staticmethod(lambda points: renders.append(1) or render(points))
-    )
-    exports = Exports(monkeypatch)
+    renders = counted_renderings(monkeypatch)
+    exports = Exports()
     first = exports.send(1.0, memory_points(100, 40))
     kept = exports.exporter.report["system_data"]["memory_info"]
     second = exports.send(2.5, memory_points(100, 40))  # equal points in new objects
@@ -63,7 +73,8 @@ def test_unchanged_points_give_the_same_section_with_this_periods_period(
 
 
 def test_points_a_group_changes_in_place_are_rendered_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    exports = Exports(monkeypatch)
+    counted_renderings(monkeypatch)
+    exports = Exports()
     points = memory_points(100, 40)
     assert exports.send(1.0, points)["memory_used_bytes"] == 40
     points[MEMORY_USAGE.name][0] = ({"system.memory.state": "used"}, 70)  # the same list, refilled
@@ -78,12 +89,8 @@ def test_points_a_group_changes_in_place_are_rendered_again(monkeypatch: pytest.
 def test_sections_of_groups_that_do_not_repeat_are_rendered_every_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    exports = Exports(monkeypatch, repeats=False)
-    renders = []
-    render = MemoryInfoGroup.render
-    monkeypatch.setattr(
-        MemoryInfoGroup, "render", staticmethod(lambda points: renders.append(1) or render(points))
-    )
+    renders = counted_renderings(monkeypatch, repeats=False)
+    exports = Exports()
     assert exports.send(1.0, memory_points(100, 40))["memory_used_bytes"] == 40
     assert exports.send(1.0, memory_points(100, 40))["memory_used_bytes"] == 40
     assert len(renders) == 2

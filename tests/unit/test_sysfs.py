@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from otel_neuron.groups.sysfs import create_sysfs_groups
+from otel_neuron.report.section_table import SECTIONS_V1
 from otel_neuron.sources.sysfs import (
     DEFAULT_ROOT,
     SysfsError,
@@ -53,7 +54,7 @@ def by(points, *keys: str) -> dict:  # type: ignore[no-untyped-def, type-arg]
 
 def report(group) -> tuple[str, dict]:  # type: ignore[no-untyped-def, type-arg]
     sample = group.sample()
-    return sample.error, group.render(sample.points)
+    return sample.error, SECTIONS_V1[group.report_key].render(sample.points)
 
 
 def test_addresses() -> None:
@@ -113,7 +114,7 @@ def test_memory_used_is_the_totals_not_the_last_allocation() -> None:
     assert sample.error == ""
     # host_mem total (i+1)(p+1)*1000 over 8 categories: 36,000 + 72,000 (`present` is 4096 everywhere)
     # device_mem total (l+1)(p+1)*1e6 over 11 categories: (66e6 + 132e6) per device, two devices
-    assert group.render(sample.points)["neuron_runtime_used_bytes"] == {
+    assert SECTIONS_V1[group.report_key].render(sample.points)["neuron_runtime_used_bytes"] == {
         "host": 108_000,
         "neuron_device": 396_000_000,
     }
@@ -133,8 +134,11 @@ def test_memory_peaks_are_their_own_metrics_and_stay_out_of_the_json() -> None:
     core_peaks = by(sample.points[CORE_PEAK], "neuron.core.index", "neuron.memory.category")
     assert len(core_peaks) == 4 * 11
     assert core_peaks[(2, "collectives")] == 2 * 1_000_000
-    assert set(group.render(sample.points)) == {"neuron_runtime_used_bytes", "loaded_models"}
-    assert group.render(sample.points)["loaded_models"] == []
+    assert set(SECTIONS_V1[group.report_key].render(sample.points)) == {
+        "neuron_runtime_used_bytes",
+        "loaded_models",
+    }
+    assert SECTIONS_V1[group.report_key].render(sample.points)["loaded_models"] == []
 
 
 def test_garbage_memory_file_is_named_and_the_rest_still_flows() -> None:

@@ -1,11 +1,8 @@
-"""MetricsData -> the guide's JSON report, and the exporter that streams it (or the 2.x one) to stdout.
+"""The exporter that streams the JSON report (1.x, the guide's, or 2.x) to stdout, one line per export.
 
-`report_from_metrics` is pure: it reads only the OpenTelemetry data (the groups' instruments,
-the health metrics and the resource) and returns the part of the report that data covers.
-The 1.x report has one entry per configured runtime: the points of several applications under one
-runtime index are folded into one runtime first (`report.fold`). `ReportJsonExporter` keeps the
-standing report, merges each update into it (groups that were not due keep their last values) and
-writes one complete JSON document per line.
+`ReportJsonExporter` keeps the standing report, merges each update into it (groups that were not
+due keep their last values) and writes one complete JSON document per line. The reports themselves
+are rendered from MetricsData by `otel_neuron.report` (`report.v1`, `report.v2`).
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import IO, Any
 
 import orjson
@@ -23,92 +20,11 @@ from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 
 from otel_neuron.exporters.section_memo import SectionMemo
 from otel_neuron.exporters.temporality import DELTA_PREFERRED, DeclaredTemporalityExporter
-from otel_neuron.groups.registry import group_classes, metric_names_by_key
 from otel_neuron.histogram import SCALE
-from otel_neuron.report.fold import fold_applications
-from otel_neuron.report.instance import instance_facts
-from otel_neuron.report.routing import read_metrics
-from otel_neuron.report.v2 import ENTRY_SECTIONS, SectionRenderer, StandingReportV2
+from otel_neuron.report.v1 import Report, empty_report, merge_report, report_from_metrics
+from otel_neuron.report.v2 import StandingReportV2
 
-Report = dict[str, Any]
 OUTPUT_FORMATS = ("1", "2")  # neuron-monitor 1.x (the guide's) and 2.x
-
-
-def report_from_metrics(metrics_data: MetricsData, memo: SectionMemo | None = None) -> Report:
-    """The report sections present in `metrics_data`, in the guide's format. With a `memo`, a section
-    of a group whose sections repeat, with the points of its last rendering, gets that rendering again
-    (see section_memo)."""
-    collection = read_metrics(metrics_data)
-    points, health = collection.points, collection.health
-    report: Report = {
-        "neuron_runtime_data": [],
-        "system_data": {},
-        "instance_data": _instance_data(collection.resource, memo),
-    }
-    runtimes: dict[int, Report] = {}
-    classes, names = group_classes(), metric_names_by_key()
-    for section, period in health.periods.items():
-        key, index = section
-        error = health.errors.get(section, "")
-        group_class = classes.get(key)
-        if group_class is None:
-            body = {"period": round(period, 9), "error": error or f"no renderer for group {key!r}"}
-        elif error:
-            body = {"period": round(period, 9), "error": error}
-        else:
-            own = points.of(names[key], index)
-            if len(points.applications(names[key], index)) > 1:
-                own = fold_applications(own)
-            if memo is not None and group_class.sections_repeat:
-                rendered = memo.render(section, group_class.render, own)
-            else:
-                rendered = group_class.render(own)
-            body = {"period": round(period, 9), **rendered, "error": error}
-        if index is None:
-            report["system_data"][key] = body
-        else:
-            entry = runtimes.get(index)
-            if entry is None:
-                entry = runtimes[index] = _runtime_entry(index, health.runtime_errors.get(index, ""))
-            entry["report"][key] = body
-    report["neuron_runtime_data"] = [runtimes[index] for index in sorted(runtimes)]
-    return report
-
-
-def _instance_data(attributes: Mapping[str, object], memo: SectionMemo | None) -> dict[str, str]:
-    if memo is None:
-        return instance_facts(attributes)
-    return memo.derived("instance_data", attributes, lambda: instance_facts(attributes))
-
-
-def _runtime_entry(index: int, error: str) -> Report:
-    return {"neuron_runtime_index": index, "error": error, "report": {}}
-
-
-def empty_report(runtime_count: int) -> Report:
-    """The report before any collection: one entry per configured runtime."""
-    return {
-        "neuron_runtime_data": [_runtime_entry(index, "") for index in range(runtime_count)],
-        "system_data": {},
-        "instance_data": {},
-    }
-
-
-def merge_report(standing: Report, update: Report) -> None:
-    """Fold `update` into `standing` in place; sections absent from the update keep their values."""
-    entries = {entry["neuron_runtime_index"]: entry for entry in standing["neuron_runtime_data"]}
-    for entry in update["neuron_runtime_data"]:
-        target = entries.get(entry["neuron_runtime_index"])
-        if target is None:
-            target = entries[entry["neuron_runtime_index"]] = _runtime_entry(
-                entry["neuron_runtime_index"], ""
-            )
-            standing["neuron_runtime_data"].append(target)
-        target["error"] = entry["error"]
-        target["report"].update(entry["report"])
-    standing["system_data"].update(update["system_data"])
-    if update["instance_data"]:
-        standing["instance_data"] = update["instance_data"]
 
 
 class ReportJsonExporter(DeclaredTemporalityExporter):
@@ -143,7 +59,7 @@ class ReportJsonExporter(DeclaredTemporalityExporter):
         self._problems = problems
         self.report = empty_report(runtime_count)
         self._sections = SectionMemo()
-        self._v2 = StandingReportV2(_other_sections()) if output_format == "2" else None
+        self._v2 = StandingReportV2() if output_format == "2" else None
         self.closed = False
 
     def export(
@@ -212,17 +128,6 @@ def _byte_stream_under(out: IO[str]) -> IO[bytes] | None:
         return stream if _ASCII.encode(encoding) == _ASCII.encode("ascii") else None  # type: ignore[no-any-return]
     except LookupError:
         return None
-
-
-def _other_sections() -> dict[str, SectionRenderer]:
-    """The renderers of the groups the 2.x report has no section of its own for (otel-neuron's sysfs
-    groups neuron_power and neuroncore_status): their group classes' own."""
-    classes, names = group_classes(), metric_names_by_key()
-    return {
-        key: SectionRenderer(names[key], cls.render, cls.sections_repeat)
-        for key, cls in classes.items()
-        if key not in ENTRY_SECTIONS
-    }
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)

@@ -1,11 +1,10 @@
-"""What every metric group is: its instruments, one sample per period, and its JSON rendering.
+"""What every metric group is: its instruments and one sample per period.
 
 A group samples its source once per collection and keeps the result as an immutable
 `GroupSample`: the points of each of its OpenTelemetry instruments covering exactly the
 period since its previous sample. Everything downstream (the OTel observable callbacks,
-the MetricsData producer, the JSON report, Prometheus) reads that sample, never the source.
-`render` is the inverse mapping: from the points of its instruments back to the guide's
-JSON body, so the report can be rebuilt from OpenTelemetry data alone.
+the MetricsData producer, the JSON report, Prometheus) reads that sample, never the source;
+the report's sections are drawn from those points by `otel_neuron.report`, whatever the source.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, overload
 
@@ -204,10 +202,6 @@ class MetricGroup(ABC):
 
     report_key: str = ""
     instruments: Sequence[InstrumentSpec] = ()
-    # True when the group's section is usually the same period after period (loaded models, ECC
-    # counts of 0, hardware facts): the report then keeps its rendering while the points stand still.
-    # Elsewhere keeping the points to compare costs more than rendering again.
-    sections_repeat = False
 
     def __init__(self, runtime_index: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.runtime_index = runtime_index
@@ -252,11 +246,6 @@ class MetricGroup(ABC):
     def _sample_points(self, period: float) -> PointsByMetric:
         """Read the source and return each instrument's points for the period just ended."""
 
-    @staticmethod
-    @abstractmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        """The guide's JSON body for this group (without `period` and `error`)."""
-
     def runtime_error(self) -> str:
         """The connection-level error of this group's runtime ("" when fine), for the report entry."""
         return ""
@@ -274,20 +263,6 @@ class MetricGroup(ABC):
 
     def base_attributes(self) -> dict[str, AttributeValue]:
         return {} if self.runtime_index is None else {RUNTIME_INDEX: self.runtime_index}
-
-
-def values_of(key: str, attributes: Sequence[Attributes]) -> list[Any]:
-    """`attributes[i].get(key)` for every i in one C-level pass (30 ns a point rather than 110 ns
-    through operator.methodcaller: the report reads 2,700 points a tick at trn2 scale)."""
-    try:
-        return list(map(dict.get, attributes, repeat(key)))  # type: ignore[arg-type]
-    except TypeError:  # not all plain dicts (an SDK reader's BoundedAttributes): Mapping.get
-        return [mapping.get(key) for mapping in attributes]
-
-
-def percent(fraction: float) -> float:
-    """OpenTelemetry's fractions as the guide prints them: percent, two decimals."""
-    return round(fraction * 100.0, 2)
 
 
 def describe_error(error: BaseException) -> str:

@@ -42,10 +42,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from otel_neuron.groups import runtime as runtime_groups
-from otel_neuron.groups import sysfs as sysfs_groups
 from otel_neuron.groups.base import AttributeValue, MetricGroup, Point, PointsByMetric
-from otel_neuron.report.system import render_memory_info, render_vcpu_usage
 from otel_neuron.semconv import (
     APPLICATION_ERROR,
     CONTEXT_SWITCHES,
@@ -213,7 +210,6 @@ class BridgeNeuronCoreCounters(BridgeGroup):
         CORE_PHYSICAL_UTILIZATION,
         APPLICATION_ERROR,
     )
-    render = staticmethod(runtime_groups.NeuronCoreCountersGroup.render)
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         for index in sorted(app.cores):
@@ -250,7 +246,6 @@ class BridgeInferenceStats(BridgeGroup):
         DEVICE_LATENCY_PERCENTILE,
         APPLICATION_ERROR,
     )
-    render = staticmethod(runtime_groups.InferenceStatsGroup.render)
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         for name, count in app.outcomes.items():
@@ -284,8 +279,6 @@ class BridgeMemoryUsed(BridgeGroup):
         SUBGRAPH_MEMORY_BY_CATEGORY,
         APPLICATION_ERROR,
     )
-    render = staticmethod(runtime_groups.MemoryUsedGroup.render)
-    sections_repeat = True
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         memory: MemoryUsed = app.body
@@ -341,7 +334,6 @@ class BridgeMemoryUsed(BridgeGroup):
 class BridgeRuntimeVcpuUsage(BridgeGroup):
     report_key = RUNTIME_VCPU_USAGE
     instruments = (RUNTIME_CPU, APPLICATION_ERROR)
-    render = staticmethod(runtime_groups.RuntimeVcpuUsageGroup.render)
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         for mode, percentage in (("user", app.vcpu_user), ("system", app.vcpu_system)):
@@ -352,8 +344,6 @@ class BridgeRuntimeVcpuUsage(BridgeGroup):
 class BridgeHwCounters(BridgeGroup):
     report_key = HW_COUNTERS
     instruments = (ECC_ERRORS, APPLICATION_ERROR)
-    render = staticmethod(runtime_groups.HwCountersGroup.render)
-    sections_repeat = True
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         for device in sorted(app.ecc):
@@ -372,8 +362,6 @@ class BridgeHardwareInfo(BridgeGroup):
 
     report_key = NEURON_HARDWARE_INFO
     instruments = (DEVICE_INFO, DEVICE_CORES)
-    render = staticmethod(sysfs_groups.SysfsHardwareInfo.render)
-    sections_repeat = True
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         hardware: HardwareInfo = app.body
@@ -406,7 +394,6 @@ class BridgeSystemGroup(BridgeGroup):
     """
 
     absent_when_empty = True
-    sections_repeat = False
 
     def __init__(self, address: str, period: float, registry: BridgeRegistry = DEFAULT_REGISTRY) -> None:
         super().__init__(None, address, period, registry)
@@ -433,7 +420,6 @@ class BridgeSystemGroup(BridgeGroup):
 class BridgeVcpuUsage(BridgeSystemGroup):
     report_key = VCPU_USAGE
     instruments = (CPU_UTILIZATION, CPU_AVERAGE_UTILIZATION, CONTEXT_SWITCHES, CPU_COUNT)
-    render = staticmethod(render_vcpu_usage)
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         usage = app.system_vcpu
@@ -456,7 +442,6 @@ class BridgeVcpuUsage(BridgeSystemGroup):
 class BridgeMemoryInfo(BridgeSystemGroup):
     report_key = MEMORY_INFO
     instruments = (MEMORY_LIMIT, MEMORY_USAGE, PAGING_USAGE)
-    render = staticmethod(render_memory_info)
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         memory: MemoryInfo = app.body

@@ -30,14 +30,12 @@ from __future__ import annotations
 import operator
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
-from types import MappingProxyType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from otel_neuron.groups.base import (
     AttributeColumn,
-    Attributes,
     AttributeValue,
     FrozenAttributes,
     HistogramDelta,
@@ -45,15 +43,11 @@ from otel_neuron.groups.base import (
     Point,
     PointColumns,
     PointsByMetric,
-    PointValue,
-    derived_from,
-    percent,
 )
 from otel_neuron.histogram import (
     Buckets,
     as_buckets,
     bounds_from_buckets,
-    percentiles,
     subtract_buckets,
 )
 from otel_neuron.runtime import runtime_pb2
@@ -68,7 +62,6 @@ from otel_neuron.semconv import (
     DEVICE_LATENCY,
     ECC_ERRORS,
     ECC_KINDS,
-    ECC_KINDS_V1,
     ERROR_TYPE,
     ERROR_TYPES_V2,
     HOST_MEMORY_BY_CATEGORY,
@@ -82,7 +75,6 @@ from otel_neuron.semconv import (
     MEMORY_LOCATION,
     MEMORY_LOCATIONS,
     MEMORY_USED,
-    MODEL_ERROR,
     MODEL_ID,
     MODEL_MEMORY,
     MODEL_NAME,
@@ -374,30 +366,6 @@ class NeuronCoreCountersGroup(RuntimeGroup):
             points.append((self._attrs(**attributes), count))
         return _as_columns(points)
 
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        utilization, subgraphs = points.get(CORE_UTILIZATION.name, ()), points.get(CORE_SUBGRAPHS.name, ())
-        by_columns = _cores_by_columns(utilization, subgraphs)
-        if by_columns is not None:
-            return {"neuroncores_in_use": by_columns}
-        cores: dict[int, dict[str, Any]] = {}
-        core_of, shares = _derived_column(utilization, _core_indexes)
-        for core, value in zip(core_of, shares):
-            utilization = round(float(value) * 100.0, 2)  # type: ignore[arg-type]  # percent(), inlined: once per core
-            entry = cores.get(core)
-            if entry is None:
-                cores[core] = {"neuroncore_utilization": utilization, "loaded_models": []}
-            else:
-                entry["neuroncore_utilization"] = utilization
-        placed, counts = _derived_column(subgraphs, _loaded_model_names)
-        for (core, name), value in zip(placed, counts):
-            entry = cores.get(core)
-            if entry is None:
-                entry = cores[core] = {"neuroncore_utilization": 0.0, "loaded_models": []}
-            entry["loaded_models"].extend([name] * max(int(value), 0))  # type: ignore[arg-type]
-        return {"neuroncores_in_use": {str(core): cores[core] for core in sorted(cores)}}
-
-
 class _CoreTotals(NamedTuple):
     """A snapshot's core indexes and, in their order, each core's cumulative busy seconds and flops
     (empty: not counted), kept as the next period's baseline."""
@@ -421,81 +389,6 @@ def _per_core(
         return [0.0] * len(indexes)
     before = {core.index: read(core) for core in previous.cores}
     return [before.get(index, 0.0) for index in indexes]
-
-
-def _cores_by_columns(utilization: Sequence[Point], subgraphs: Sequence[Point]) -> dict[str, Any] | None:
-    """The same "neuroncores_in_use" from this group's own layout (one utilization point per core,
-    every model:subgraph counted once), read through views kept on its columns; None otherwise."""
-    if type(utilization) is not PointColumns or (subgraphs and type(subgraphs) is not PointColumns):
-        return None
-    layout = derived_from(utilization.attributes, _core_layout)
-    if layout is None:
-        return None
-    if subgraphs:
-        counts = subgraphs.values  # type: ignore[attr-defined]
-        if (counts if type(counts) is list else list(counts)).count(1) != len(counts):
-            return None
-        names_by_core = derived_from(subgraphs.attributes, _names_by_core)  # type: ignore[attr-defined]
-        if not names_by_core.keys() <= layout.cores:
-            return None
-    else:
-        names_by_core = _NO_NAMES
-    shares = utilization.values
-    return {
-        key: {
-            "neuroncore_utilization": round(float(shares[position]) * 100.0, 2),  # type: ignore[arg-type]
-            "loaded_models": list(names_by_core.get(core, ())),
-        }
-        for position, core, key in layout.rows
-    }
-
-
-_NO_NAMES: Mapping[int, tuple[str, ...]] = MappingProxyType({})
-
-
-class _CoreLayout(NamedTuple):
-    rows: tuple[tuple[int, int, str], ...]  # (position of its point, core, report key) in core order
-    cores: frozenset[int]
-
-
-def _core_layout(attributes: Sequence[Attributes]) -> _CoreLayout | None:
-    """Where each core's point is, in the report's order; None when a core has several points."""
-    cores = _core_indexes(attributes)
-    if len(set(cores)) != len(cores):
-        return None
-    rows = tuple(sorted((core, position, str(core)) for position, core in enumerate(cores)))
-    return _CoreLayout(tuple((position, core, key) for core, position, key in rows), frozenset(cores))
-
-
-def _names_by_core(attributes: Sequence[Attributes]) -> Mapping[int, tuple[str, ...]]:
-    """The "model:subgraph" names placed on each core, in point order (read-only: a kept view)."""
-    placed: dict[int, list[str]] = {}
-    for core, name in _loaded_model_names(attributes):
-        placed.setdefault(core, []).append(name)
-    return MappingProxyType({core: tuple(names) for core, names in placed.items()})
-
-
-def _derived_column(
-    points: Sequence[Point], derive: Callable[[Sequence[Attributes]], _Derived]
-) -> tuple[_Derived, Sequence[PointValue]]:
-    """`derive(attributes)` of `points` (kept on a group's own column) and their values."""
-    if type(points) is PointColumns:
-        return derived_from(points.attributes, derive), points.values
-    return derive([attributes for attributes, _ in points]), [value for _, value in points]
-
-
-_Derived = TypeVar("_Derived")
-
-
-def _core_indexes(attributes: Sequence[Attributes]) -> tuple[int, ...]:
-    return tuple(_int(a.get(CORE_INDEX)) for a in attributes)
-
-
-def _loaded_model_names(attributes: Sequence[Attributes]) -> tuple[tuple[int, str], ...]:
-    """(core, "model:subgraph") of each subgraph point, as loaded_models lists them."""
-    return tuple(
-        (_int(a.get(CORE_INDEX)), f"{a.get(MODEL_NAME, '')}:{a.get(SUBGRAPH_NAME, '')}") for a in attributes
-    )
 
 
 class InferenceStatsGroup(RuntimeGroup):
@@ -543,54 +436,6 @@ class InferenceStatsGroup(RuntimeGroup):
             INFERENCE_LATENCY.name: PointColumns(runtime, (total,)) if total is not None else _NO_POINTS,
             DEVICE_LATENCY.name: PointColumns(runtime, (device,)) if device is not None else _NO_POINTS,
         }
-
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        # The 1.x report: the guide's five error types (2.x's `model` errors are left out).
-        errors, outcomes = points.get(INFERENCE_ERRORS.name, ()), points.get(INFERENCE_COUNT.name, ())
-        error_summary = _totals_by_name(errors, _error_types, ERROR_TYPES_V2)  # this group's layout
-        del error_summary[MODEL_ERROR]  # what is left is the guide's five, in the guide's order
-        return {
-            "error_summary": error_summary,
-            "inference_summary": _totals_by_name(outcomes, _outcomes, OUTCOMES),
-            "latency_stats": {
-                "total_latency": _latency_object(points.get(INFERENCE_LATENCY.name, ())),
-                "device_latency": _latency_object(points.get(DEVICE_LATENCY.name, ())),
-            },
-        }
-
-
-_Labels = tuple[str, ...]
-
-
-def _totals_by_name(
-    points: Sequence[Point], labels_of: Callable[[Sequence[Attributes]], _Labels], names: _Labels
-) -> dict[str, int]:
-    """{name: total} over the points whose label (`labels_of` their attributes) is one of `names`."""
-    labels, values = _derived_column(points, labels_of)
-    if labels == names:  # this group's own layout: one point per name, in order
-        return dict(zip(names, map(int, values)))  # type: ignore[arg-type]
-    totals = dict.fromkeys(names, 0)
-    for name, value in zip(labels, values):
-        if name in totals:
-            totals[name] += int(value)  # type: ignore[arg-type]
-    return totals
-
-
-def _error_types(attributes: Sequence[Attributes]) -> tuple[str, ...]:
-    return tuple(str(a.get(ERROR_TYPE)) for a in attributes)
-
-
-def _outcomes(attributes: Sequence[Attributes]) -> tuple[str, ...]:
-    return tuple(str(a.get(OUTCOME)) for a in attributes)
-
-
-def _latency_object(points: Sequence[Point]) -> dict[str, float] | None:
-    for _, value in points:
-        if isinstance(value, HistogramDelta) and value.count > 0:
-            return percentiles(value)
-    return None
-
 
 def _period_histogram(period: runtime_pb2.LatencyHistogram) -> HistogramDelta | None:
     """A period histogram of the runtime's (its min/max exact) as the group's point; None when empty.
@@ -736,7 +581,6 @@ class MemoryUsedGroup(RuntimeGroup):
         SUBGRAPH_MEMORY_BY_CATEGORY,
     )
     needs_baseline = False
-    sections_repeat = True
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
@@ -832,52 +676,6 @@ class MemoryUsedGroup(RuntimeGroup):
                         categories.append((self._attrs(**placed, **where), part.bytes))
         return _as_columns(models), _as_columns(running), _as_columns(subgraphs), _as_columns(categories)
 
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        used = dict.fromkeys(MEMORY_LOCATIONS, 0)
-        for attributes, value in points.get(RUNTIME_MEMORY.name, ()):
-            location = str(attributes.get(MEMORY_LOCATION))
-            if location in used:
-                used[location] += int(value)  # type: ignore[arg-type]
-        models: dict[Any, dict[str, Any]] = {}
-
-        def model_entry(attributes: Attributes) -> dict[str, Any]:
-            model_id = attributes.get(MODEL_ID)
-            entry = models.get(model_id)
-            if entry is None:
-                entry = models[model_id] = {
-                    "name": str(attributes.get(MODEL_NAME, "")),
-                    "uuid": str(attributes.get(MODEL_UUID, "")),
-                    "model_id": _int(model_id),
-                    "is_running": False,
-                    "memory_used_bytes": dict.fromkeys(MEMORY_LOCATIONS, 0),
-                    "subgraphs": {},
-                }
-            return entry
-
-        for attributes, value in points.get(MODEL_RUNNING.name, ()):
-            model_entry(attributes)["is_running"] = bool(value)
-        for attributes, value in points.get(MODEL_MEMORY.name, ()):
-            location = str(attributes.get(MEMORY_LOCATION))
-            if location in MEMORY_LOCATIONS:
-                model_entry(attributes)["memory_used_bytes"][location] = int(value)  # type: ignore[arg-type]
-        for attributes, value in points.get(SUBGRAPH_MEMORY.name, ()):
-            subgraphs = model_entry(attributes)["subgraphs"]
-            name = str(attributes.get(SUBGRAPH_NAME, ""))
-            subgraph = subgraphs.get(name)
-            if subgraph is None:
-                subgraph = subgraphs[name] = {
-                    "memory_used_bytes": dict.fromkeys(MEMORY_LOCATIONS, 0),
-                    "neuroncore_index": _int(attributes.get(CORE_INDEX)),
-                    "neuron_device_index": _int(attributes.get(DEVICE_INDEX)),
-                }
-            location = str(attributes.get(MEMORY_LOCATION))
-            if location in MEMORY_LOCATIONS:
-                subgraph["memory_used_bytes"][location] = int(value)  # type: ignore[arg-type]
-        ordered = [models[key] for key in sorted(models, key=_int)]
-        return {"neuron_runtime_used_bytes": used, "loaded_models": ordered}
-
-
 class RuntimeVcpuUsageGroup(RuntimeGroup):
     """neuron_runtime_vcpu_usage: the runtime process's user/system CPU as a share of all vCPUs."""
 
@@ -899,16 +697,6 @@ class RuntimeVcpuUsageGroup(RuntimeGroup):
             RUNTIME_CPU.name: PointColumns(self._modes, [_share(user, capacity), _share(system, capacity)])
         }
 
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        usage = {"user": 0.0, "system": 0.0}
-        for attributes, value in points.get(RUNTIME_CPU.name, ()):
-            mode = str(attributes.get(CPU_MODE))
-            if mode in usage:
-                usage[mode] = percent(float(value))  # type: ignore[arg-type]
-        return {"vcpu_usage": usage}
-
-
 def _share(part: float, whole: float) -> float:
     return min(max(part / whole, 0.0), 1.0) if whole > 0 else 0.0
 
@@ -919,7 +707,6 @@ class HwCountersGroup(RuntimeGroup):
 
     report_key = HW_COUNTERS
     instruments = (ECC_ERRORS,)
-    sections_repeat = True
 
     def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
         super().__init__(runtime_index, endpoint)
@@ -966,21 +753,6 @@ class HwCountersGroup(RuntimeGroup):
             self._device_attributes = (indexes, attributes)
         return self._device_attributes[1]
 
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        # The 1.x report: the guide's three kinds.
-        devices: dict[int, dict[str, int]] = {}
-        for attributes, value in points.get(ECC_ERRORS.name, ()):
-            device = _int(attributes.get(DEVICE_INDEX))
-            entry = devices.get(device)
-            if entry is None:
-                entry = devices[device] = {"neuron_device_index": device, **dict.fromkeys(ECC_KINDS_V1, 0)}
-            kind = str(attributes.get(HW_ERROR_TYPE))
-            if kind in ECC_KINDS_V1:
-                entry[kind] += int(value)  # type: ignore[arg-type]
-        return {"neuron_devices": [devices[index] for index in sorted(devices)]}
-
-
 GROUP_TYPES: dict[str, type[RuntimeGroup]] = {
     "neuroncore_counters": NeuronCoreCountersGroup,
     "inference_stats": InferenceStatsGroup,
@@ -1025,12 +797,3 @@ def _as_columns(points: Sequence[Point]) -> PointColumns:
     return PointColumns(
         AttributeColumn(attributes for attributes, _ in points), [value for _, value in points]
     )
-
-
-def _int(value: object) -> int:
-    if type(value) is int:
-        return value
-    try:
-        return int(value)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError):
-        return 0

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from otel_neuron.groups import runtime as runtime_groups
 from otel_neuron.groups.base import GroupSample, MetricGroup, Point, PointsByMetric
 from otel_neuron.semconv import (
     CORE_COUNTER,
@@ -160,7 +159,6 @@ class SysfsMemoryUsed(SysfsGroup):
         CORE_MEMORY_PEAK,
     )
     files = ("host_mem/", "device_mem/")
-    render = staticmethod(runtime_groups.MemoryUsedGroup.render)
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
         host_categories: dict[str, int] = {}
@@ -227,7 +225,6 @@ class SysfsHwCounters(SysfsGroup):
     report_key = HW_COUNTERS
     instruments = (ECC_ERRORS,)
     files = ECC_FILES
-    render = staticmethod(runtime_groups.HwCountersGroup.render)
 
     def __init__(self, runtime_index: int | None, reader: SysfsReader, clock: Clock = time.monotonic) -> None:
         super().__init__(runtime_index, reader, clock)
@@ -250,7 +247,6 @@ class SysfsHwCounters(SysfsGroup):
 class SysfsHardwareInfo(SysfsGroup):
     report_key = NEURON_HARDWARE_INFO
     instruments = (DEVICE_INFO, DEVICE_CORES)
-    sections_repeat = True
     files = ("arch_type", "instance_type", "device_name", "core_count")
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
@@ -267,22 +263,6 @@ class SysfsHardwareInfo(SysfsGroup):
             count = device.core_count if device.core_count is not None else len(device.cores)
             cores.append((self._attrs(**{DEVICE_INDEX: device.index}), count))
         return {DEVICE_INFO.name: info, DEVICE_CORES.name: cores}
-
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        """As neuron-monitor 2.x's neuron_hardware_info (without the memory size sysfs lacks)."""
-        infos = sorted(points.get(DEVICE_INFO.name, ()), key=lambda point: _int(point[0].get(DEVICE_INDEX)))
-        counts = [int(value) for _, value in points.get(DEVICE_CORES.name, ())]  # type: ignore[arg-type]
-        first = infos[0][0] if infos else {}
-        version = str(first.get(CORE_VERSION, ""))
-        return {
-            "neuron_device_type": str(first.get(DEVICE_TYPE, "")),
-            "neuroncore_version": version[2:].lower()
-            if version.upper().startswith("NC")
-            else version.lower(),
-            "neuron_device_count": len(infos),
-            "neuroncore_per_device_count": max(counts, default=0),
-        }
 
 
 class SysfsPower(SysfsGroup):
@@ -307,30 +287,6 @@ class SysfsPower(SysfsGroup):
                         (self._attrs(**{DEVICE_INDEX: device.index, POWER_STATISTIC: statistic}), value)
                     )
         return {POWER_UTILIZATION.name: utilization, POWER_STATUS_GAUGE.name: status}
-
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        devices: dict[int, dict[str, Any]] = {}
-        for attributes, _ in points.get(POWER_STATUS_GAUGE.name, ()):
-            index = _int(attributes.get(DEVICE_INDEX))
-            devices[index] = {
-                "neuron_device_index": index,
-                "status": str(attributes.get(POWER_STATUS, "")).upper(),
-                "power_utilization": None,
-            }
-        for attributes, value in points.get(POWER_UTILIZATION.name, ()):
-            entry = devices.setdefault(
-                _int(attributes.get(DEVICE_INDEX)),
-                {
-                    "neuron_device_index": _int(attributes.get(DEVICE_INDEX)),
-                    "status": "VALID",
-                    "power_utilization": None,
-                },
-            )
-            if entry["power_utilization"] is None:
-                entry["power_utilization"] = {}
-            entry["power_utilization"][str(attributes.get(POWER_STATISTIC))] = round(float(value) * 100.0, 2)  # type: ignore[arg-type]
-        return {"neuron_devices": [devices[index] for index in sorted(devices)]}
 
 
 class SysfsNeuroncoreStatus(SysfsGroup):
@@ -360,18 +316,6 @@ class SysfsNeuroncoreStatus(SysfsGroup):
                 other.append((self._attrs(**{CORE_INDEX: core, CORE_COUNTER: name}), increase))
         return {CORE_STATUS_COUNT.name: status, CORE_OTHER_COUNT.name: other}
 
-    @staticmethod
-    def render(points: PointsByMetric) -> dict[str, Any]:
-        cores: dict[int, dict[str, dict[str, int]]] = {}
-        for metric, family, key in (
-            (CORE_STATUS_COUNT.name, "status", CORE_STATUS),
-            (CORE_OTHER_COUNT.name, "other_info", CORE_COUNTER),
-        ):
-            for attributes, value in points.get(metric, ()):
-                entry = cores.setdefault(_int(attributes.get(CORE_INDEX)), {"status": {}, "other_info": {}})
-                entry[family][str(attributes.get(key))] = int(value)  # type: ignore[arg-type]
-        return {"neuroncores": {str(index): cores[index] for index in sorted(cores)}}
-
 
 def _core_version(device: DeviceNode) -> str:
     """The NeuronCore architecture ("NCv2"): a core's arch_type, else the device's with its ND made NC
@@ -381,13 +325,6 @@ def _core_version(device: DeviceNode) -> str:
             return core.arch_type
     arch = device.arch_type
     return "NC" + arch[2:] if arch.upper().startswith("ND") else arch
-
-
-def _int(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError):
-        return 0
 
 
 SYSFS_GROUP_TYPES: dict[str, type[SysfsGroup]] = {

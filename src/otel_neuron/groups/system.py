@@ -7,7 +7,6 @@ from collections.abc import Callable
 import numpy
 
 from otel_neuron.groups.base import AttributeColumn, MetricGroup, PointColumns, PointsByMetric
-from otel_neuron.report.system import render_memory_info, render_vcpu_usage
 from otel_neuron.semconv import (
     CONTEXT_SWITCHES,
     CPU_COUNT,
@@ -82,8 +81,6 @@ class VcpuUsageGroup(MetricGroup):
             )
         return self._attributes
 
-    render = staticmethod(render_vcpu_usage)
-
 
 class MemoryInfoGroup(MetricGroup):
     """Host memory and swap from /proc/meminfo; used = MemTotal - MemAvailable (OTel's definition)."""
@@ -109,5 +106,3 @@ class MemoryInfoGroup(MetricGroup):
                 (self._SWAP_FREE, facts.swap_total_bytes - facts.swap_used_bytes),
             ],
         }
-
-    render = staticmethod(render_memory_info)

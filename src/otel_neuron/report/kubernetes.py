@@ -33,12 +33,13 @@ from otel_neuron.semconv import (
 )
 
 Report = dict[str, Any]
-_NAMES = (K8S_ALLOCATION.name, KUBELET_PERIOD.name, KUBELET_ERROR.name)
+# The metrics neuron_k8s_info is rendered from.
+K8S_INFO_METRICS = (K8S_ALLOCATION.name, KUBELET_PERIOD.name, KUBELET_ERROR.name)
 
 
 def render_k8s_info(collection: Collection) -> Report | None:
     """neuron_k8s_info of one MetricsData, or None when it has no kubelet points."""
-    points = collection.points.of(_NAMES, None)
+    points = collection.points.of(K8S_INFO_METRICS, None)
     periods, errors = points[KUBELET_PERIOD.name], points[KUBELET_ERROR.name]
     if not periods and not errors:
         return None

@@ -9,7 +9,7 @@ see `report.fold`); the 2.x report asks for each.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -22,9 +22,9 @@ from otel_neuron.groups.base import (
     PointColumns,
     PointsByMetric,
     derived_from,
-    values_of,
 )
 from otel_neuron.producer import PointBlocks
+from otel_neuron.report.point_values import values_of
 from otel_neuron.semconv import (
     APPLICATION_ERROR,
     ERROR_MESSAGE,
@@ -79,7 +79,9 @@ class Collection(NamedTuple):
     resource: Mapping[str, object]
 
 
-def read_metrics(metrics_data: MetricsData) -> Collection:
+def read_metrics(metrics_data: MetricsData, wanted: Container[str] | None = None) -> Collection:
+    """Route every point of `metrics_data`; of the section metrics, only those `wanted` names (None:
+    all): what no renderer of a report format reads need not be filed."""
     points = SectionPoints()
     health = Health()
     resource: Mapping[str, object] = {}
@@ -101,7 +103,7 @@ def read_metrics(metrics_data: MetricsData) -> Collection:
                 elif name == APPLICATION_ERROR.name:
                     for attributes, _ in _pairs(metric.data.data_points):
                         _file_application_error(health, attributes)
-                else:
+                elif wanted is None or name in wanted:
                     points.file(name, _blocks(metric.data.data_points))
     return Collection(points, health, resource)
 

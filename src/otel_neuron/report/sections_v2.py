@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from otel_neuron.groups.base import Attributes, HistogramDelta, Point, PointsByMetric, percent
+from otel_neuron.groups.base import Attributes, HistogramDelta, Point, PointsByMetric
 from otel_neuron.histogram import merge_histograms, percentiles
+from otel_neuron.report.point_values import as_index, percent, whole
 from otel_neuron.semconv import (
     CORE_EFFECTIVE_FLOPS,
     CORE_FLOPS,
@@ -75,7 +76,7 @@ def render_neuroncore_counters(points: PointsByMetric) -> Body:
     cores: dict[int, Body] = {}
 
     def core(attributes: Attributes) -> Body:
-        index = _int(attributes.get(CORE_INDEX))
+        index = as_index(attributes.get(CORE_INDEX))
         entry = cores.get(index)
         if entry is None:  # neuroncore_utilization first and always: AWS's script reads it
             entry = cores[index] = {"neuroncore_utilization": 0.0}
@@ -112,7 +113,7 @@ def _totals(points: Iterable[Point], key: str, known: Sequence[str]) -> dict[str
     found: dict[str, int] = {}
     for attributes, value in points:
         name = str(attributes.get(key))
-        found[name] = found.get(name, 0) + _whole(value)
+        found[name] = found.get(name, 0) + whole(value)
     if not found:
         return dict.fromkeys(known, 0)
     ordered = {name: found[name] for name in known if name in found}
@@ -148,7 +149,7 @@ def render_memory_used(points: PointsByMetric) -> Body:
     for attributes, value in points.get(RUNTIME_MEMORY.name, ()):
         location = str(attributes.get(MEMORY_LOCATION))
         if location in used:
-            used[location] += _whole(value)
+            used[location] += whole(value)
     used["usage_breakdown"] = {
         "host": _categories(points.get(HOST_MEMORY_BY_CATEGORY.name, ()), HOST_MEMORY_CATEGORIES),
         "neuroncore_memory_usage": _core_categories(points.get(CORE_MEMORY_BY_CATEGORY.name, ())),
@@ -162,7 +163,7 @@ def _categories(points: Iterable[Point], known: Sequence[str]) -> dict[str, int]
     found: dict[str, int] = {}
     for attributes, value in points:
         category = str(attributes.get(MEMORY_CATEGORY))
-        found[category] = found.get(category, 0) + _whole(value)
+        found[category] = found.get(category, 0) + whole(value)
     return {**dict.fromkeys(known, 0), **found} if found else {}
 
 
@@ -171,12 +172,12 @@ def _core_categories(points: Iterable[Point]) -> dict[str, dict[str, int]]:
     not given: AWS's script reads all five)."""
     cores: dict[int, dict[str, int]] = {}
     for attributes, value in points:
-        index = _int(attributes.get(CORE_INDEX))
+        index = as_index(attributes.get(CORE_INDEX))
         categories = cores.get(index)
         if categories is None:
             categories = cores[index] = dict.fromkeys(CORE_MEMORY_CATEGORIES, 0)
         category = str(attributes.get(MEMORY_CATEGORY))
-        categories[category] = categories.get(category, 0) + _whole(value)
+        categories[category] = categories.get(category, 0) + whole(value)
     return {str(index): cores[index] for index in sorted(cores)}
 
 
@@ -184,7 +185,7 @@ def _loaded_models(points: PointsByMetric) -> list[Body]:
     models: dict[int, Body] = {}
 
     def model(attributes: Attributes) -> Body:
-        model_id = _int(attributes.get(MODEL_ID))
+        model_id = as_index(attributes.get(MODEL_ID))
         entry = models.get(model_id)
         if entry is None:
             entry = models[model_id] = {
@@ -201,7 +202,7 @@ def _loaded_models(points: PointsByMetric) -> list[Body]:
         location = str(attributes.get(MEMORY_LOCATION))
         if location in MEMORY_LOCATIONS:
             memory = model(attributes).setdefault("memory_used_bytes", dict.fromkeys(MEMORY_LOCATIONS, 0))
-            memory[location] = _whole(value)
+            memory[location] = whole(value)
     subgraphs: dict[tuple[int, str], Body] = {}
 
     def subgraph(attributes: Attributes) -> Body:
@@ -211,8 +212,8 @@ def _loaded_models(points: PointsByMetric) -> list[Body]:
         if entry is None:
             entry = subgraphs[(owner["model_id"], name)] = {
                 "memory_used_bytes": dict.fromkeys(MEMORY_LOCATIONS, 0),
-                "neuroncore_index": _int(attributes.get(CORE_INDEX)),
-                "neuron_device_index": _int(attributes.get(DEVICE_INDEX)),
+                "neuroncore_index": as_index(attributes.get(CORE_INDEX)),
+                "neuron_device_index": as_index(attributes.get(DEVICE_INDEX)),
             }
             owner.setdefault("subgraphs", {})[name] = entry
         return entry
@@ -220,7 +221,7 @@ def _loaded_models(points: PointsByMetric) -> list[Body]:
     for attributes, value in points.get(SUBGRAPH_MEMORY.name, ()):
         location = str(attributes.get(MEMORY_LOCATION))
         if location in MEMORY_LOCATIONS:
-            subgraph(attributes)["memory_used_bytes"][location] = _whole(value)
+            subgraph(attributes)["memory_used_bytes"][location] = whole(value)
     for attributes, value in points.get(SUBGRAPH_MEMORY_BY_CATEGORY.name, ()):
         location = str(attributes.get(MEMORY_LOCATION))
         if location in _SUBGRAPH_CATEGORIES:
@@ -229,7 +230,7 @@ def _loaded_models(points: PointsByMetric) -> list[Body]:
             categories = breakdown.setdefault(location, dict.fromkeys(_SUBGRAPH_CATEGORIES[location], 0))
             category = str(attributes.get(MEMORY_CATEGORY))
             if category in categories:
-                categories[category] += _whole(value)
+                categories[category] += whole(value)
     for entry in models.values():
         entry["subgraphs"] = entry.pop("subgraphs", {})  # last, as neuron-monitor writes it
     return [models[model_id] for model_id in sorted(models)]
@@ -253,13 +254,13 @@ def ecc_devices(points: PointsByMetric) -> dict[int, dict[str, int]]:
     """Each Neuron device's ECC events of the period, by device index, with the four 2.x kinds."""
     devices: dict[int, dict[str, int]] = {}
     for attributes, value in points.get(ECC_ERRORS.name, ()):
-        index = _int(attributes.get(DEVICE_INDEX))
+        index = as_index(attributes.get(DEVICE_INDEX))
         device = devices.get(index)
         if device is None:
             device = devices[index] = {"neuron_device_index": index, **dict.fromkeys(ECC_KINDS, 0)}
         kind = str(attributes.get(HW_ERROR_TYPE))
         if kind in ECC_KINDS:
-            device[kind] += _whole(value)
+            device[kind] += whole(value)
     return devices
 
 
@@ -268,8 +269,8 @@ def render_hardware_info(points: PointsByMetric) -> Body:
     NeuronCore version when the source knows them (an older neuron-monitor gives only the counts),
     how many devices and NeuronCores per device (0 when unknown: AWS's script reads both counts),
     and the facts only neuron-monitor gives (memory size, logical NeuronCore config) when it gave them."""
-    infos = sorted(points.get(DEVICE_INFO.name, ()), key=lambda point: _int(point[0].get(DEVICE_INDEX)))
-    counts = [_whole(value) for _, value in points.get(DEVICE_CORES.name, ())]
+    infos = sorted(points.get(DEVICE_INFO.name, ()), key=lambda point: as_index(point[0].get(DEVICE_INDEX)))
+    counts = [whole(value) for _, value in points.get(DEVICE_CORES.name, ())]
     first = infos[0][0] if infos else {}
     body: Body = {}
     if DEVICE_TYPE in first:
@@ -284,22 +285,8 @@ def render_hardware_info(points: PointsByMetric) -> Body:
         )
     body["neuron_device_count"] = len(infos)
     if DEVICE_MEMORY_SIZE in first:
-        body["neuron_device_memory_size"] = _int(first[DEVICE_MEMORY_SIZE])
+        body["neuron_device_memory_size"] = as_index(first[DEVICE_MEMORY_SIZE])
     body["neuroncore_per_device_count"] = max(counts, default=0)
     if LOGICAL_CORE_CONFIG in first:
-        body["logical_neuroncore_config"] = _int(first[LOGICAL_CORE_CONFIG])
+        body["logical_neuroncore_config"] = as_index(first[LOGICAL_CORE_CONFIG])
     return body
-
-
-def _whole(value: object) -> int:
-    """A count or byte amount as the report prints it."""
-    return int(value) if isinstance(value, (int, float)) else 0
-
-
-def _int(value: object) -> int:
-    if type(value) is int:
-        return value
-    try:
-        return int(value)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError):
-        return 0

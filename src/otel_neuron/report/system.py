@@ -17,11 +17,9 @@ from otel_neuron.groups.base import (
     Point,
     PointColumns,
     PointsByMetric,
-    PointValue,
     derived_from,
-    percent,
-    values_of,
 )
+from otel_neuron.report.point_values import percent, values_of, whole
 from otel_neuron.semconv import (
     CONTEXT_SWITCHES,
     CPU_AVERAGE_UTILIZATION,
@@ -48,7 +46,7 @@ def render_vcpu_usage(points: PointsByMetric) -> dict[str, Any]:
     average = _given_average(points.get(CPU_AVERAGE_UTILIZATION.name, ())) or {
         mode: percent(total / cpus) if cpus else 0.0 for mode, total in sums.items()
     }
-    switches = sum(_whole(value) for _, value in points.get(CONTEXT_SWITCHES.name, ()))
+    switches = sum(whole(value) for _, value in points.get(CONTEXT_SWITCHES.name, ()))
     return {"average_usage": average, "usage_data": by_cpu, "context_switch_count": switches}
 
 
@@ -56,7 +54,7 @@ def render_memory_info(points: PointsByMetric) -> dict[str, Any]:
     """memory_info: host memory and swap, total and used."""
 
     def value(metric: str, key: str = "", state: str = "") -> int:
-        return sum(_whole(v) for a, v in points.get(metric, ()) if not key or a.get(key) == state)
+        return sum(whole(v) for a, v in points.get(metric, ()) if not key or a.get(key) == state)
 
     swap_used = value(PAGING_USAGE.name, PAGING_STATE, "used")
     return {
@@ -159,11 +157,11 @@ def percents_of(fractions: Sequence[Any] | numpy.ndarray[Any, Any]) -> list[floa
     """
     percents = numpy.asarray(fractions, dtype=numpy.float64) * 100.0
     hundredths = percents * 100.0
-    whole = numpy.rint(hundredths)
-    rounded = (whole / 100.0).tolist()
+    nearest = numpy.rint(hundredths)
+    rounded = (nearest / 100.0).tolist()
     # Within 1e-6 of a half: |h - rint(h)| is the distance to the nearest whole number, exactly.
-    whole -= hundredths
-    for position in numpy.flatnonzero(numpy.abs(whole, out=whole) > 0.5 - 1e-6).tolist():
+    nearest -= hundredths
+    for position in numpy.flatnonzero(numpy.abs(nearest, out=nearest) > 0.5 - 1e-6).tolist():
         rounded[position] = round(float(percents[position]), 2)
     return rounded  # type: ignore[no-any-return]
 
@@ -173,11 +171,6 @@ def _mode_major_layout(cpus: int) -> tuple[list[str], list[int]]:
     """The cpu.mode and cpu.logical_number of each point, in the order VcpuUsageGroup samples them."""
     modes = [SEMCONV_CPU_MODE[mode] for mode in CPU_MODES for _ in range(cpus)]
     return modes, list(range(cpus)) * len(CPU_MODES)
-
-
-def _whole(value: PointValue) -> int:
-    """A count or byte amount as the guide prints it (the system groups have no histograms)."""
-    return int(value) if isinstance(value, (int, float)) else 0
 
 
 def _cpu_order(cpu: Any) -> int:

@@ -23,126 +23,45 @@ all its sections at the next collection of its runtime's groups.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
 
 from opentelemetry.sdk.metrics.export import MetricsData
 
-from otel_neuron.exporters.section_memo import Render, SectionMemo
+from otel_neuron.exporters.section_memo import SectionMemo
 from otel_neuron.groups.base import PointsByMetric
 from otel_neuron.report.instance import instance_facts
-from otel_neuron.report.kubernetes import render_k8s_info
+from otel_neuron.report.kubernetes import K8S_INFO_METRICS, render_k8s_info
 from otel_neuron.report.routing import Application, Collection, read_metrics
-from otel_neuron.report.sections_v2 import (
-    ecc_devices,
-    render_execution_stats,
-    render_hardware_info,
-    render_memory_used,
-    render_neuroncore_counters,
-    render_runtime_vcpu_usage,
+from otel_neuron.report.section_table import (
+    ENTRY_SECTIONS_V2,
+    SYSTEM_SECTIONS_V2,
+    SectionRenderer,
+    metrics_read,
 )
-from otel_neuron.report.system import render_memory_info, render_vcpu_usage
+from otel_neuron.report.sections_v2 import ecc_devices, render_hardware_info
 from otel_neuron.semconv import (
-    CONTEXT_SWITCHES,
-    CORE_EFFECTIVE_FLOPS,
-    CORE_FLOPS,
-    CORE_MEMORY_BY_CATEGORY,
-    CORE_PHYSICAL_UTILIZATION,
-    CORE_UTILIZATION,
-    CPU_AVERAGE_UTILIZATION,
-    CPU_COUNT,
-    CPU_UTILIZATION,
     DEVICE_CORES,
     DEVICE_INFO,
-    DEVICE_LATENCY,
-    DEVICE_LATENCY_PERCENTILE,
     ECC_ERRORS,
-    EXECUTION_STATS,
-    HOST_MEMORY_BY_CATEGORY,
     HW_COUNTERS,
-    INFERENCE_COUNT,
-    INFERENCE_ERRORS,
-    INFERENCE_LATENCY,
-    INFERENCE_LATENCY_PERCENTILE,
-    INFERENCE_STATS,
-    MEMORY_INFO,
-    MEMORY_LIMIT,
-    MEMORY_USAGE,
-    MEMORY_USED,
-    MODEL_MEMORY,
-    MODEL_RUNNING,
     NEURON_HARDWARE_INFO,
     NEURON_HW_COUNTERS,
-    NEURONCORE_COUNTERS,
-    PAGING_USAGE,
-    RUNTIME_CPU,
-    RUNTIME_MEMORY,
-    RUNTIME_VCPU_USAGE,
-    SUBGRAPH_MEMORY,
-    SUBGRAPH_MEMORY_BY_CATEGORY,
     V2_RUNTIME_GROUP_NAMES,
-    VCPU_USAGE,
-    InstrumentSpec,
 )
 
 Report = dict[str, Any]
 
 
-class SectionRenderer(NamedTuple):
-    """How a section is rendered: from the points of which metrics, by which function, and whether
-    its rendering is kept while its points stand still (see exporters.section_memo)."""
-
-    metric_names: frozenset[str]
-    render: Render
-    repeats: bool = False
-
-
-def _renderer(render: Render, *instruments: InstrumentSpec, repeats: bool = False) -> SectionRenderer:
-    return SectionRenderer(frozenset(spec.name for spec in instruments), render, repeats)
-
-
-_EXECUTION_STATS = _renderer(
-    render_execution_stats,
-    INFERENCE_COUNT,
-    INFERENCE_ERRORS,
-    INFERENCE_LATENCY,
-    DEVICE_LATENCY,
-    INFERENCE_LATENCY_PERCENTILE,
-    DEVICE_LATENCY_PERCENTILE,
-)
-# The sections of an application entry, by the report key of the group that collects them.
-ENTRY_SECTIONS: Mapping[str, SectionRenderer] = {
-    NEURONCORE_COUNTERS: _renderer(
-        render_neuroncore_counters,
-        CORE_UTILIZATION,
-        CORE_FLOPS,
-        CORE_EFFECTIVE_FLOPS,
-        CORE_PHYSICAL_UTILIZATION,
-    ),
-    INFERENCE_STATS: _EXECUTION_STATS,
-    EXECUTION_STATS: _EXECUTION_STATS,  # a group may go by either name
-    MEMORY_USED: _renderer(
-        render_memory_used,
-        RUNTIME_MEMORY,
-        HOST_MEMORY_BY_CATEGORY,
-        CORE_MEMORY_BY_CATEGORY,
-        MODEL_MEMORY,
-        MODEL_RUNNING,
-        SUBGRAPH_MEMORY,
-        SUBGRAPH_MEMORY_BY_CATEGORY,
-        repeats=True,
-    ),
-    RUNTIME_VCPU_USAGE: _renderer(render_runtime_vcpu_usage, RUNTIME_CPU),
-}
-SYSTEM_SECTIONS: Mapping[str, SectionRenderer] = {
-    VCPU_USAGE: _renderer(
-        render_vcpu_usage, CPU_UTILIZATION, CPU_AVERAGE_UTILIZATION, CONTEXT_SWITCHES, CPU_COUNT
-    ),
-    MEMORY_INFO: _renderer(render_memory_info, MEMORY_LIMIT, MEMORY_USAGE, PAGING_USAGE),
-}
 # Runtime groups that 2.x reports at the system level (their ECC counts) or at the root.
 ECC_GROUPS = frozenset((HW_COUNTERS, NEURON_HW_COUNTERS))
 HARDWARE_NAMES = (DEVICE_INFO.name, DEVICE_CORES.name)
+# Metrics no 2.x section reads are not even filed.
+_READ = metrics_read(ENTRY_SECTIONS_V2, SYSTEM_SECTIONS_V2) | {
+    ECC_ERRORS.name,
+    *HARDWARE_NAMES,
+    *K8S_INFO_METRICS,
+}
 
 
 def v2_key(report_key: str) -> str:
@@ -161,15 +80,9 @@ class _Update(NamedTuple):
     k8s_info: Report | None = None  # None: no pod attribution (--kubernetes) in this MetricsData
 
 
-def report_v2_from_metrics(
-    metrics_data: MetricsData,
-    memo: SectionMemo | None = None,
-    other_sections: Mapping[str, SectionRenderer] | None = None,
-) -> Report:
-    """The 2.x report of what `metrics_data` holds. `other_sections` renders groups this module does
-    not know (otel-neuron's own sysfs groups, by report key); `memo` keeps the renderings of sections
-    that repeat."""
-    update = _render(read_metrics(metrics_data), memo, other_sections or {})
+def report_v2_from_metrics(metrics_data: MetricsData, memo: SectionMemo | None = None) -> Report:
+    """The 2.x report of what `metrics_data` holds; `memo` keeps the renderings of sections that repeat."""
+    update = _render(read_metrics(metrics_data, _READ), memo)
     return _document(
         [entry for index in sorted(update.entries) for _, entry in update.entries[index]],
         update.system_data,
@@ -196,8 +109,7 @@ def _document(
 class StandingReportV2:
     """The 2.x report as it stands after each update (see the module's docstring)."""
 
-    def __init__(self, other_sections: Mapping[str, SectionRenderer] | None = None) -> None:
-        self._other = dict(other_sections or {})
+    def __init__(self) -> None:
         self._memo = SectionMemo()
         self._entries: dict[int, dict[Application | None, Report]] = {}
         self._system: Report = {}
@@ -207,7 +119,7 @@ class StandingReportV2:
 
     def update(self, metrics_data: MetricsData) -> Report:
         """Merge what `metrics_data` holds and return the whole report."""
-        update = _render(read_metrics(metrics_data), self._memo, self._other)
+        update = _render(read_metrics(metrics_data, _READ), self._memo)
         for index, entries in update.entries.items():
             self._replace_applications(index, entries)
         self._system.update(update.system_data)
@@ -245,9 +157,7 @@ def _section_of(memo_key: object) -> tuple[Any, Any] | None:
     return None
 
 
-def _render(
-    collection: Collection, memo: SectionMemo | None, other: Mapping[str, SectionRenderer]
-) -> _Update:
+def _render(collection: Collection, memo: SectionMemo | None) -> _Update:
     health = collection.health
     system: Report = {}
     application_groups: dict[int, list[str]] = {}
@@ -255,7 +165,7 @@ def _render(
     hardware_groups: list[tuple[str, int]] = []
     for key, index in health.periods:
         if index is None:
-            renderer = SYSTEM_SECTIONS.get(key) or other.get(key)
+            renderer = SYSTEM_SECTIONS_V2.get(key)
             system[key] = _body(collection, key, None, renderer, collection.points.of, "", memo, key)
         elif key in ECC_GROUPS:
             ecc_groups.append((key, index))
@@ -265,9 +175,7 @@ def _render(
             application_groups.setdefault(index, []).append(key)
     if ecc_groups:
         system[NEURON_HW_COUNTERS] = _hw_counters(collection, ecc_groups)
-    entries = {
-        index: _entries(collection, index, keys, memo, other) for index, keys in application_groups.items()
-    }
+    entries = {index: _entries(collection, index, keys, memo) for index, keys in application_groups.items()}
     instance = (
         memo.derived("instance_info", collection.resource, lambda: instance_facts(collection.resource))
         if memo is not None
@@ -285,7 +193,7 @@ def _body(
     points_of: Callable[[frozenset[str], Any], PointsByMetric],
     upstream_error: str,
     memo: SectionMemo | None,
-    memo_key: object,
+    memo_key: Hashable,
 ) -> Report:
     """A group's section: period, what its points render to, and its error (the collection's, which
     leaves nothing to render, else upstream's)."""
@@ -297,7 +205,7 @@ def _body(
         return {"period": period, "error": error}
     own = points_of(renderer.metric_names, index)
     if memo is not None and renderer.repeats:
-        rendered = memo.render(memo_key, renderer.render, own)  # type: ignore[arg-type]
+        rendered = memo.render(memo_key, renderer.render, own)
     else:
         rendered = renderer.render(own)
     return {"period": period, **rendered, "error": upstream_error}
@@ -308,10 +216,9 @@ def _entries(
     index: int,
     keys: list[str],
     memo: SectionMemo | None,
-    other: Mapping[str, SectionRenderer],
 ) -> list[tuple[Application | None, Report]]:
     """The entries of the applications the groups `keys` of runtime `index` just collected."""
-    renderers = {key: ENTRY_SECTIONS.get(key) or other.get(key) for key in keys}
+    renderers = {key: ENTRY_SECTIONS_V2.get(key) for key in keys}
     names = frozenset().union(*(renderer.metric_names for renderer in renderers.values() if renderer))
     found = dict.fromkeys(collection.points.applications(names, index))
     found.update(dict.fromkeys(collection.health.applications_with_errors(index)))
