@@ -104,10 +104,10 @@ def encode_line(report: Report) -> str:
 
 
 def encode_line_bytes(report: Report) -> bytes:
-    """The report as one compact ASCII JSON line. orjson writes the trn2-scale report in a tenth of
-    the standard library's time (70 vs 790 us); both print floats as shortest round-trip decimals,
-    orjson tiny ones without an exponent (0.00001, not 1e-05). A report holding other than ASCII (an
-    error naming a path like /tmp/café) is escaped as before, so any stdout encoding can take it."""
+    """The report as one compact ASCII JSON line, written by orjson (docs/architecture.md, Cost: a
+    tenth of the standard library's time). Both print floats as shortest round-trip decimals, orjson
+    tiny ones without an exponent (0.00001, not 1e-05). A report holding other than ASCII (an error
+    naming a path like /tmp/café) is escaped as before, so any stdout encoding can take it."""
     try:
         line = orjson.dumps(report, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:  # a value orjson does not take (an int over 64 bits)

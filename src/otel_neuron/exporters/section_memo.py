@@ -1,10 +1,10 @@
 """Renderings of report sections, kept so a section whose points did not change is not rendered again.
 
 Much of a report stands still from one period to the next: loaded models and their memory change
-when a model is loaded, ECC counts are 0 period after period. At trn2 scale memory_used alone is
-half the report's bytes and a quarter of its rendering time, for the same output every second.
-Only the groups that say so (`MetricGroup.sections_repeat`) are kept: for sections that change
-every period (utilizations, counts, percentiles) keeping a copy to compare costs more than it saves.
+when a model is loaded, ECC counts are 0 period after period; memory_used alone is most of a
+report's bytes, the same every second. Only the sections the report's table says repeat
+(`report.section_table.SectionRenderer.repeats`) are kept: for sections that change every period
+(utilizations, counts, percentiles) keeping a copy to compare costs more than it saves.
 
 A section's points are compared with a copy of the last ones, value for value (C-level list
 comparisons: a group's attribute sets are shared objects, so comparing them is an identity check).

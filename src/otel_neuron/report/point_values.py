@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from itertools import repeat
 from typing import Any
 
-from otel_neuron.groups.base import Attributes, PointValue
+from otel_neuron.groups.base import Attributes, HistogramDelta, PointValue
 
 
 def values_of(key: str, attributes: Sequence[Attributes]) -> list[Any]:
@@ -28,11 +28,16 @@ def as_index(value: object) -> int:
         return 0
 
 
-def whole(value: PointValue | object) -> int:
+def whole(value: PointValue) -> int:
     """A count or byte amount as the report prints it (0 for a histogram)."""
-    return int(value) if isinstance(value, (int, float)) else 0
+    return 0 if isinstance(value, HistogramDelta) else int(value)
 
 
-def percent(fraction: float) -> float:
+def number(value: PointValue) -> float:
+    """A gauge's value as a Python float (0.0 for a histogram)."""
+    return 0.0 if isinstance(value, HistogramDelta) else float(value)
+
+
+def percent(fraction: PointValue) -> float:
     """OpenTelemetry's fractions as the guide prints them: percent, two decimals."""
-    return round(fraction * 100.0, 2)
+    return round(number(fraction) * 100.0, 2)

@@ -24,7 +24,7 @@ from otel_neuron.groups.base import (
     derived_from,
 )
 from otel_neuron.producer import PointBlocks
-from otel_neuron.report.point_values import values_of
+from otel_neuron.report.point_values import as_index, number, values_of
 from otel_neuron.semconv import (
     APPLICATION_ERROR,
     ERROR_MESSAGE,
@@ -48,11 +48,7 @@ def application_of(pid: object, tag: object) -> Application | None:
     """The application of a point's `process.pid` and `neuron.runtime.tag` (None when it has neither)."""
     if pid is None and tag is None:
         return None
-    try:
-        number = int(pid)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        number = 0
-    return number, str(tag) if tag is not None else str(pid)
+    return as_index(pid), str(tag) if tag is not None else str(pid)
 
 
 @dataclass
@@ -92,13 +88,13 @@ def read_metrics(metrics_data: MetricsData, wanted: Container[str] | None = None
                 name = metric.name
                 if name == GROUP_PERIOD.name:
                     for attributes, value in _pairs(metric.data.data_points):
-                        health.periods[_group_key(attributes)] = float(value)  # type: ignore[arg-type]
+                        health.periods[_group_key(attributes)] = number(value)
                 elif name == GROUP_ERROR.name:
                     for attributes, _ in _pairs(metric.data.data_points):
                         health.errors[_group_key(attributes)] = str(attributes.get(ERROR_MESSAGE, ""))
                 elif name == RUNTIME_ERROR.name:
                     for attributes, _ in _pairs(metric.data.data_points):
-                        index = _int(attributes.get(RUNTIME_INDEX))
+                        index = as_index(attributes.get(RUNTIME_INDEX))
                         health.runtime_errors[index] = str(attributes.get(ERROR_MESSAGE, ""))
                 elif name == APPLICATION_ERROR.name:
                     for attributes, _ in _pairs(metric.data.data_points):
@@ -141,8 +137,8 @@ class SectionPoints:
             if not block:  # a group's instrument without points this period
                 continue
             section = _section_of(block)
-            if section is not _SEVERAL:
-                self._add(section, name, block)  # type: ignore[arg-type]
+            if section is not None:
+                self._add(section, name, block)
             else:
                 self._file_by_point(name, block)
 
@@ -213,11 +209,8 @@ class SectionPoints:
         return own
 
 
-_SEVERAL = object()  # a block whose points belong to several sections
-
-
-def _section_of(block: Sequence[Point]) -> Section | object:
-    """The section every point of `block` is in, or _SEVERAL."""
+def _section_of(block: Sequence[Point]) -> Section | None:
+    """The section every point of `block` is in; None when they are in several."""
     # type() rather than isinstance(): these are Sequence ABCs, whose isinstance check costs more.
     if type(block) is PointColumns:
         sections = derived_from(block.attributes, _sections)
@@ -228,7 +221,7 @@ def _section_of(block: Sequence[Point]) -> Section | object:
     if len(sections) == 1:
         (section,) = sections
         return section
-    return _SEVERAL
+    return None
 
 
 def _section_of_point(attributes: Attributes) -> Section:
@@ -276,10 +269,3 @@ def _value_of(point: Any) -> Any:
             max=point.max,
         )
     return point.value
-
-
-def _int(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError):
-        return 0

@@ -7,9 +7,8 @@ may come from any source: a runtime endpoint, a neuron-monitor stream, sysfs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from otel_neuron.groups.base import (
     Attributes,
@@ -22,7 +21,7 @@ from otel_neuron.groups.base import (
 )
 from otel_neuron.histogram import percentiles
 from otel_neuron.report import sections_v2
-from otel_neuron.report.point_values import as_index, percent
+from otel_neuron.report.point_values import as_index, percent, whole
 from otel_neuron.semconv import (
     CORE_INDEX,
     CORE_SUBGRAPHS,
@@ -59,79 +58,19 @@ _Derived = TypeVar("_Derived")
 
 
 def render_neuroncore_counters(points: PointsByMetric) -> Body:
-    """neuroncores_in_use: each core's utilization (percent) and the model:subgraph pairs on it."""
-    utilization, subgraphs = points.get(CORE_UTILIZATION.name, ()), points.get(CORE_SUBGRAPHS.name, ())
-    by_columns = _cores_by_columns(utilization, subgraphs)
-    if by_columns is not None:
-        return {"neuroncores_in_use": by_columns}
+    """neuroncores_in_use: each core's utilization (percent) and the model:subgraph pairs on it, in
+    core order (a core's last utilization point counts; a pair counted n times is listed n times)."""
     cores: dict[int, Body] = {}
-    core_of, shares = _derived_column(utilization, _core_indexes)
-    for core, value in zip(core_of, shares):
-        share = round(float(value) * 100.0, 2)  # type: ignore[arg-type]
-        entry = cores.get(core)
-        if entry is None:
-            cores[core] = {"neuroncore_utilization": share, "loaded_models": []}
-        else:
-            entry["neuroncore_utilization"] = share
-    placed, counts = _derived_column(subgraphs, _loaded_model_names)
-    for (core, name), value in zip(placed, counts):
+    core_of, shares = _derived_column(points.get(CORE_UTILIZATION.name, ()), _core_indexes)
+    for core, share in zip(core_of, shares):
+        cores[core] = {"neuroncore_utilization": percent(share), "loaded_models": []}
+    placed, counts = _derived_column(points.get(CORE_SUBGRAPHS.name, ()), _loaded_model_names)
+    for (core, name), count in zip(placed, counts):
         entry = cores.get(core)
         if entry is None:
             entry = cores[core] = {"neuroncore_utilization": 0.0, "loaded_models": []}
-        entry["loaded_models"].extend([name] * max(int(value), 0))  # type: ignore[arg-type]
+        entry["loaded_models"].extend([name] * max(whole(count), 0))
     return {"neuroncores_in_use": {str(core): cores[core] for core in sorted(cores)}}
-
-
-def _cores_by_columns(utilization: Sequence[Point], subgraphs: Sequence[Point]) -> Body | None:
-    """The same "neuroncores_in_use" from a runtime group's own layout (one utilization point per
-    core, every model:subgraph counted once), read through views kept on its columns; None otherwise."""
-    if type(utilization) is not PointColumns or (subgraphs and type(subgraphs) is not PointColumns):
-        return None
-    layout = derived_from(utilization.attributes, _core_layout)
-    if layout is None:
-        return None
-    if subgraphs:
-        counts = subgraphs.values  # type: ignore[attr-defined]
-        if (counts if type(counts) is list else list(counts)).count(1) != len(counts):
-            return None
-        names_by_core = derived_from(subgraphs.attributes, _names_by_core)  # type: ignore[attr-defined]
-        if not names_by_core.keys() <= layout.cores:
-            return None
-    else:
-        names_by_core = _NO_NAMES
-    shares = utilization.values
-    return {
-        key: {
-            "neuroncore_utilization": round(float(shares[position]) * 100.0, 2),  # type: ignore[arg-type]
-            "loaded_models": list(names_by_core.get(core, ())),
-        }
-        for position, core, key in layout.rows
-    }
-
-
-_NO_NAMES: Mapping[int, tuple[str, ...]] = MappingProxyType({})
-
-
-class _CoreLayout(NamedTuple):
-    rows: tuple[tuple[int, int, str], ...]  # (position of its point, core, report key) in core order
-    cores: frozenset[int]
-
-
-def _core_layout(attributes: Sequence[Attributes]) -> _CoreLayout | None:
-    """Where each core's point is, in the report's order; None when a core has several points."""
-    cores = _core_indexes(attributes)
-    if len(set(cores)) != len(cores):
-        return None
-    rows = tuple(sorted((core, position, str(core)) for position, core in enumerate(cores)))
-    return _CoreLayout(tuple((position, core, key) for core, position, key in rows), frozenset(cores))
-
-
-def _names_by_core(attributes: Sequence[Attributes]) -> Mapping[int, tuple[str, ...]]:
-    """The "model:subgraph" names placed on each core, in point order (read-only: a kept view)."""
-    placed: dict[int, list[str]] = {}
-    for core, name in _loaded_model_names(attributes):
-        placed.setdefault(core, []).append(name)
-    return MappingProxyType({core: tuple(names) for core, names in placed.items()})
 
 
 def _derived_column(
@@ -179,12 +118,10 @@ def _totals_by_name(
 ) -> dict[str, int]:
     """{name: total} over the points whose label (`labels_of` their attributes) is one of `names`."""
     labels, values = _derived_column(points, labels_of)
-    if labels == names:  # a runtime group's own layout: one point per name, in order
-        return dict(zip(names, map(int, values)))  # type: ignore[arg-type]
     totals = dict.fromkeys(names, 0)
     for name, value in zip(labels, values):
         if name in totals:
-            totals[name] += int(value)  # type: ignore[arg-type]
+            totals[name] += whole(value)
     return totals
 
 
@@ -209,7 +146,7 @@ def render_memory_used(points: PointsByMetric) -> Body:
     for attributes, value in points.get(RUNTIME_MEMORY.name, ()):
         location = str(attributes.get(MEMORY_LOCATION))
         if location in used:
-            used[location] += int(value)  # type: ignore[arg-type]
+            used[location] += whole(value)
     models: dict[Any, Body] = {}
 
     def model_entry(attributes: Attributes) -> Body:
@@ -231,7 +168,7 @@ def render_memory_used(points: PointsByMetric) -> Body:
     for attributes, value in points.get(MODEL_MEMORY.name, ()):
         location = str(attributes.get(MEMORY_LOCATION))
         if location in MEMORY_LOCATIONS:
-            model_entry(attributes)["memory_used_bytes"][location] = int(value)  # type: ignore[arg-type]
+            model_entry(attributes)["memory_used_bytes"][location] = whole(value)
     for attributes, value in points.get(SUBGRAPH_MEMORY.name, ()):
         subgraphs = model_entry(attributes)["subgraphs"]
         name = str(attributes.get(SUBGRAPH_NAME, ""))
@@ -244,7 +181,7 @@ def render_memory_used(points: PointsByMetric) -> Body:
             }
         location = str(attributes.get(MEMORY_LOCATION))
         if location in MEMORY_LOCATIONS:
-            subgraph["memory_used_bytes"][location] = int(value)  # type: ignore[arg-type]
+            subgraph["memory_used_bytes"][location] = whole(value)
     ordered = [models[key] for key in sorted(models, key=as_index)]
     return {"neuron_runtime_used_bytes": used, "loaded_models": ordered}
 
@@ -255,7 +192,7 @@ def render_runtime_vcpu_usage(points: PointsByMetric) -> Body:
     for attributes, value in points.get(RUNTIME_CPU.name, ()):
         mode = str(attributes.get(CPU_MODE))
         if mode in usage:
-            usage[mode] = percent(float(value))  # type: ignore[arg-type]
+            usage[mode] = percent(value)
     return {"vcpu_usage": usage}
 
 
@@ -269,7 +206,7 @@ def render_hw_counters(points: PointsByMetric) -> Body:
             entry = devices[device] = {"neuron_device_index": device, **dict.fromkeys(ECC_KINDS_V1, 0)}
         kind = str(attributes.get(HW_ERROR_TYPE))
         if kind in ECC_KINDS_V1:
-            entry[kind] += int(value)  # type: ignore[arg-type]
+            entry[kind] += whole(value)
     return {"neuron_devices": [devices[index] for index in sorted(devices)]}
 
 

@@ -83,15 +83,13 @@ def render_neuroncore_counters(points: PointsByMetric) -> Body:
         return entry
 
     for attributes, value in points.get(CORE_UTILIZATION.name, ()):
-        core(attributes)["neuroncore_utilization"] = percent(float(value))  # type: ignore[arg-type]
+        core(attributes)["neuroncore_utilization"] = percent(value)
     for name, key in _FLOPS_KEYS:
         for attributes, value in points.get(name, ()):
             core(attributes)[key] = value
     for attributes, value in points.get(CORE_PHYSICAL_UTILIZATION.name, ()):
         physical = core(attributes).setdefault("v3d", {})
-        physical[str(attributes.get(PHYSICAL_CORE, ""))] = {
-            "neuroncore_utilization": percent(float(value))  # type: ignore[arg-type]
-        }
+        physical[str(attributes.get(PHYSICAL_CORE, ""))] = {"neuroncore_utilization": percent(value)}
     return {"neuroncores_in_use": {str(index): cores[index] for index in sorted(cores)}}
 
 
@@ -246,7 +244,7 @@ def render_runtime_vcpu_usage(points: PointsByMetric) -> Body:
     for attributes, value in points.get(RUNTIME_CPU.name, ()):
         mode = str(attributes.get(CPU_MODE))
         if mode in usage:
-            usage[mode] = percent(float(value))  # type: ignore[arg-type]
+            usage[mode] = percent(value)
     return {"vcpu_usage": usage}
 
 

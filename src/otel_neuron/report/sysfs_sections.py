@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from otel_neuron.groups.base import PointsByMetric
-from otel_neuron.report.point_values import as_index
+from otel_neuron.report.point_values import as_index, percent, whole
 from otel_neuron.semconv import (
     CORE_COUNTER,
     CORE_INDEX,
@@ -44,7 +44,7 @@ def render_neuron_power(points: PointsByMetric) -> Body:
         if entry["power_utilization"] is None:
             entry["power_utilization"] = {}
         statistic = str(attributes.get(POWER_STATISTIC))
-        entry["power_utilization"][statistic] = round(float(value) * 100.0, 2)  # type: ignore[arg-type]
+        entry["power_utilization"][statistic] = percent(value)
     return {"neuron_devices": [devices[index] for index in sorted(devices)]}
 
 
@@ -57,5 +57,5 @@ def render_neuroncore_status(points: PointsByMetric) -> Body:
     ):
         for attributes, value in points.get(metric, ()):
             entry = cores.setdefault(as_index(attributes.get(CORE_INDEX)), {"status": {}, "other_info": {}})
-            entry[family][str(attributes.get(key))] = int(value)  # type: ignore[arg-type]
+            entry[family][str(attributes.get(key))] = whole(value)
     return {"neuroncores": {str(index): cores[index] for index in sorted(cores)}}

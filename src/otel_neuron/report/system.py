@@ -7,6 +7,7 @@ points, so the report needs neither /proc nor the group that read it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -19,7 +20,7 @@ from otel_neuron.groups.base import (
     PointsByMetric,
     derived_from,
 )
-from otel_neuron.report.point_values import percent, values_of, whole
+from otel_neuron.report.point_values import number, percent, values_of, whole
 from otel_neuron.semconv import (
     CONTEXT_SWITCHES,
     CPU_AVERAGE_UTILIZATION,
@@ -42,12 +43,12 @@ def render_vcpu_usage(points: PointsByMetric) -> dict[str, Any]:
     """vcpu_usage: each vCPU's mode percentages, their average (neuron-monitor's own when a bridged
     stream gave it, else the mean over the vCPUs), and the context switches."""
     utilization = points.get(CPU_UTILIZATION.name, ())
-    by_cpu, sums, cpus = _usage_by_columns(utilization) or _usage_point_by_point(utilization)
+    usage = _usage_by_columns(utilization) or _usage_point_by_point(utilization)
     average = _given_average(points.get(CPU_AVERAGE_UTILIZATION.name, ())) or {
-        mode: percent(total / cpus) if cpus else 0.0 for mode, total in sums.items()
+        mode: percent(total / usage.cpus) if usage.cpus else 0.0 for mode, total in usage.mode_sums.items()
     }
     switches = sum(whole(value) for _, value in points.get(CONTEXT_SWITCHES.name, ()))
-    return {"average_usage": average, "usage_data": by_cpu, "context_switch_count": switches}
+    return {"average_usage": average, "usage_data": usage.by_cpu, "context_switch_count": switches}
 
 
 def render_memory_info(points: PointsByMetric) -> dict[str, Any]:
@@ -75,32 +76,37 @@ def _given_average(points: Iterable[Point]) -> dict[str, float]:
     return {mode: given.get(mode, 0.0) for mode in CPU_MODES} if given else {}
 
 
-# What both ways of rendering the utilization points give: the rows of "usage_data" in vCPU order,
-# the sum of each mode's fractions (for the average) and the number of vCPUs.
-_Usage = tuple[dict[str, dict[str, float]], dict[str, float], int]
+@dataclass(frozen=True, slots=True)
+class _VcpuUsage:
+    """The utilization points read, either way: usage_data and what the mean over the vCPUs needs."""
+
+    by_cpu: dict[str, dict[str, float]]  # usage_data: each vCPU's row of percentages, in vCPU order
+    mode_sums: dict[str, float]  # each mode's fractions added up over the vCPUs, in vCPU order
+    cpus: int
 
 
-def _usage_point_by_point(points: Iterable[Point]) -> _Usage:
+def _usage_point_by_point(points: Iterable[Point]) -> _VcpuUsage:
     usage: dict[Any, dict[str, float]] = {}
     sums = dict.fromkeys(CPU_MODES, 0.0)
     for attributes, value in points:
-        mode = _GUIDE_CPU_MODE.get(attributes.get(CPU_MODE))  # type: ignore[arg-type]
+        mode = _GUIDE_CPU_MODE.get(str(attributes.get(CPU_MODE)))
         if mode is None:
             continue
         cpu = attributes.get(CPU_LOGICAL_NUMBER)
         row = usage.get(cpu)
         if row is None:
             row = usage[cpu] = dict.fromkeys(CPU_MODES, 0.0)
-        row[mode] = round(value * 100.0, 2)  # type: ignore[operator]
-        sums[mode] += value  # type: ignore[operator]
+        row[mode] = percent(value)
+        sums[mode] += number(value)
     by_cpu = {str(cpu): usage[cpu] for cpu in sorted(usage, key=_cpu_order)}
-    return by_cpu, sums, len(usage)
+    return _VcpuUsage(by_cpu, sums, len(usage))
 
 
-def _usage_by_columns(points: Sequence[Point]) -> _Usage | None:
-    """The same result, in whole-array passes, when the points are laid out as VcpuUsageGroup samples
-    them: mode-major (every vCPU's user share in vCPU order, then nice...). None when they are not;
-    a Python loop per point costs 0.45 ms a tick at 192 vCPUs, this a fifth of it."""
+def _usage_by_columns(points: Sequence[Point]) -> _VcpuUsage | None:
+    """The same result when the points are laid out as VcpuUsageGroup samples them: mode-major (every
+    vCPU's user share in vCPU order, then nice...); None when they are not. At 192 vCPUs these are
+    most of a tick's points: read in whole-array passes rather than point by point, as the Cost
+    section of docs/architecture.md measures."""
     if type(points) is not PointColumns:
         return None
     attributes, values = points.attributes, points.values
@@ -113,7 +119,7 @@ def _usage_by_columns(points: Sequence[Point]) -> _Usage | None:
     sums = dict(zip(CPU_MODES, numpy.add.accumulate(shares, axis=1)[:, -1].tolist()))
     percents = percents_of(shares.ravel())
     rows = map(_usage_row, *(percents[mode * cpus : (mode + 1) * cpus] for mode in range(modes)))
-    return dict(zip(labels, rows)), sums, cpus
+    return _VcpuUsage(dict(zip(labels, rows)), sums, cpus)
 
 
 def _row_labels(attributes: Sequence[Attributes]) -> tuple[str, ...] | None:
@@ -136,7 +142,7 @@ def _row_labels(attributes: Sequence[Attributes]) -> tuple[str, ...] | None:
 def _usage_row(
     user: float, nice: float, system: float, idle: float, io_wait: float, irq: float, soft_irq: float
 ) -> dict[str, float]:
-    """One vCPU's row, in CPU_MODES order: a dict display builds in 40 % of dict(zip(...))'s time."""
+    """One vCPU's row, in CPU_MODES order."""
     return {
         "user": user,
         "nice": nice,
@@ -158,12 +164,12 @@ def percents_of(fractions: Sequence[Any] | numpy.ndarray[Any, Any]) -> list[floa
     percents = numpy.asarray(fractions, dtype=numpy.float64) * 100.0
     hundredths = percents * 100.0
     nearest = numpy.rint(hundredths)
-    rounded = (nearest / 100.0).tolist()
+    rounded: list[float] = (nearest / 100.0).tolist()
     # Within 1e-6 of a half: |h - rint(h)| is the distance to the nearest whole number, exactly.
     nearest -= hundredths
     for position in numpy.flatnonzero(numpy.abs(nearest, out=nearest) > 0.5 - 1e-6).tolist():
         rounded[position] = round(float(percents[position]), 2)
-    return rounded  # type: ignore[no-any-return]
+    return rounded
 
 
 @lru_cache(maxsize=4)
