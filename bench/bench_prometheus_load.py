@@ -1,6 +1,8 @@
-"""/metrics under load: prometheus_client's start_http_server (the baseline) against our ScrapeServer.
+"""/metrics under load: prometheus_client's start_http_server (the baseline) against our exporter's server.
 
-Both serve the same registry (the neuron-monitor names of the guide's report) in this process. Each
+Both serve the same families (the neuron-monitor names of the 2.x fixture report) in this process:
+the baseline renders its registry at every scrape, ours is the PrometheusExporter's own server (the
+ScrapeServer answering with the bytes rendered at export). Each
 round holds IDLE connections that never send anything, then SCRAPERS threads scrape SCRAPES_EACH
 times each at once, every scrape with a TIMEOUT_S client timeout (what issue 15 measured with).
 Printed per server: failed scrapes, scrapes per second, latency percentiles, the most threads seen
@@ -23,28 +25,30 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, make_wsgi_app, start_http_server
+from opentelemetry.sdk.metrics.export import MetricsData
+from prometheus_client import start_http_server
 
 from otel_neuron.exporters.prometheus import PrometheusExporter
-from otel_neuron.exporters.scrape_server import ScrapeServer
 
 SCRAPERS = 50
 SCRAPES_EACH = 40
 IDLE = 20
 TIMEOUT_S = 5.0
-REPORT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "reports" / "guide-report.json"
+REPORT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "reports" / "v2-report.json"
 
 Stop = Callable[[], None]
 
 
-def registry() -> CollectorRegistry:
-    exporter = PrometheusExporter(listen=None, names="neuron-monitor", report_builder=lambda report: report)
-    exporter.export(json.loads(REPORT.read_text()))  # type: ignore[arg-type]
-    return exporter.registry
+def fed(listen: tuple[str, int] | None) -> PrometheusExporter:
+    """An exporter given the fixture report as its (already built) 2.x report."""
+    report = json.loads(REPORT.read_text())
+    exporter = PrometheusExporter(listen=listen, names="neuron-monitor", report_builder=lambda _: report)
+    exporter.export(MetricsData(resource_metrics=[]))
+    return exporter
 
 
-def baseline(served: CollectorRegistry) -> tuple[int, Stop]:
-    server, thread = start_http_server(0, addr="127.0.0.1", registry=served)
+def baseline() -> tuple[int, Stop]:
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=fed(None).registry)
 
     def stop() -> None:
         server.shutdown()
@@ -54,9 +58,10 @@ def baseline(served: CollectorRegistry) -> tuple[int, Stop]:
     return int(server.server_address[1]), stop
 
 
-def ours(served: CollectorRegistry) -> tuple[int, Stop]:
-    server = ScrapeServer(make_wsgi_app(served), "127.0.0.1", 0)
-    return server.address[1], server.shutdown
+def ours() -> tuple[int, Stop]:
+    exporter = fed(("127.0.0.1", 0))
+    assert exporter.address is not None
+    return exporter.address[1], exporter.shutdown
 
 
 def scrape(port: int) -> float:
@@ -117,8 +122,8 @@ def idle_closed(idle: list[socket.socket]) -> int:
     return closed
 
 
-def run(name: str, start: Callable[[CollectorRegistry], tuple[int, Stop]]) -> dict[str, float]:
-    port, stop = start(registry())
+def run(name: str, start: Callable[[], tuple[int, Stop]]) -> dict[str, float]:
+    port, stop = start()
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(IDLE)]
     try:
         latencies, failures, threads, seconds = storm(port)

@@ -21,7 +21,7 @@ def write_fake_procfs(root: Path, cpus: int, seed: int = 1) -> Path:
         "processes 424242",
         "procs_running 3",
         "procs_blocked 0",
-        "softirq 1234567 0 0",
+        "softirq 1234567 0 600000 1000 2000 3000 0 4000 300000 500 323067",  # total, then 10 kinds
     ]
     (root / "stat").write_text("\n".join(lines) + "\n")
     (root / "meminfo").write_text(

@@ -1,4 +1,5 @@
-"""Prometheus exporter: scrapes serve the latest exported data, in both naming modes."""
+"""Prometheus exporter: scrapes serve the latest exported data, in both naming modes, with the bytes
+the exporter answered before it rendered once per collection (tests/fixtures/prometheus)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from metrics_json import load_exports
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Buckets,
@@ -41,6 +44,7 @@ from otel_neuron.exporters.scrape_server import MAX_REQUEST_HEAD, WORKERS
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "reports"
 # A neuron-monitor 2.x report, what the neuron-monitor names are read from (test_neuron_monitor_names.py).
 V2_REPORT = json.loads((FIXTURES / "v2-report.json").read_text())
+GOLDEN = Path(__file__).parent.parent / "fixtures" / "prometheus"
 SCOPE = InstrumentationScope("otel_neuron", "0.1.0")
 RESOURCE = Resource({"service.name": "otel-neuron-monitor", "host.id": "i-0011223344556677a"})
 
@@ -323,3 +327,91 @@ def test_shutdown_hangs_up_on_clients_still_connected():
     finally:
         for client in idle:
             client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The exposition of before, byte for byte (golden-*.json: what e89fe91 answered, make_golden.py)
+
+# The neuron-monitor names' counters' creation time in the goldens.
+CREATED = 1700000000.25
+
+
+def v2_stream() -> list[dict[str, Any]]:
+    reports = []
+    for line in (FIXTURES.parent / "neuron-monitor" / "v2.jsonl").read_text().splitlines():
+        try:
+            reports.append(json.loads(line))
+        except ValueError:  # the stream's bad lines never reach the exporter
+            continue
+    return reports
+
+
+def fed_exporter(golden: str, as_blocks: bool) -> PrometheusExporter:
+    """An exporter on an ephemeral port, given what the golden's exporter was given."""
+    if golden in ("v2-report", "v2-stream"):
+        exporter = PrometheusExporter(
+            listen=("127.0.0.1", 0), names="neuron-monitor", report_builder=lambda r: r, clock=lambda: CREATED
+        )
+        for report in [V2_REPORT] if golden == "v2-report" else v2_stream():
+            exporter.export(report)  # type: ignore[arg-type]
+        return exporter
+    exporter = PrometheusExporter(listen=("127.0.0.1", 0))
+    for data in load_exports(GOLDEN / f"{golden}-exports.json", as_blocks=as_blocks):
+        assert exporter.export(data).name == "SUCCESS"
+    return exporter
+
+
+def ask(exporter: PrometheusExporter, request: dict[str, Any], **headers: str) -> tuple[int, dict, bytes]:
+    assert exporter.address is not None
+    connection = http.client.HTTPConnection(*exporter.address, timeout=GENEROUS_S)
+    try:
+        if request["accept"]:
+            headers["Accept"] = request["accept"]
+        connection.request(request["method"], request["path"], headers=headers)
+        response = connection.getresponse()
+        answer = {k: v for k, v in response.getheaders() if k not in ("Date", "Server")}
+        return response.status, answer, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("golden", "as_blocks"),
+    [
+        ("pipeline", False),
+        ("pipeline", True),
+        ("edge", False),
+        ("edge", True),
+        ("unsafe-names", True),
+        ("v2-report", False),
+        ("v2-stream", False),
+    ],
+)
+def test_every_request_is_answered_as_before(golden: str, as_blocks: bool) -> None:
+    """Data as SDK points or as the producer's blocks; the text format and OpenMetrics as Prometheus
+    2 and 3 ask, every escaping, name[] filters, other methods and paths."""
+    expected = json.loads((GOLDEN / f"golden-{golden}.json").read_text())
+    exporter = fed_exporter(golden, as_blocks)
+    try:
+        for name, request in expected.items():
+            for _ in range(2):  # the second answer comes from what the first one kept
+                status, headers, body = ask(exporter, request)
+                assert (status, headers) == (request["status"], request["headers"]), name
+                assert body.decode() == request["body"], name
+    finally:
+        exporter.shutdown()
+
+
+@pytest.mark.parametrize("golden", ["pipeline", "v2-stream"])
+def test_gzip_answers_hold_the_same_exposition(golden: str) -> None:
+    expected = json.loads((GOLDEN / f"golden-{golden}.json").read_text())
+    exporter = fed_exporter(golden, as_blocks=True)
+    try:
+        for name in ("text", "prometheus-2"):
+            request = expected[name]
+            status, headers, body = ask(exporter, request, **{"Accept-Encoding": "gzip"})
+            assert (status, headers["Content-Encoding"]) == (200, "gzip")
+            assert headers["Content-Type"] == request["headers"]["Content-Type"]
+            assert gzip.decompress(body).decode() == request["body"]
+    finally:
+        exporter.shutdown()
