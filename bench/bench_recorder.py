@@ -19,6 +19,7 @@ the percentile error of the app's exported latency histogram against the exact v
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import threading
 import time
@@ -29,10 +30,17 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import otel_neuron
 from otel_neuron.groups.base import HistogramDelta
-from otel_neuron.histogram import exact_percentile, percentile
+from otel_neuron.histogram import percentile
 
 MODEL = "resnet50"
 INFERENCE_ONLY = {"neuron_runtimes": [{"address": "unix:/unused", "metrics": [{"type": "inference_stats"}]}]}
+
+
+def exact_percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank percentile `q` (0..100) of `values`: what the estimate is held to."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered) - 1e-9))
+    return ordered[0] if q <= 0 else ordered[min(rank, len(ordered)) - 1]
 
 
 def latencies(count: int, seed: int = 1) -> list[float]:

@@ -30,6 +30,7 @@ from otel_neuron.kubernetes import KUBELET_SOCKET
 
 if TYPE_CHECKING:
     from otel_neuron.config import MonitorConfig
+    from otel_neuron.pipeline import SharedSources
     from otel_neuron.sources.kubelet import AllocationRefresher
 
 _logger = logging.getLogger("otel_neuron")
@@ -228,7 +229,13 @@ def _check_config(config: MonitorConfig) -> int:
 def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     from otel_neuron.config import ConfigError
     from otel_neuron.exporters.report_json import ReportJsonExporter
-    from otel_neuron.pipeline import MonitorPipeline, build_groups, close_groups, settle_garbage_collector
+    from otel_neuron.pipeline import (
+        MonitorPipeline,
+        SharedSources,
+        build_groups,
+        close_groups,
+        settle_garbage_collector,
+    )
     from otel_neuron.resource import LookupResource
     from otel_neuron.sources.instance import InstanceLookup
 
@@ -238,7 +245,8 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
         # The 2.x report's root neuron_hardware_info (also read by the neuron-monitor Prometheus
         # names): a bridged stream gives it too.
         wants_hardware = args.output_format == "2" or args.prometheus_names == "neuron-monitor"
-        groups = build_groups(config, bridge_hardware_info=wants_hardware)
+        shared = SharedSources()
+        groups = build_groups(config, bridge_hardware_info=wants_hardware, shared=shared)
     except ConfigError as error:
         print(f"otel-neuron-monitor: {error}", file=sys.stderr)
         return 2
@@ -255,7 +263,7 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     try:
         network = build_network_exporters(args)
         kubernetes = _kubelet_refresher(args.kubernetes, config)
-        resource = LookupResource(instance_lookup, _stream_instance_facts(config))
+        resource = LookupResource(instance_lookup, _stream_instance_facts(config, shared))
         exporters = [*network] if report is None else [report, *network]
         pipeline = MonitorPipeline(groups, exporters, resource, kubernetes)
     except (ValueError, OSError) as error:  # e.g. the Prometheus port is taken
@@ -277,16 +285,16 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     return 0
 
 
-def _stream_instance_facts(config: MonitorConfig) -> Callable[[], Mapping[str, str]] | None:
+def _stream_instance_facts(
+    config: MonitorConfig, shared: SharedSources
+) -> Callable[[], Mapping[str, str]] | None:
     """A bridged neuron-monitor's instance_info, for when our own lookup finds no instance (None
     without a neuron-monitor source)."""
     from otel_neuron.sources.neuron_monitor_address import is_bridge_address
 
     if not any(is_bridge_address(runtime.address) for runtime in config.runtimes):
         return None
-    from otel_neuron.sources.neuron_monitor_bridge import stream_instance_info
-
-    return stream_instance_info
+    return shared.stream_instance_info
 
 
 def _kubelet_refresher(socket_path: str | None, config: MonitorConfig) -> AllocationRefresher | None:

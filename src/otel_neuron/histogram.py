@@ -195,17 +195,6 @@ def _midpoints_of(scale: int) -> _Midpoints:
     return found
 
 
-def exact_percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank percentile of raw values (the reference the estimate is held to)."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("percentile of no values")
-    if q <= 0:
-        return ordered[0]
-    rank = max(1, math.ceil(q / 100.0 * len(ordered) - 1e-9))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
 def merge_histograms(first: HistogramDelta | None, second: HistogramDelta | None) -> HistogramDelta | None:
     """The histogram of both periods' values, at the coarser scale of the two (None: no values)."""
     if first is None:

@@ -2,8 +2,9 @@
 
 At each tick the groups that are due (whatever their period) are sampled together, turned
 into one MetricsData per temporality, and handed to every exporter: one report per instant.
-What the groups' sources keep between ticks (the fetch loop their runtimes share, the procfs
-files kept open) is made here, handed to them, and released with them (`close_groups`).
+What the groups' sources keep between ticks (the fetch loop their runtimes share, the
+neuron-monitor bridges, the procfs files kept open) is made here (`SharedSources`), handed to
+them, and released with them (`close_groups`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ from otel_neuron.sources.procfs import ProcfsFile, read_cpu_times, read_memory
 
 if TYPE_CHECKING:
     from otel_neuron.sources.kubelet import AllocationRefresher
+    from otel_neuron.sources.neuron_monitor_bridge import BridgeRegistry
 
 _logger = logging.getLogger(__name__)
 
@@ -63,24 +65,48 @@ class ScheduledGroup:
     period: float
 
 
-def build_groups(config: MonitorConfig, bridge_hardware_info: bool = False) -> list[ScheduledGroup]:
+class SharedSources:
+    """What the groups of several configured runtimes share: one fetch loop for every runtime
+    endpoint (one thread, however many runtimes; it starts with the first fetch), and the running
+    neuron-monitor bridges (one per source, made when a group first names it). The groups hold what
+    they use, and `close_groups` releases it."""
+
+    def __init__(self) -> None:
+        self.fetch_loop = FetchLoop()
+        self._bridges: BridgeRegistry | None = None
+
+    def bridges(self) -> BridgeRegistry:
+        if self._bridges is None:
+            from otel_neuron.sources.neuron_monitor_bridge import BridgeRegistry
+
+            self._bridges = BridgeRegistry()
+        return self._bridges
+
+    def stream_instance_info(self) -> Mapping[str, str]:
+        """A bridged neuron-monitor stream's latest instance_info ({} when no stream gave one)."""
+        return self._bridges.instance_info() if self._bridges is not None else {}
+
+
+def build_groups(
+    config: MonitorConfig, bridge_hardware_info: bool = False, shared: SharedSources | None = None
+) -> list[ScheduledGroup]:
     """The configured groups; ConfigError naming the runtime's JSON path for a bad address or group.
 
     `bridge_hardware_info` (the 2.x report asks it) adds, once per neuron-monitor source, a
     neuron_hardware_info group reading the stream's root object, at its runtime's shortest period.
     The system groups the config does not ask for (vcpu_usage, memory_info) are a neuron-monitor
     stream's own, when it carries them (groups.neuron_monitor.BridgeSystemGroup).
-    The runtime endpoints share one fetch loop (one thread, however many runtimes)."""
+    The runtimes' sources share what `shared` holds (None: new ones, for these groups alone)."""
     if not config.system_groups and not any(runtime.groups for runtime in config.runtimes):
         raise ConfigError(f"{config.source}: the configuration enables no metric group")
     scheduled = [ScheduledGroup(SYSTEM_GROUP_FACTORIES[g.type](), g.period) for g in config.system_groups]
     # A neuron-monitor stream's own system groups stand in for those not computed here.
     computed = {g.type for g in config.system_groups}
     stream_system = tuple(key for key in SYSTEM_GROUP_FACTORIES if key not in computed)
-    fetch_loop = FetchLoop()  # its thread starts with the first fetch
+    shared = shared if shared is not None else SharedSources()
     for runtime in config.runtimes:
         try:
-            scheduled.extend(_runtime_groups(runtime, fetch_loop, bridge_hardware_info, stream_system))
+            scheduled.extend(_runtime_groups(runtime, shared, bridge_hardware_info, stream_system))
         except ValueError as error:
             close_groups(scheduled)
             where = f"neuron_runtimes[{runtime.index}]"
@@ -105,7 +131,7 @@ def close_groups(groups: Sequence[ScheduledGroup]) -> None:
 
 def _runtime_groups(
     runtime: RuntimeConfig,
-    fetch_loop: FetchLoop,
+    shared: SharedSources,
     bridge_hardware_info: bool = False,
     stream_system_groups: tuple[str, ...] = (),
 ) -> list[ScheduledGroup]:
@@ -124,6 +150,7 @@ def _runtime_groups(
             runtime.address,
             types,
             deadline,
+            registry=shared.bridges(),
             periods=periods,
             hardware_info=bridge_hardware_info,
             system_groups=stream_system_groups,
@@ -133,7 +160,7 @@ def _runtime_groups(
 
         groups = create_sysfs_groups(runtime.index, runtime.address, types, deadline)
     else:
-        groups = create_runtime_groups(runtime.index, runtime.address, types, deadline, fetch_loop)
+        groups = create_runtime_groups(runtime.index, runtime.address, types, deadline, shared.fetch_loop)
     shortest = min(periods.values(), default=1.0)
     return [ScheduledGroup(group, periods.get(group.report_key, shortest)) for group in groups]
 

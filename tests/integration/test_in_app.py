@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from otel_neuron.report_schema import report_problem
-from otel_neuron.runtime.recorder import OUTCOMES
+from otel_neuron.semconv import OUTCOMES
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "examples" / "inference_app.py")

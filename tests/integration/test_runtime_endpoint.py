@@ -17,10 +17,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from percentiles import exact_percentile
 
 from otel_neuron.groups.base import MetricGroup
 from otel_neuron.groups.runtime import GROUP_TYPES, create_runtime_groups
-from otel_neuron.histogram import exact_percentile
 from otel_neuron.report.section_table import SECTIONS_V1
 from otel_neuron.report.sections_v1 import render_inference_stats
 from otel_neuron.runtime import runtime_pb2, runtime_pb2_grpc

@@ -8,6 +8,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from percentiles import exact_percentile
 
 from otel_neuron.groups.base import HistogramDelta, bucket_list
 from otel_neuron.histogram import (
@@ -16,7 +17,6 @@ from otel_neuron.histogram import (
     bucket_bounds,
     bucket_index,
     dense_buckets,
-    exact_percentile,
     percentiles,
     subtract_buckets,
 )

@@ -27,13 +27,14 @@ from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
     PeriodicExportingMetricReader,
 )
+from percentiles import exact_percentile
 
 import otel_neuron
 import otel_neuron.instrumentor
 from otel_neuron.config import ConfigError, config_from_document
 from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.groups.base import HistogramDelta
-from otel_neuron.histogram import PERCENTILES, exact_percentile, percentile
+from otel_neuron.histogram import PERCENTILES, percentile
 from otel_neuron.instrumentor import (
     InstrumentorSettings,
     NeuronInstrumentor,

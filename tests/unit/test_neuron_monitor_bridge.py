@@ -7,7 +7,6 @@ import itertools
 import json
 import logging
 import os
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
@@ -71,13 +70,6 @@ def lines(name: str) -> list[str]:
     return (FIXTURES / name).read_text().splitlines()
 
 
-def wait_for(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def sample_all(groups) -> dict[str, GroupSample]:  # type: ignore[no-untyped-def]
     return {group.report_key: group.sample() for group in groups}
 
@@ -97,9 +89,10 @@ def test_v1_stream_feeds_all_five_groups(pipe: Pipe) -> None:
     before = sample_all(groups)
     assert all("waiting for the first report from stdin" in s.error for s in before.values())
 
-    pipe.write_lines(lines("v1.jsonl"))
     bridge = registry.bridges()[0]
-    wait_for(lambda: bridge.parser.lines == 5)
+    for line in lines("v1.jsonl"):  # each line as the stdin reader hands it over
+        bridge.take(line)
+    assert bridge.parser.lines == 5
     assert bridge.parser.malformed == 1
     samples = sample_all(groups)
     assert all(sample.error == "" for sample in samples.values()), samples
@@ -135,7 +128,7 @@ def test_v1_stream_feeds_all_five_groups(pipe: Pipe) -> None:
     assert again["memory_used"]["neuron_runtime_used_bytes"]["host"] == 1000003
 
     pipe.close()
-    wait_for(bridge.finished.is_set)
+    assert bridge.finished.wait(timeout=5)
     closed = sample_all(groups)
     assert all(s.error == "stdin closed: no more neuron-monitor reports" for s in closed.values())
     for group in groups:
@@ -152,11 +145,12 @@ def test_v2_runtimes_are_selected_by_tag_and_survive_a_restart(pipe: Pipe) -> No
     stream = lines("v2.jsonl")
     bridge = registry.bridges()[0]
 
-    pipe.write_lines(stream[:2])
-    wait_for(lambda: bridge.parser.lines == 2)
+    for line in stream[:2]:  # each line as the stdin reader hands it over
+        bridge.take(line)
     first = {group.report_key: group.sample() for group in app_a}
-    pipe.write_lines(stream[2:])  # a truncated line, garbage, then app_a restarted as pid 1300
-    wait_for(lambda: bridge.parser.lines == 5)
+    for line in stream[2:]:  # a truncated line, garbage, then app_a restarted as pid 1300
+        bridge.take(line)
+    assert bridge.parser.lines == 5
     second = {group.report_key: group.sample() for group in app_a}
 
     def completed(sample: GroupSample) -> int:
@@ -271,7 +265,7 @@ def test_a_line_of_400_digits_is_survived_and_the_next_line_bridged(pipe: Pipe) 
     pipe.write_lines([hostile[0], hostile[-1]])  # a percentile of 400 digits, then a good line
     pipe.close()
     bridge = registry.bridges()[0]
-    wait_for(bridge.finished.is_set)  # the reader went on to the end of the stream
+    assert bridge.finished.wait(timeout=5)  # the reader went on to the end of the stream
     assert (bridge.parser.lines, bridge.parser.reports, bridge.parser.malformed) == (2, 2, 0)
     sample = stats.sample()
     assert sample.error == ""
@@ -287,7 +281,7 @@ def test_every_hostile_line_is_used_or_skipped_and_the_reader_goes_on(pipe: Pipe
     pipe.write_lines(lines("out-of-range.jsonl"))
     pipe.close()
     bridge = registry.bridges()[0]
-    wait_for(bridge.finished.is_set)
+    assert bridge.finished.wait(timeout=5)
     assert (bridge.parser.lines, bridge.parser.reports, bridge.parser.malformed) == (5, 4, 1)
     assert "line 4: not JSON" in bridge.parser.last_problem  # 20,000 nested arrays
     samples = sample_all(groups)
@@ -321,7 +315,7 @@ def test_a_reader_that_fails_says_so_in_the_groups_error_and_the_end_of_input_en
     for group in groups:
         group.prime()
     bridge = registry.bridges()[0]
-    wait_for(bridge.finished.is_set)
+    assert bridge.finished.wait(timeout=5)
     assert stream.drained  # read to its end, so a writer never blocks on it
     for group in groups:
         assert group.sample().error == "reading stdin failed: the stream broke"
@@ -351,7 +345,7 @@ def test_a_report_that_cannot_be_folded_is_skipped_counted_and_the_next_one_used
         pipe.write_lines([json.dumps(document), lines("v1.jsonl")[1]])
         pipe.close()
         bridge = registry.bridges()[0]
-        wait_for(bridge.finished.is_set)
+        assert bridge.finished.wait(timeout=5)
     assert (bridge.parser.lines, bridge.parser.reports, bridge.parser.malformed) == (2, 1, 1)
     assert (
         "line 1: could not be used: ArithmeticError: cannot place the percentiles"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import random
-import time
+from collections.abc import Sequence
 
 import pytest
+from percentiles import exact_percentile
 
 from otel_neuron.groups.base import MetricGroup
 from otel_neuron.groups.runtime import (
@@ -15,11 +16,12 @@ from otel_neuron.groups.runtime import (
     InferenceStatsGroup,
     MemoryUsedGroup,
     NeuronCoreCountersGroup,
+    RuntimeGroup,
     RuntimeVcpuUsageGroup,
-    _window_min_max,
+    SnapshotChecks,
     create_runtime_groups,
 )
-from otel_neuron.histogram import exact_percentile
+from otel_neuron.histogram import SCALE, bucket_bounds, bucket_index
 from otel_neuron.report.section_table import SECTIONS_V1
 from otel_neuron.report.sections_v1 import (
     render_hw_counters,
@@ -58,24 +60,40 @@ from otel_neuron.semconv import (
     SUBGRAPH_NAME,
 )
 from otel_neuron.semconv import SUBGRAPH_DEVICE_MEMORY_CATEGORIES as SUBGRAPH_CATEGORIES
-from otel_neuron.sources.runtime_endpoint import RuntimeEndpointError, parse_address
+from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint, RuntimeEndpointError, parse_address
 
 
 class FakeEndpoint:
-    """Serves the snapshots of whatever recorder is current; `down` makes fetches fail."""
+    """Serves the snapshots of whatever recorder is current; `down` makes fetches fail. With
+    `uptime_s` set, snapshots carry that runtime uptime (per-second values are then exact)."""
 
     def __init__(self, recorder: InferenceRecorder) -> None:
         self.recorder = recorder
         self.down = False
         self.last_error = ""
         self.address = parse_address("unix:/fake.sock")
+        self.uptime_s: float | None = None
 
     def fetch(self) -> runtime_pb2.Snapshot:
         if self.down:
             self.last_error = "cannot connect to unix:/fake.sock: no such file"
             raise RuntimeEndpointError(self.last_error)
         self.last_error = ""
-        return self.recorder.snapshot()
+        return self._timed(self.recorder.snapshot())
+
+    def _timed(self, snapshot: runtime_pb2.Snapshot) -> runtime_pb2.Snapshot:
+        if self.uptime_s is not None:
+            snapshot.uptime_nano = round(self.uptime_s * 1e9)
+        return snapshot
+
+
+def sharing(endpoint: object, *kinds: type[RuntimeGroup], index: int = 0) -> list[RuntimeGroup]:
+    """Groups of one runtime, primed, sharing its endpoint and snapshot checks as the factory makes them."""
+    checks = SnapshotChecks()
+    groups = [kind(index, endpoint, checks) for kind in kinds]  # type: ignore[arg-type]
+    for group in groups:
+        group.prime()
+    return groups
 
 
 class Twins:
@@ -107,7 +125,7 @@ class PeriodAskingEndpoint(FakeEndpoint):
 
     def fetch(self) -> runtime_pb2.Snapshot:
         super().fetch()  # the failure, if down
-        snapshot = self.recorder.snapshot(self.since_epoch)
+        snapshot = self._timed(self.recorder.snapshot(self.since_epoch))
         self.served.append(snapshot.period_since_epoch)
         return snapshot
 
@@ -198,46 +216,64 @@ def test_period_histograms_from_the_runtime_give_the_report_subtracting_would() 
     assert len(twins.asking.served) >= 12
 
 
+class Watched:
+    """A runtime endpoint whose answers the test sees: every snapshot a group was handed."""
+
+    def __init__(self, endpoint: RuntimeEndpoint) -> None:
+        self.endpoint = endpoint
+        self.address = endpoint.address
+        self.answers: list[runtime_pb2.Snapshot] = []
+
+    @property
+    def last_error(self) -> str:
+        return self.endpoint.last_error
+
+    def note_latency_baseline(self, epoch: int) -> None:
+        self.endpoint.note_latency_baseline(epoch)
+
+    def fetch(self) -> runtime_pb2.Snapshot:
+        self.answers.append(self.endpoint.fetch())
+        return self.answers[-1]
+
+
 def test_a_longer_latency_period_still_gets_the_runtimes_period_histograms() -> None:
-    (stats_group, memory_group) = create_runtime_groups(
-        0, "sim:?cores=2&seed=5", ["inference_stats", "memory_used"], 0.5
-    )
-    endpoint = stats_group.endpoint  # type: ignore[attr-defined]
+    endpoint = RuntimeEndpoint("sim:?cores=2&seed=5", deadline_s=0.5, max_age_s=0.0)  # each fetch asks
+    watched = Watched(endpoint)
     try:
-        for group in (stats_group, memory_group):
-            group.prime()
-        baseline = stats_group._previous.epoch  # type: ignore[attr-defined]
+        stats_group, memory_group = sharing(watched, InferenceStatsGroup, MemoryUsedGroup)
+        baseline = watched.answers[0].epoch  # the inference_stats group's
         for _ in range(3):  # memory_used every period, inference_stats every fourth
-            endpoint._cached = None
             assert memory_group.sample().error == ""
         assert endpoint.since_epoch == baseline
-        endpoint._cached = None
-        sample = stats_group.sample()
-        assert sample.error == ""
-        assert stats_group._previous.period_since_epoch == baseline  # type: ignore[attr-defined]
-        assert stats_group._previous.epoch == baseline + 4  # type: ignore[attr-defined]
+        assert stats_group.sample().error == ""
+        handed = watched.answers[-1]  # after two baselines and three memory_used periods
+        # Its period histograms cover the group's whole period, not the one since the last answer.
+        assert (handed.period_since_epoch, handed.epoch) == (baseline, baseline + 5)
     finally:
         endpoint.close()
 
 
 def test_a_failed_collection_is_an_error_and_the_next_covers_the_gap() -> None:
     endpoint = FakeEndpoint(InferenceRecorder())
-    group = stats(endpoint)
+    now = [100.0]
+    group = InferenceStatsGroup(0, endpoint, clock=lambda: now[0])  # type: ignore[arg-type]
+    group.prime()
     endpoint.recorder.record("m", "completed", 0.01)
     endpoint.down = True
-    time.sleep(0.05)
+    now[0] = 101.0
     failed = group.sample()
     assert failed.error == "cannot connect to unix:/fake.sock: no such file"
+    assert failed.period == 1.0
     assert group.runtime_error() == failed.error
     endpoint.recorder.record("m", "completed", 0.02)
     endpoint.down = False
-    time.sleep(0.05)
+    now[0] = 102.5
     recovered = group.sample()
     assert recovered.error == ""
     assert group.runtime_error() == ""
     assert render_inference_stats(recovered.points)["inference_summary"]["completed"] == 2
     # The period spans the whole gap the counts cover, not just the time since the failure.
-    assert recovered.period >= failed.period + 0.04
+    assert recovered.period == 2.5
 
 
 def test_a_runtime_that_starts_after_the_monitor_is_counted_from_its_start() -> None:
@@ -245,8 +281,7 @@ def test_a_runtime_that_starts_after_the_monitor_is_counted_from_its_start() -> 
     endpoint.down = True
     group = stats(endpoint)  # the baseline fails: no runtime yet
     endpoint.down = False
-    time.sleep(0.002)
-    endpoint.recorder = InferenceRecorder()
+    endpoint.recorder = InferenceRecorder()  # started after the baseline was attempted
     endpoint.recorder.record("m", "completed", 0.01)
     assert body(group)["inference_summary"]["completed"] == 1
 
@@ -258,13 +293,11 @@ def test_utilization_vcpu_memory_and_ecc() -> None:
         "bert", [Subgraph("sg00", 1, host_bytes=10, device_bytes=20)], uuid="u-1", model_id=7
     )
     endpoint = FakeEndpoint(recorder)
-    cores = NeuronCoreCountersGroup(3, endpoint)  # type: ignore[arg-type]
-    vcpu = RuntimeVcpuUsageGroup(3, endpoint)  # type: ignore[arg-type]
-    ecc = HwCountersGroup(3, endpoint)  # type: ignore[arg-type]
-    memory = MemoryUsedGroup(3, endpoint)  # type: ignore[arg-type]
-    for group in (cores, vcpu, ecc, memory):
-        group.prime()
-    time.sleep(0.2)
+    endpoint.uptime_s = 10.0
+    cores, vcpu, ecc, memory = sharing(
+        endpoint, NeuronCoreCountersGroup, RuntimeVcpuUsageGroup, HwCountersGroup, MemoryUsedGroup, index=3
+    )
+    endpoint.uptime_s = 10.2
     recorder.add_core_busy(0, 0.1)
     ticks["cpu"] = (0.05, 0.01)
     recorder.record_ecc(0, "mem_ecc_corrected", 2)
@@ -274,11 +307,11 @@ def test_utilization_vcpu_memory_and_ecc() -> None:
         for attributes, _ in core_sample.points["neuron.core.utilization"]
     )
     in_use = render_neuroncore_counters(core_sample.points)["neuroncores_in_use"]
-    assert 30 < in_use["0"]["neuroncore_utilization"] <= 50.5
+    assert in_use["0"]["neuroncore_utilization"] == pytest.approx(50.0)  # 0.1 s busy in 0.2 s
     assert in_use["1"] == {"neuroncore_utilization": 0.0, "loaded_models": ["bert:sg00"]}
     usage = render_runtime_vcpu_usage(vcpu.sample().points)["vcpu_usage"]
     vcpus = recorder.snapshot().vcpu_count
-    assert usage["user"] == pytest.approx(100 * 0.05 / (0.2 * vcpus), rel=0.2)
+    assert usage["user"] == pytest.approx(100 * 0.05 / (0.2 * vcpus))
     assert render_hw_counters(ecc.sample().points) == {
         "neuron_devices": [
             {
@@ -350,20 +383,88 @@ def test_bad_addresses(address: str) -> None:
         parse_address(address)
 
 
-def test_the_period_min_max_comes_from_every_window_after_the_previous_epoch_in_any_order() -> None:
-    snapshot = runtime_pb2.Snapshot(epoch=7, oldest_epoch=2)
-    for epoch, low, high in ((6, 0.2, 0.9), (3, 0.01, 5.0), (7, 0.1, 0.5), (4, 0.3, 0.4)):
+class Served:
+    """Hands out the snapshots it was given, one a fetch."""
+
+    def __init__(self, *snapshots: runtime_pb2.Snapshot) -> None:
+        self.snapshots = list(snapshots)
+        self.last_error = ""
+        self.address = parse_address("unix:/fake.sock")
+
+    def fetch(self) -> runtime_pb2.Snapshot:
+        return self.snapshots.pop(0)
+
+
+LATENCY = 0.2  # every latency of the period lies in this one's bucket
+WINDOWS = ((6, 0.2, 0.9), (3, 0.01, 5.0), (7, 0.1, 0.5), (4, 0.3, 0.4))  # epoch, total min, max; in any order
+
+
+def latency_snapshot(
+    epoch: int, count: int, windows: Sequence[tuple[int, float, float]] = (), oldest_epoch: int = 1
+) -> runtime_pb2.Snapshot:
+    """A runtime's answer holding `count` latencies (all in LATENCY's bucket; device latencies half
+    the total), with latency windows (device min/max half the total's)."""
+    snapshot = runtime_pb2.Snapshot(
+        runtime_id="r", epoch=epoch, oldest_epoch=oldest_epoch, uptime_nano=epoch * 10**9
+    )
+    for histogram, scale in ((snapshot.total_latency, 1.0), (snapshot.device_latency, 0.5)):
+        histogram.scale = SCALE
+        histogram.offset = bucket_index(LATENCY * scale)
+        histogram.bucket_counts.append(count)
+        histogram.count = count
+        histogram.sum = count * LATENCY * scale
+        histogram.min, histogram.max = 0.01 * scale, 5.0 * scale
+    for window_epoch, low, high in windows:
         snapshot.latency_windows.add(
-            epoch=epoch, total_min=low, total_max=high, device_min=low / 2, device_max=high / 2
+            epoch=window_epoch, total_min=low, total_max=high, device_min=low / 2, device_max=high / 2
         )
-    assert _window_min_max(snapshot, 5) == (0.1, 0.9, 0.05, 0.45)
-    assert _window_min_max(snapshot, 6) == (0.1, 0.5, 0.05, 0.25)  # epoch 7's window is not the last
-    assert _window_min_max(snapshot, 7) is None  # nothing recorded since
-    assert _window_min_max(snapshot, 0) is None  # epoch 1 is no longer retained: bound by the buckets
-    snapshot.latency_windows.add(epoch=8, total_min=0.3, total_max=0.6, device_min=0.2, device_max=0.4)
-    snapshot.epoch = 8
-    assert _window_min_max(snapshot, 7) == (0.3, 0.6, 0.2, 0.4)  # the newest window, read alone
-    assert _window_min_max(snapshot, 6) == (0.1, 0.6, 0.05, 0.4)
+    return snapshot
+
+
+def period_min_max(previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> tuple[float, ...] | None:
+    """(total p0, p100, device p0, p100) of the inference_stats report for the period between two
+    answers of a runtime that hands over no period histograms; None: no latencies in the period."""
+    group = stats(Served(previous, current))  # type: ignore[arg-type]
+    latencies = body(group)["latency_stats"]
+    if latencies["total_latency"] is None:
+        return None
+    total, device = latencies["total_latency"], latencies["device_latency"]
+    return total["p0"], total["p100"], device["p0"], device["p100"]
+
+
+@pytest.mark.parametrize(
+    ("since_epoch", "expected"),
+    [
+        (5, (0.1, 0.9, 0.05, 0.45)),  # epochs 6 and 7, whatever the order they arrive in
+        (6, (0.1, 0.5, 0.05, 0.25)),  # epoch 7 alone, though its window is not the last
+    ],
+)
+def test_the_periods_min_and_max_come_from_every_window_after_the_previous_answer(
+    since_epoch: int, expected: tuple[float, ...]
+) -> None:
+    previous = latency_snapshot(since_epoch, 10)
+    current = latency_snapshot(7, 14, WINDOWS, oldest_epoch=2)
+    assert period_min_max(previous, current) == expected
+
+
+def test_the_newest_window_alone_bounds_a_one_epoch_period_and_older_ones_join_a_longer_one() -> None:
+    windows = (*WINDOWS, (8, 0.3, 0.6))
+    current = latency_snapshot(8, 14, windows, oldest_epoch=2)
+    assert period_min_max(latency_snapshot(7, 10), current) == (0.3, 0.6, 0.15, 0.3)
+    current = latency_snapshot(8, 14, windows, oldest_epoch=2)
+    assert period_min_max(latency_snapshot(6, 10), current) == (0.1, 0.6, 0.05, 0.3)
+
+
+def test_nothing_recorded_since_the_previous_answer_gives_no_latencies() -> None:
+    assert period_min_max(latency_snapshot(7, 14), latency_snapshot(8, 14, WINDOWS, oldest_epoch=2)) is None
+
+
+def test_a_period_older_than_the_windows_kept_is_bounded_by_its_buckets() -> None:
+    previous = latency_snapshot(1, 10)  # epoch 2 is no longer retained: windows cannot bound the period
+    bounds = period_min_max(previous, latency_snapshot(7, 14, WINDOWS, oldest_epoch=3))
+    total_bucket = bucket_bounds(bucket_index(LATENCY))
+    device_bucket = bucket_bounds(bucket_index(LATENCY / 2))
+    assert bounds == (*total_bucket, *device_bucket)
 
 
 def test_a_down_runtime_is_one_error_series_in_the_metrics_and_the_reports_entry() -> None:
@@ -373,9 +474,7 @@ def test_a_down_runtime_is_one_error_series_in_the_metrics_and_the_reports_entry
     from otel_neuron.sources.instance import InstanceFacts
 
     endpoint = FakeEndpoint(InferenceRecorder())
-    groups = [kind(3, endpoint) for kind in GROUP_TYPES.values()]  # type: ignore[arg-type]
-    for group in groups:
-        group.prime()
+    groups = sharing(endpoint, *GROUP_TYPES.values(), index=3)
     endpoint.down = True
     collected = [Collected(group, group.sample()) for group in groups]
     data = MetricsDataProducer(build_resource(InstanceFacts(error="test"))).produce(collected)
@@ -405,11 +504,7 @@ class TickEndpoint(FakeEndpoint):
 def test_ecc_events_and_model_loads_show_in_the_period_they_happen_and_only_then() -> None:
     recorder = InferenceRecorder(cores=2, devices=2)
     endpoint = TickEndpoint(recorder)
-    ecc = HwCountersGroup(0, endpoint)  # type: ignore[arg-type]
-    cores = NeuronCoreCountersGroup(0, endpoint)  # type: ignore[arg-type]
-    memory = MemoryUsedGroup(0, endpoint)  # type: ignore[arg-type]
-    for group in (ecc, cores, memory):
-        group.prime()
+    ecc, cores, memory = sharing(endpoint, HwCountersGroup, NeuronCoreCountersGroup, MemoryUsedGroup)
 
     def period() -> tuple[list[int], dict[str, list[str]], list[str]]:
         endpoint.tick()
@@ -462,9 +557,9 @@ def test_neuroncores_in_use_reads_the_same_from_columns_as_point_by_point() -> N
     recorder.register_model("bert", [Subgraph("sg00", 2), Subgraph("sg01", 0)], uuid="u-1")
     recorder.register_model("gpt", [Subgraph("sg00", 2)], uuid="u-2")
     endpoint = FakeEndpoint(recorder)
-    cores = NeuronCoreCountersGroup(0, endpoint)  # type: ignore[arg-type]
-    cores.prime()
-    time.sleep(0.05)
+    endpoint.uptime_s = 1.0
+    (cores,) = sharing(endpoint, NeuronCoreCountersGroup)
+    endpoint.uptime_s = 1.05
     recorder.add_core_busy(2, 0.01)
     points = cores.sample().points
     point_by_point = {name: list(column) for name, column in points.items()}  # plain lists: no views
@@ -528,10 +623,7 @@ def _strip_additions(snapshot: runtime_pb2.Snapshot) -> None:
 
 
 def all_groups(endpoint: object, index: int = 0) -> list[MetricGroup]:
-    groups: list[MetricGroup] = [kind(index, endpoint) for kind in GROUP_TYPES.values()]  # type: ignore[arg-type]
-    for group in groups:
-        group.prime()
-    return groups
+    return list(sharing(endpoint, *GROUP_TYPES.values(), index=index))
 
 
 def sampled(groups: list[MetricGroup]) -> dict[str, list[tuple[dict, object]]]:

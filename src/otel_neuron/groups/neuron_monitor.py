@@ -1,7 +1,8 @@
 """The runtime groups and neuron_hardware_info, fed by AWS's neuron-monitor instead of a runtime endpoint.
 
     groups = create_bridge_groups(0, "neuron-monitor:/opt/aws/neuron/bin/neuron-monitor",
-                                  ["neuroncore_counters", "inference_stats"], deadline_s=0.8)
+                                  ["neuroncore_counters", "inference_stats"], deadline_s=0.8,
+                                  registry=BridgeRegistry())
 
 Each group has the report key and the OpenTelemetry instruments of its counterpart in
 `otel_neuron.groups.runtime` (neuron_hardware_info: in `otel_neuron.groups.sysfs`), plus what only
@@ -110,7 +111,6 @@ from otel_neuron.semconv import (
 )
 from otel_neuron.sources.neuron_monitor_application import AppWindow, has_data
 from otel_neuron.sources.neuron_monitor_bridge import (
-    DEFAULT_REGISTRY,
     BridgeError,
     BridgeRegistry,
     parse_bridge_address,
@@ -129,7 +129,7 @@ class BridgeGroup(MetricGroup):
         runtime_index: int | None,
         address: str,
         period: float,
-        registry: BridgeRegistry = DEFAULT_REGISTRY,
+        registry: BridgeRegistry,
     ) -> None:
         super().__init__(runtime_index)
         self.address = parse_bridge_address(address)
@@ -395,7 +395,7 @@ class BridgeSystemGroup(BridgeGroup):
 
     absent_when_empty = True
 
-    def __init__(self, address: str, period: float, registry: BridgeRegistry = DEFAULT_REGISTRY) -> None:
+    def __init__(self, address: str, period: float, registry: BridgeRegistry) -> None:
         super().__init__(None, address, period, registry)
         self._seen = False
 
@@ -480,15 +480,17 @@ def create_bridge_groups(
     address: str,
     group_types: Sequence[str],
     deadline_s: float,
+    *,
+    registry: BridgeRegistry,
     periods: dict[str, float] | None = None,
-    registry: BridgeRegistry = DEFAULT_REGISTRY,
     hardware_info: bool = False,
     system_groups: Sequence[str] = (),
 ) -> list[MetricGroup]:
     """The requested groups of one configured runtime whose address is `neuron-monitor:` or `stdin:`.
 
-    Same call as `groups.runtime.create_runtime_groups`; `periods` (group type -> seconds) sets
-    the periods written into a generated neuron-monitor config (default: deadline_s / 0.8).
+    `registry` holds the running sources (the pipeline's, shared by every configured runtime);
+    `periods` (group type -> seconds) sets the periods written into a generated neuron-monitor
+    config (default: deadline_s / 0.8).
     `hardware_info` adds a neuron_hardware_info group unless the source already has one (the
     stream's root object, once per source). `system_groups` (vcpu_usage, memory_info: those the
     monitor does not compute from /proc) adds, once per source, a group passing the stream's own

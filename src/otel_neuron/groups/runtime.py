@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import operator
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -128,10 +127,18 @@ class RuntimeGroup(MetricGroup):
 
     needs_baseline = True
 
-    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
-        super().__init__(runtime_index)
+    def __init__(
+        self,
+        runtime_index: int,
+        endpoint: RuntimeEndpoint,
+        checks: SnapshotChecks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`checks`: the endpoint's, shared by the groups of that runtime (`create_runtime_groups`
+        makes one per endpoint); None: one of the group's own. `clock` measures the periods."""
+        super().__init__(runtime_index, clock)
         self.endpoint = endpoint
-        self._checks = _CHECKS.setdefault(endpoint, _SnapshotChecks())
+        self._checks = checks if checks is not None else SnapshotChecks()
         self._previous: runtime_pb2.Snapshot | None = None
         self._attempted_ns: int | None = None
         self._attributes = _AttributeCache()
@@ -209,7 +216,7 @@ def application_attributes(pid: int, tag: str) -> dict[str, AttributeValue]:
     return attributes
 
 
-class _SnapshotChecks:
+class SnapshotChecks:
     """What several groups of one runtime ask of the same snapshots, worked out once: whether a pair
     shows a restart, and whether the loaded models changed."""
 
@@ -263,10 +270,6 @@ def _same_models(before: runtime_pb2.Snapshot, now: runtime_pb2.Snapshot) -> boo
     return before.models == now.models  # compared in C
 
 
-# One per endpoint, shared by the groups of that runtime (and gone with them).
-_CHECKS: weakref.WeakKeyDictionary[RuntimeEndpoint, _SnapshotChecks] = weakref.WeakKeyDictionary()
-
-
 def _compare_totals(previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
     """Whether the runtime's clock, epochs or latency count went back (the outcomes are checked apart)."""
     if current.uptime_nano < previous.uptime_nano or current.epoch < previous.epoch:
@@ -291,8 +294,14 @@ class NeuronCoreCountersGroup(RuntimeGroup):
     report_key = NEURONCORE_COUNTERS
     instruments = (CORE_UTILIZATION, CORE_SUBGRAPHS, CORE_FLOPS)
 
-    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
-        super().__init__(runtime_index, endpoint)
+    def __init__(
+        self,
+        runtime_index: int,
+        endpoint: RuntimeEndpoint,
+        checks: SnapshotChecks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(runtime_index, endpoint, checks, clock)
         self._models_generation = 0  # of the models the subgraph points were built from
         self._subgraph_points = PointColumns(AttributeColumn(()), [])
         # The last snapshot's core indexes and, by position, their busy times and flops.
@@ -366,6 +375,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
             points.append((self._attrs(**attributes), count))
         return _as_columns(points)
 
+
 class _CoreTotals(NamedTuple):
     """A snapshot's core indexes and, in their order, each core's cumulative busy seconds and flops
     (empty: not counted), kept as the next period's baseline."""
@@ -398,8 +408,14 @@ class InferenceStatsGroup(RuntimeGroup):
     instruments = (INFERENCE_COUNT, INFERENCE_ERRORS, INFERENCE_LATENCY, DEVICE_LATENCY)
     takes_latencies = True
 
-    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
-        super().__init__(runtime_index, endpoint)
+    def __init__(
+        self,
+        runtime_index: int,
+        endpoint: RuntimeEndpoint,
+        checks: SnapshotChecks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(runtime_index, endpoint, checks, clock)
         self._attributes_changed()
         self._buckets = _BucketArrays()
         self._errors_of: tuple[runtime_pb2.Snapshot | None, tuple[int, ...]] = (None, ())  # the last read
@@ -436,6 +452,7 @@ class InferenceStatsGroup(RuntimeGroup):
             INFERENCE_LATENCY.name: PointColumns(runtime, (total,)) if total is not None else _NO_POINTS,
             DEVICE_LATENCY.name: PointColumns(runtime, (device,)) if device is not None else _NO_POINTS,
         }
+
 
 def _period_histogram(period: runtime_pb2.LatencyHistogram) -> HistogramDelta | None:
     """A period histogram of the runtime's (its min/max exact) as the group's point; None when empty.
@@ -582,8 +599,14 @@ class MemoryUsedGroup(RuntimeGroup):
     )
     needs_baseline = False
 
-    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
-        super().__init__(runtime_index, endpoint)
+    def __init__(
+        self,
+        runtime_index: int,
+        endpoint: RuntimeEndpoint,
+        checks: SnapshotChecks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(runtime_index, endpoint, checks, clock)
         self._attributes_changed()
 
     def _attributes_changed(self) -> None:
@@ -676,14 +699,21 @@ class MemoryUsedGroup(RuntimeGroup):
                         categories.append((self._attrs(**placed, **where), part.bytes))
         return _as_columns(models), _as_columns(running), _as_columns(subgraphs), _as_columns(categories)
 
+
 class RuntimeVcpuUsageGroup(RuntimeGroup):
     """neuron_runtime_vcpu_usage: the runtime process's user/system CPU as a share of all vCPUs."""
 
     report_key = RUNTIME_VCPU_USAGE
     instruments = (RUNTIME_CPU,)
 
-    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
-        super().__init__(runtime_index, endpoint)
+    def __init__(
+        self,
+        runtime_index: int,
+        endpoint: RuntimeEndpoint,
+        checks: SnapshotChecks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(runtime_index, endpoint, checks, clock)
         self._attributes_changed()
 
     def _attributes_changed(self) -> None:
@@ -697,6 +727,7 @@ class RuntimeVcpuUsageGroup(RuntimeGroup):
             RUNTIME_CPU.name: PointColumns(self._modes, [_share(user, capacity), _share(system, capacity)])
         }
 
+
 def _share(part: float, whole: float) -> float:
     return min(max(part / whole, 0.0), 1.0) if whole > 0 else 0.0
 
@@ -708,8 +739,14 @@ class HwCountersGroup(RuntimeGroup):
     report_key = HW_COUNTERS
     instruments = (ECC_ERRORS,)
 
-    def __init__(self, runtime_index: int, endpoint: RuntimeEndpoint) -> None:
-        super().__init__(runtime_index, endpoint)
+    def __init__(
+        self,
+        runtime_index: int,
+        endpoint: RuntimeEndpoint,
+        checks: SnapshotChecks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(runtime_index, endpoint, checks, clock)
         # The ECC totals of the last snapshot by device index, reused as the next period's baseline.
         self._totals_of: tuple[runtime_pb2.Snapshot | None, dict[int, tuple[int, ...]]] = (None, {})
         self._device_attributes: tuple[tuple[int, ...], AttributeColumn] | None = None
@@ -753,6 +790,7 @@ class HwCountersGroup(RuntimeGroup):
             self._device_attributes = (indexes, attributes)
         return self._device_attributes[1]
 
+
 GROUP_TYPES: dict[str, type[RuntimeGroup]] = {
     "neuroncore_counters": NeuronCoreCountersGroup,
     "inference_stats": InferenceStatsGroup,
@@ -780,7 +818,8 @@ def create_runtime_groups(
     if unknown:
         raise ValueError(f"unknown runtime metric group {unknown[0]!r} (known: {', '.join(GROUP_TYPES)})")
     endpoint = RuntimeEndpoint(address, deadline_s=deadline_s, fetch_loop=fetch_loop)
-    return [GROUP_TYPES[name](runtime_index, endpoint) for name in _unique(group_types)]
+    checks = SnapshotChecks()  # the endpoint's groups ask the same of its snapshots
+    return [GROUP_TYPES[name](runtime_index, endpoint, checks) for name in _unique(group_types)]
 
 
 def _unique(names: Iterable[str]) -> list[str]:

@@ -380,11 +380,3 @@ class BridgeRegistry:
     def close(self) -> None:
         for bridge in self.bridges():
             bridge.close()
-
-
-DEFAULT_REGISTRY = BridgeRegistry()
-
-
-def stream_instance_info(registry: BridgeRegistry = DEFAULT_REGISTRY) -> Mapping[str, str]:
-    """`registry.instance_info()`: the bridged stream's instance_info ({} when no stream gave one)."""
-    return registry.instance_info()
