@@ -39,5 +39,5 @@ def number(value: PointValue) -> float:
 
 
 def percent(fraction: PointValue) -> float:
-    """OpenTelemetry's fractions as the guide prints them: percent, two decimals."""
-    return round(number(fraction) * 100.0, 2)
+    """OpenTelemetry's fractions as the guide prints them: percent, two decimals (0.0 for a histogram)."""
+    return 0.0 if isinstance(fraction, HistogramDelta) else round(float(fraction) * 100.0, 2)
