@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import tracemalloc
 from typing import Any
 
 from hypothesis import given, settings
@@ -21,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
-from otel_neuron.exporters.exposition import Exposition, FamiliesCollector, go_floats
+from otel_neuron.exporters.exposition import MAX_KEPT, Exposition, FamiliesCollector, go_floats
 
 # What Prometheus 2 and 3 ask for, the text format, and requests left to prometheus_client's encoder.
 ACCEPTS = [
@@ -140,3 +141,29 @@ def test_numbers_go_writes_otherwise_than_python() -> None:
         "0.5",
         "7.0",
     ]
+
+
+# Distinct OpenMetrics versions asked of one collection.
+ASKED = 64
+
+
+def test_a_collection_keeps_a_bounded_number_of_answers_whatever_clients_ask() -> None:
+    """The content type comes from the client (any OpenMetrics version): answers are right for every
+    one, and what one collection holds does not grow with the number of versions asked."""
+    assert ASKED >= 4 * MAX_KEPT
+    gauge = GaugeMetricFamily("value", "a value", labels=["n"])
+    for n in range(500):
+        gauge.add_metric([str(n)], n / 7)
+    exposition = Exposition.of([gauge])
+    size = len(exposition.answer(None, None)[1])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for minor in range(ASKED):
+            accept = f"application/openmetrics-text;version=1.{minor}.0"
+            encoder, _ = choose_encoder(accept)
+            assert exposition.answer(accept, None)[1] == encoder(FamiliesCollector([gauge]))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < ASKED // 2 * size  # half of what keeping each answer would hold

@@ -54,6 +54,9 @@ _MOVED_SUFFIXES = ("_created", "_gcount", "_gsum")
 # gzip's fastest level: an exposition is mostly label text repeated line after line, which it
 # already compresses well, and the answer is made once per collection for every scraper.
 GZIP_LEVEL = 1
+# The bodies one collection keeps at most (the formats Prometheus asks for, plain and gzipped, and a
+# few more); others are rendered for each request.
+MAX_KEPT = 16
 
 
 def go_floats(values: Sequence[float]) -> list[str]:
@@ -244,11 +247,17 @@ class Exposition:
                 return body
             plain = self._bodies.get((content_type, False))
             if plain is None:
-                plain = self._bodies[(content_type, False)] = self._render(content_type, encoder)
+                plain = self._keep((content_type, False), self._render(content_type, encoder))
             if not gzipped:
                 return plain
-            body = self._bodies[(content_type, True)] = gzip.compress(plain, GZIP_LEVEL, mtime=0)
-            return body
+            return self._keep((content_type, True), gzip.compress(plain, GZIP_LEVEL, mtime=0))
+
+    def _keep(self, key: tuple[str, bool], body: bytes) -> bytes:
+        """Keep `body` for the scrapes to come, unless MAX_KEPT are kept already: the content type
+        comes from the client (any OpenMetrics version), so what one collection holds is bounded."""
+        if len(self._bodies) < MAX_KEPT:
+            self._bodies[key] = body
+        return body
 
     def _render(self, content_type: str, encoder: Callable[[Any], bytes]) -> bytes:
         form = RENDERED_HERE.get(content_type)
