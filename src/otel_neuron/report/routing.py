@@ -210,18 +210,19 @@ class SectionPoints:
 
 
 def _section_of(block: Sequence[Point]) -> Section | None:
-    """The section every point of `block` is in; None when they are in several."""
+    """The section every point of `block` is in; None when they are in several. A group's own
+    attribute column cannot change, so what it says is worked out once and kept on it."""
     # type() rather than isinstance(): these are Sequence ABCs, whose isinstance check costs more.
     if type(block) is PointColumns:
-        sections = derived_from(block.attributes, _sections)
-    elif len(block) == 1:  # most blocks: a group's period, error, latency... one point each
+        return derived_from(block.attributes, _common_section)
+    if len(block) == 1:  # a block of one point: a group's gauge of the host, an SDK reader's metric
         return _section_of_point(block[0][0])
-    else:
-        sections = _sections([point[0] for point in block])
-    if len(sections) == 1:
-        (section,) = sections
-        return section
-    return None
+    return _common_section([attributes for attributes, _ in block])
+
+
+def _common_section(attributes: Sequence[Attributes]) -> Section | None:
+    sections = _sections(attributes)
+    return next(iter(sections)) if len(sections) == 1 else None
 
 
 def _section_of_point(attributes: Attributes) -> Section:
