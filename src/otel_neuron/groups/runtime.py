@@ -30,6 +30,7 @@ from __future__ import annotations
 import operator
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, NamedTuple
 
@@ -221,9 +222,9 @@ class SnapshotChecks:
     shows a restart, and whether the loaded models changed."""
 
     def __init__(self) -> None:
-        self._last: tuple[Any, Any, bool] = (None, None, False)
+        self._last_check = _BackwardsCheck(None, None, False)
         # The outcome totals of the last two snapshots read (the current one and its predecessor).
-        self._outcomes: tuple[Any, tuple[int, ...], Any, tuple[int, ...]] = (None, (), None, ())
+        self._newest_outcomes = self._older_outcomes = _TotalsOf(None, ())
         self._models_of: runtime_pb2.Snapshot | None = None  # the last snapshot whose models were compared
         self._models_generation = 0
 
@@ -237,25 +238,49 @@ class SnapshotChecks:
         return self._models_generation
 
     def went_backwards(self, previous: runtime_pb2.Snapshot, current: runtime_pb2.Snapshot) -> bool:
-        checked_previous, checked_current, went = self._last
-        if checked_previous is previous and checked_current is current:
-            return went
+        last = self._last_check
+        if last.previous is previous and last.current is current:
+            return last.went_backwards
         went = _compare_totals(previous, current) or any(
             map(operator.lt, self.outcome_totals(current), self.outcome_totals(previous))
         )
-        self._last = (previous, current, went)
+        self._last_check = _BackwardsCheck(previous, current, went)
         return went
 
     def outcome_totals(self, snapshot: runtime_pb2.Snapshot) -> tuple[int, ...]:
         """The snapshot's inference totals in OUTCOMES' order, read from the message once."""
-        newest, newest_totals, older, older_totals = self._outcomes
-        if snapshot is newest:
-            return newest_totals
-        if snapshot is older:
-            return older_totals
+        if snapshot is self._newest_outcomes.snapshot:
+            return self._newest_outcomes.totals
+        if snapshot is self._older_outcomes.snapshot:
+            return self._older_outcomes.totals
         totals: tuple[int, ...] = _OUTCOME_TOTALS(snapshot.inferences)
-        self._outcomes = (snapshot, totals, newest, newest_totals)
+        self._older_outcomes, self._newest_outcomes = self._newest_outcomes, _TotalsOf(snapshot, totals)
         return totals
+
+
+@dataclass(slots=True)
+class _BackwardsCheck:
+    """Whether the totals went back from `previous` to `current`, as last worked out."""
+
+    previous: runtime_pb2.Snapshot | None
+    current: runtime_pb2.Snapshot | None
+    went_backwards: bool
+
+
+@dataclass(slots=True)
+class _TotalsOf:
+    """A fixed set of a snapshot's totals (outcomes, error types...), read from the message once."""
+
+    snapshot: runtime_pb2.Snapshot | None
+    totals: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class _ColumnOf:
+    """The attribute sets of a group's points for a set of cores or devices, built once for them."""
+
+    indexes: tuple[int, ...]
+    attributes: AttributeColumn
 
 
 def _same_memory(before: runtime_pb2.Snapshot, now: runtime_pb2.Snapshot) -> bool:
@@ -306,7 +331,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
         self._subgraph_points = PointColumns(AttributeColumn(()), [])
         # The last snapshot's core indexes and, by position, their busy times and flops.
         self._cores_of = _CoreTotals(None, (), (), ())
-        self._core_attributes: tuple[tuple[int, ...], AttributeColumn] | None = None
+        self._core_attributes: _ColumnOf | None = None
 
     def _attributes_changed(self) -> None:
         self._models_generation = -1  # the subgraph points are built again at the next sample
@@ -352,12 +377,10 @@ class NeuronCoreCountersGroup(RuntimeGroup):
         }
 
     def _attributes_of_cores(self, indexes: tuple[int, ...]) -> AttributeColumn:
-        if self._core_attributes is None or self._core_attributes[0] != indexes:
-            self._core_attributes = (
-                indexes,
-                AttributeColumn(self._attrs(**{CORE_INDEX: i}) for i in indexes),
-            )
-        return self._core_attributes[1]
+        if self._core_attributes is None or self._core_attributes.indexes != indexes:
+            column = AttributeColumn(self._attrs(**{CORE_INDEX: i}) for i in indexes)
+            self._core_attributes = _ColumnOf(indexes, column)
+        return self._core_attributes.attributes
 
     def _subgraph_points_of(self, current: runtime_pb2.Snapshot) -> PointColumns:
         loaded: dict[tuple[int, str, str], int] = {}
@@ -418,7 +441,7 @@ class InferenceStatsGroup(RuntimeGroup):
         super().__init__(runtime_index, endpoint, checks, clock)
         self._attributes_changed()
         self._buckets = _BucketArrays()
-        self._errors_of: tuple[runtime_pb2.Snapshot | None, tuple[int, ...]] = (None, ())  # the last read
+        self._errors_of = _TotalsOf(None, ())  # the last snapshot's error totals
 
     def _attributes_changed(self) -> None:
         self._outcome_attributes = AttributeColumn(self._attrs(**{OUTCOME: name}) for name in OUTCOMES)
@@ -430,11 +453,13 @@ class InferenceStatsGroup(RuntimeGroup):
         totals = self._checks.outcome_totals
         outcomes_before = totals(previous) if previous is not None else None
         errors_now: tuple[int, ...] = _ERROR_TOTALS(current.errors)
-        errors_of, self._errors_of = self._errors_of, (current, errors_now)
+        errors_of, self._errors_of = self._errors_of, _TotalsOf(current, errors_now)
         if previous is None:
             errors_before = None
+        elif errors_of.snapshot is previous:
+            errors_before = errors_of.totals
         else:
-            errors_before = errors_of[1] if errors_of[0] is previous else _ERROR_TOTALS(previous.errors)
+            errors_before = _ERROR_TOTALS(previous.errors)
         counts = PointColumns(self._outcome_attributes, _increases(totals(current), outcomes_before))
         errors = PointColumns(self._error_attributes, _increases(errors_now, errors_before))
         if previous is not None and current.period_since_epoch == previous.epoch > 0:
@@ -476,16 +501,24 @@ class _BucketArrays:
     (read from the message once rather than twice)."""
 
     def __init__(self) -> None:
-        self._latest: dict[str, tuple[runtime_pb2.Snapshot, Buckets]] = {}
+        self._latest: dict[str, _BucketsOf] = {}  # by histogram field
 
     def of(self, snapshot: runtime_pb2.Snapshot, field: str) -> Buckets:
         latest = self._latest.get(field)
-        if latest is not None and latest[0] is snapshot:
-            return latest[1]
+        if latest is not None and latest.snapshot is snapshot:
+            return latest.buckets
         return as_buckets(getattr(snapshot, field).bucket_counts)
 
     def keep(self, snapshot: runtime_pb2.Snapshot, field: str, counts: Buckets) -> None:
-        self._latest[field] = (snapshot, counts)
+        self._latest[field] = _BucketsOf(snapshot, counts)
+
+
+@dataclass(slots=True)
+class _BucketsOf:
+    """A snapshot's bucket counts of one histogram, as an array."""
+
+    snapshot: runtime_pb2.Snapshot
+    buckets: Buckets
 
 
 def _histogram_delta(
@@ -534,16 +567,14 @@ def _histogram_delta(
 
 class _PeriodWindows:
     """The exact min/max of the latencies recorded after epoch `since_epoch`, from the snapshot's
-    latency windows: read once, on first use, for both histograms (a runtime keeps 256 windows and
-    each costs 140 ns to read from the message)."""
-
-    _COLUMNS = {"total_latency": 0, "device_latency": 2}
+    latency windows: read once, on first use, for both histograms (a runtime keeps up to 256 windows,
+    each read from the message)."""
 
     def __init__(self, snapshot: runtime_pb2.Snapshot, since_epoch: int) -> None:
         self._snapshot = snapshot
         self._since_epoch = since_epoch
         self._read = False
-        self._bounds: tuple[float, float, float, float] | None = None
+        self._bounds: _WindowBounds | None = None
 
     def min_max(self, field: str) -> tuple[float, float] | None:
         """(min, max) of `field`'s latencies in the period; None when the windows do not cover it."""
@@ -552,14 +583,33 @@ class _PeriodWindows:
             self._read = True
         if self._bounds is None:
             return None
-        column = self._COLUMNS[field]
-        return self._bounds[column], self._bounds[column + 1]
+        if field == "total_latency":
+            return self._bounds.total_min, self._bounds.total_max
+        return self._bounds.device_min, self._bounds.device_max
 
 
-def _window_min_max(
-    snapshot: runtime_pb2.Snapshot, since_epoch: int
-) -> tuple[float, float, float, float] | None:
-    """(total min, total max, device min, device max) over the windows after `since_epoch`, or None."""
+@dataclass(slots=True)
+class _WindowBounds:
+    """The least and greatest latencies of some windows, total and on the device."""
+
+    total_min: float
+    total_max: float
+    device_min: float
+    device_max: float
+
+    def widen(self, window: runtime_pb2.LatencyWindow) -> None:
+        self.total_min = min(self.total_min, window.total_min)
+        self.total_max = max(self.total_max, window.total_max)
+        self.device_min = min(self.device_min, window.device_min)
+        self.device_max = max(self.device_max, window.device_max)
+
+
+def _bounds_of(window: runtime_pb2.LatencyWindow) -> _WindowBounds:
+    return _WindowBounds(window.total_min, window.total_max, window.device_min, window.device_max)
+
+
+def _window_min_max(snapshot: runtime_pb2.Snapshot, since_epoch: int) -> _WindowBounds | None:
+    """The bounds of the windows after `since_epoch`; None when the snapshot's do not go back so far."""
     if since_epoch + 1 < snapshot.oldest_epoch:
         return None
     newest = snapshot.epoch
@@ -570,18 +620,15 @@ def _window_min_max(
         # the other (up to 255) need not be read.
         last = windows[-1]
         if last.epoch == newest:
-            return last.total_min, last.total_max, last.device_min, last.device_max
-    bounds: list[float] | None = None
+            return _bounds_of(last)
+    bounds: _WindowBounds | None = None
     for window in windows:
         if since_epoch < window.epoch <= newest:
             if bounds is None:
-                bounds = [window.total_min, window.total_max, window.device_min, window.device_max]
+                bounds = _bounds_of(window)
             else:
-                bounds[0] = min(bounds[0], window.total_min)
-                bounds[1] = max(bounds[1], window.total_max)
-                bounds[2] = min(bounds[2], window.device_min)
-                bounds[3] = max(bounds[3], window.device_max)
-    return None if bounds is None else (bounds[0], bounds[1], bounds[2], bounds[3])
+                bounds.widen(window)
+    return bounds
 
 
 class MemoryUsedGroup(RuntimeGroup):
@@ -611,34 +658,32 @@ class MemoryUsedGroup(RuntimeGroup):
 
     def _attributes_changed(self) -> None:
         self._models_generation = -1  # of the models the model points were built from (none yet)
-        self._model_points = (_NO_POINTS, _NO_POINTS, _NO_POINTS, _NO_POINTS)
+        self._model_points = _ModelPoints(_NO_POINTS, _NO_POINTS, _NO_POINTS, _NO_POINTS)
         self._locations = AttributeColumn(
             self._attrs(**{MEMORY_LOCATION: location}) for location in MEMORY_LOCATIONS
         )
         # The runtime's memory points and the snapshot they were built from (kept while it stays the same).
         self._memory_of: runtime_pb2.Snapshot | None = None
-        self._memory_points = (_NO_POINTS, _NO_POINTS, _NO_POINTS)
+        self._memory_points = _MemoryPoints(_NO_POINTS, _NO_POINTS, _NO_POINTS)
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
-        runtime, host_categories, core_categories = self._memory_points_of(current)
+        memory = self._memory_points_of(current)
         generation = self._checks.models_generation(current)
         if generation != self._models_generation:
             self._models_generation = generation
             self._model_points = self._model_points_of(current)
-        models, running, subgraphs, subgraph_categories = self._model_points
+        models = self._model_points
         return {
-            RUNTIME_MEMORY.name: runtime,
-            MODEL_MEMORY.name: models,
-            MODEL_RUNNING.name: running,
-            SUBGRAPH_MEMORY.name: subgraphs,
-            HOST_MEMORY_BY_CATEGORY.name: host_categories,
-            CORE_MEMORY_BY_CATEGORY.name: core_categories,
-            SUBGRAPH_MEMORY_BY_CATEGORY.name: subgraph_categories,
+            RUNTIME_MEMORY.name: memory.runtime,
+            MODEL_MEMORY.name: models.memory,
+            MODEL_RUNNING.name: models.running,
+            SUBGRAPH_MEMORY.name: models.subgraphs,
+            HOST_MEMORY_BY_CATEGORY.name: memory.host_categories,
+            CORE_MEMORY_BY_CATEGORY.name: memory.core_categories,
+            SUBGRAPH_MEMORY_BY_CATEGORY.name: models.subgraph_categories,
         }
 
-    def _memory_points_of(
-        self, current: runtime_pb2.Snapshot
-    ) -> tuple[PointColumns, PointColumns, PointColumns]:
+    def _memory_points_of(self, current: runtime_pb2.Snapshot) -> _MemoryPoints:
         """The runtime's memory by location, its host memory by category and each core's device
         memory by category (none when the runtime gives no categories); the last ones again while
         the memory stays the same."""
@@ -655,13 +700,11 @@ class MemoryUsedGroup(RuntimeGroup):
                 for core in current.core_memory
                 for part in core.categories
             ]
-            self._memory_points = (runtime, _as_columns(host), _as_columns(cores))
+            self._memory_points = _MemoryPoints(runtime, _as_columns(host), _as_columns(cores))
         self._memory_of = current
         return self._memory_points
 
-    def _model_points_of(
-        self, current: runtime_pb2.Snapshot
-    ) -> tuple[PointColumns, PointColumns, PointColumns, PointColumns]:
+    def _model_points_of(self, current: runtime_pb2.Snapshot) -> _ModelPoints:
         models: list[Point] = []
         running: list[Point] = []
         subgraphs: list[Point] = []
@@ -697,7 +740,28 @@ class MemoryUsedGroup(RuntimeGroup):
                     for part in parts:
                         where = {MEMORY_LOCATION: location, MEMORY_CATEGORY: part.category}
                         categories.append((self._attrs(**placed, **where), part.bytes))
-        return _as_columns(models), _as_columns(running), _as_columns(subgraphs), _as_columns(categories)
+        return _ModelPoints(
+            _as_columns(models), _as_columns(running), _as_columns(subgraphs), _as_columns(categories)
+        )
+
+
+@dataclass(slots=True)
+class _MemoryPoints:
+    """memory_used's points of the runtime's own memory, kept while it stays the same."""
+
+    runtime: PointColumns  # by location
+    host_categories: PointColumns
+    core_categories: PointColumns  # each NeuronCore's device memory by category
+
+
+@dataclass(slots=True)
+class _ModelPoints:
+    """memory_used's points of the loaded models, kept while they stay loaded."""
+
+    memory: PointColumns  # each model's, by location
+    running: PointColumns
+    subgraphs: PointColumns  # each subgraph's memory, by location
+    subgraph_categories: PointColumns
 
 
 class RuntimeVcpuUsageGroup(RuntimeGroup):
@@ -748,8 +812,8 @@ class HwCountersGroup(RuntimeGroup):
     ) -> None:
         super().__init__(runtime_index, endpoint, checks, clock)
         # The ECC totals of the last snapshot by device index, reused as the next period's baseline.
-        self._totals_of: tuple[runtime_pb2.Snapshot | None, dict[int, tuple[int, ...]]] = (None, {})
-        self._device_attributes: tuple[tuple[int, ...], AttributeColumn] | None = None
+        self._totals_of = _DeviceTotals(None, {})
+        self._device_attributes: _ColumnOf | None = None
         self._no_events: PointsByMetric | None = None  # the last points, when they counted no event
 
     def _attributes_changed(self) -> None:
@@ -758,20 +822,24 @@ class HwCountersGroup(RuntimeGroup):
 
     def _points(self, current: runtime_pb2.Snapshot, previous: runtime_pb2.Snapshot | None) -> PointsByMetric:
         devices = current.devices
-        seen, seen_totals = self._totals_of
-        if self._no_events is not None and seen is previous is not None and devices == previous.devices:
+        seen = self._totals_of
+        if (
+            self._no_events is not None
+            and seen.snapshot is previous is not None
+            and devices == previous.devices
+        ):
             # The usual period: the same devices and totals, so no event again (compared in C).
-            self._totals_of = (current, seen_totals)
+            self._totals_of = _DeviceTotals(current, seen.by_device)
             return self._no_events
         indexes = tuple([device.device_index for device in devices])
         totals = list(map(_ECC_TOTALS, devices))
         if previous is None:
             before: dict[int, tuple[int, ...]] = {}
-        elif seen is previous:
-            before = seen_totals
+        elif seen.snapshot is previous:
+            before = seen.by_device
         else:
             before = {device.device_index: _ECC_TOTALS(device) for device in previous.devices}
-        self._totals_of = (current, dict(zip(indexes, totals)))
+        self._totals_of = _DeviceTotals(current, dict(zip(indexes, totals)))
         increases: list[int] = []
         for index, now in zip(indexes, totals):
             increases += _increases(now, before.get(index))
@@ -781,14 +849,22 @@ class HwCountersGroup(RuntimeGroup):
 
     def _attributes_of_devices(self, indexes: tuple[int, ...]) -> AttributeColumn:
         """Each device's ECC kinds, in the order of the increases; built once per set of devices."""
-        if self._device_attributes is None or self._device_attributes[0] != indexes:
+        if self._device_attributes is None or self._device_attributes.indexes != indexes:
             attributes = AttributeColumn(
                 self._attrs(**{DEVICE_INDEX: index}, **{HW_ERROR_TYPE: kind})
                 for index in indexes
                 for kind in ECC_KINDS
             )
-            self._device_attributes = (indexes, attributes)
-        return self._device_attributes[1]
+            self._device_attributes = _ColumnOf(indexes, attributes)
+        return self._device_attributes.attributes
+
+
+@dataclass(slots=True)
+class _DeviceTotals:
+    """A snapshot's ECC totals by device index (in ECC_KINDS' order), the next period's baseline."""
+
+    snapshot: runtime_pb2.Snapshot | None
+    by_device: dict[int, tuple[int, ...]]
 
 
 GROUP_TYPES: dict[str, type[RuntimeGroup]] = {
