@@ -17,16 +17,18 @@ _PUBLIC = {
     "recorder": "otel_neuron.process_recorder",
     "serve_runtime_endpoint": "otel_neuron.process_recorder",
     "set_recorder": "otel_neuron.process_recorder",
-    "HardwareError": "otel_neuron.runtime.recorder",
-    "IncorrectInputError": "otel_neuron.runtime.recorder",
-    "InferenceError": "otel_neuron.runtime.recorder",
     "InferenceRecorder": "otel_neuron.runtime.recorder",
-    "InferenceTimeout": "otel_neuron.runtime.recorder",
-    "NeuronRuntimeError": "otel_neuron.runtime.recorder",
-    "NumericalError": "otel_neuron.runtime.recorder",
-    "QueueFullError": "otel_neuron.runtime.recorder",
-    "Subgraph": "otel_neuron.runtime.recorder",
-    "TransientError": "otel_neuron.runtime.recorder",
+    "Subgraph": "otel_neuron.runtime.loaded_models",
+    # Also importable from otel_neuron.runtime.recorder, as before.
+    "HardwareError": "otel_neuron.runtime.inference_errors",
+    "IncorrectInputError": "otel_neuron.runtime.inference_errors",
+    "InferenceError": "otel_neuron.runtime.inference_errors",
+    "InferenceTimeout": "otel_neuron.runtime.inference_errors",
+    "ModelError": "otel_neuron.runtime.inference_errors",
+    "NeuronRuntimeError": "otel_neuron.runtime.inference_errors",
+    "NumericalError": "otel_neuron.runtime.inference_errors",
+    "QueueFullError": "otel_neuron.runtime.inference_errors",
+    "TransientError": "otel_neuron.runtime.inference_errors",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

@@ -6,9 +6,11 @@ import os
 import queue
 import re
 import threading
+from pathlib import Path
 
 import pytest
 
+import otel_neuron
 from otel_neuron.runtime.recorder import (
     HardwareError,
     InferenceRecorder,
@@ -81,6 +83,22 @@ def test_exceptions_map_to_the_guides_outcomes(
     assert classify(error) == (outcome, error_type)
 
 
+IN_APP_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "in-app.md"
+
+
+def test_every_exception_the_in_app_guide_lists_is_public_and_counts_as_it_says() -> None:
+    rows = re.findall(r"^\| `otel_neuron\.(\w+)`[^|]*\| `(\w+)` \| `(\w+)`", IN_APP_GUIDE.read_text(), re.M)
+    assert len(rows) == 8
+    for name, outcome, error_type in rows:
+        assert name in otel_neuron.__all__
+        error = getattr(otel_neuron, name)
+        recorder = InferenceRecorder()
+        with pytest.raises(error), recorder.time("m"):
+            raise error()
+        snapshot = recorder.snapshot()
+        assert (getattr(snapshot.inferences, outcome), getattr(snapshot.errors, error_type)) == (1, 1), name
+
+
 def test_the_context_manager_times_counts_and_reraises() -> None:
     recorder = InferenceRecorder()
     with recorder.time("m") as call:
@@ -95,6 +113,7 @@ def test_the_context_manager_times_counts_and_reraises() -> None:
 
     with pytest.raises(QueueFullError):
         rejected()
+    assert rejected.__name__ == "rejected"  # the decorated function keeps its name
     snapshot = recorder.snapshot()
     assert snapshot.inferences.completed == 1
     assert snapshot.inferences.completed_with_num_err == 1

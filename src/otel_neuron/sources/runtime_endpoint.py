@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from otel_neuron.runtime import runtime_pb2
-from otel_neuron.runtime.recorder import PROTOCOL_VERSION
+from otel_neuron.runtime.protocol import PROTOCOL_VERSION
 from otel_neuron.runtime.snapshot_socket import frame
 from otel_neuron.sources.fetch_loop import FetchLoop, RuntimeTransport, TickFetch
 from otel_neuron.sources.snapshot_socket_route import SnapshotSocketRoute
