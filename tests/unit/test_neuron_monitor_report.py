@@ -22,16 +22,13 @@ from neuron_monitor_mutations import (
 )
 
 from otel_neuron.sources.neuron_monitor_report import (
-    MAX_INDEX,
-    MAX_INTEGER,
-    MAX_MESSAGE,
-    MAX_SECONDS,
-    MonitorReport,
     ReportParseError,
     ReportParser,
     parse_report,
     parse_report_line,
 )
+from otel_neuron.sources.neuron_monitor_types import MonitorReport
+from otel_neuron.sources.neuron_monitor_values import MAX_INDEX, MAX_INTEGER, MAX_MESSAGE, MAX_SECONDS
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "neuron-monitor"
 

@@ -115,7 +115,7 @@ from otel_neuron.sources.neuron_monitor_bridge import (
     BridgeRegistry,
     parse_bridge_address,
 )
-from otel_neuron.sources.neuron_monitor_report import HardwareInfo, LoadedModel, MemoryInfo, MemoryUsed
+from otel_neuron.sources.neuron_monitor_types import HardwareInfo, LoadedModel, MemoryInfo, MemoryUsed
 from otel_neuron.sources.neuron_monitor_windows import BridgeWindow
 
 Attrs = dict[str, AttributeValue]

@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from otel_neuron.sources.neuron_monitor_report import one_line
+from otel_neuron.sources.neuron_monitor_values import one_line
 
 _logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any
 from otel_neuron.groups.base import AttributeValue, HistogramDelta
 from otel_neuron.histogram import merge_histograms, percentile
 from otel_neuron.semconv import EXECUTED_OUTCOMES, PERCENTILE_FRACTIONS, PROCESS_PID, RUNTIME_TAG
-from otel_neuron.sources.neuron_monitor_report import (
+from otel_neuron.sources.neuron_monitor_types import (
     CoreCounters,
     ExecutionStats,
     HardwareInfo,

@@ -48,7 +48,9 @@ from otel_neuron.sources.neuron_monitor_address import (
 from otel_neuron.sources.neuron_monitor_address import (
     parse_bridge_address as parse_bridge_address,
 )
-from otel_neuron.sources.neuron_monitor_report import MonitorReport, ReportParser, one_line
+from otel_neuron.sources.neuron_monitor_report import ReportParser
+from otel_neuron.sources.neuron_monitor_types import MonitorReport
+from otel_neuron.sources.neuron_monitor_values import one_line
 from otel_neuron.sources.neuron_monitor_windows import BridgeWindow, Subscription
 
 _logger = logging.getLogger(__name__)

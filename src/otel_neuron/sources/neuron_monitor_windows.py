@@ -41,7 +41,7 @@ from otel_neuron.sources.neuron_monitor_application import (
     has_data,
     latencies_of,
 )
-from otel_neuron.sources.neuron_monitor_report import MonitorReport, RuntimeReport
+from otel_neuron.sources.neuron_monitor_types import MonitorReport, RuntimeReport
 
 MAX_APPLICATIONS = 1024
 
