@@ -109,7 +109,8 @@ class SchemaChecker:
             if not isinstance(target, dict) or part not in target:
                 raise ValueError(f"$ref {reference!r} leads nowhere")
             target = target[part]
-        return target  # type: ignore[no-any-return]
+        resolved: Mapping[str, Any] = target
+        return resolved
 
     def _descend(self, instance: Any, schema: Mapping[str, Any], path: Path) -> Iterator[SchemaError]:
         for keyword, value in schema.items():

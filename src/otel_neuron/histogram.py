@@ -126,7 +126,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
     running sum over the buckets, and a binary search per rank (Python ints: exact past int64 too;
     a period's hundred-odd buckets take less than one numpy call's dispatch)."""
     counts = histogram.bucket_counts
-    # A slice copies a runtime's repeated field into a list in one call: half the cost of iterating it.
+    # A slice copies a runtime's repeated field into a list in one call, not item by item.
     cumulative = list(accumulate(counts.tolist() if type(counts) is numpy.ndarray else counts[:]))
     zero_count = histogram.zero_count
     total = zero_count + (cumulative[-1] if cumulative else 0)
@@ -143,7 +143,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
             result[key] = high
         else:
             # The nearest rank past the zero bucket's, in the first bucket whose running count reaches it.
-            rank = max(1, _ceil(fraction * total - 1e-9)) - zero_count
+            rank = max(1, math.ceil(fraction * total - 1e-9)) - zero_count
             if rank <= 0:  # a value of the zero bucket
                 result[key] = min(max(0.0, low), high)
                 continue
@@ -151,10 +151,7 @@ def percentiles(histogram: HistogramDelta, points: Sequence[float] = PERCENTILES
             if position >= size:
                 result[key] = high
                 continue
-            value = midpoints[offset + position]  # clamped to [low, high], as min(max(value, low), high)
-            if value < low:
-                value = low
-            result[key] = high if value > high else value
+            result[key] = min(max(midpoints[offset + position], low), high)
     return result
 
 
@@ -166,7 +163,6 @@ def _keyed(points: Sequence[float]) -> tuple[tuple[str, float, float], ...]:
 
 
 _GUIDE_KEYED = tuple((f"p{q:g}", q, q / 100.0) for q in PERCENTILES)
-_ceil = math.ceil  # one lookup rather than two: a tick computes 32 sets of percentiles
 
 
 class _Midpoints(dict[int, float]):

@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from otel_neuron.groups.base import GroupSample, InstrumentSpec, Kind, MetricGroup
+from otel_neuron.groups.base import GroupSample, HistogramDelta, InstrumentSpec, Kind, MetricGroup
 
 
 class ObservedGroups:
@@ -79,7 +79,8 @@ class ObservedGroups:
                     yield from self._totals_of(group, spec.name)
                     continue
                 for attributes, value in sample.points.get(spec.name, ()):
-                    yield Observation(value, attributes)  # type: ignore[arg-type]
+                    if not isinstance(value, HistogramDelta):  # a histogram has no observable instrument
+                        yield Observation(value, attributes)
 
         return observe
 

@@ -5,8 +5,8 @@ A runtime served with `serve_runtime_endpoint("unix:/run/neuron.sock")` also lis
 and its answer are each a 4-byte big-endian length followed by the serialized SnapshotRequest /
 Snapshot, on a connection the monitor keeps open. The messages and their meaning are those of
 GetSnapshot (each answer closes a latency epoch); only the framing is lighter: a fetch costs the
-monitor about a sixth of a gRPC call's CPU (85 against 550 us at a 1 s period), which at 16 runtimes
-a second is most of its budget.
+monitor a fraction of a gRPC call's CPU, which with a runtime per device is most of its budget
+(docs/architecture.md, Cost).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import stat
 import struct
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from google.protobuf.message import DecodeError
 
@@ -52,7 +52,8 @@ def snapshot_taker(source: SnapshotSource) -> Callable[[int], runtime_pb2.Snapsh
         takes_epoch = True
     if takes_epoch:
         return source.snapshot
-    return lambda since_epoch: source.snapshot()  # type: ignore[call-arg]
+    older = cast("Callable[[], runtime_pb2.Snapshot]", source.snapshot)  # not as SnapshotSource says
+    return lambda since_epoch: older()
 
 
 class SnapshotSocketError(ConnectionError):
@@ -186,7 +187,7 @@ class SnapshotConnection:
 
     `send_request()` sends (connecting first if need be) and returns the socket to wait on;
     `receive()` reads what has arrived into one reusable buffer and returns the Snapshot once its
-    frame is whole. An asyncio event loop costs about twice as much per fetch (bench_monitor).
+    frame is whole: one thread waits on every runtime's socket with no event loop in between.
     `book()` sends a request whose answer is deferred to a later tick; `booked()` is that tick's
     socket to wait on, with nothing sent.
     """

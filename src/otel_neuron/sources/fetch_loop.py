@@ -2,10 +2,10 @@
 rest on an asyncio event loop in a daemon thread (`FetchLoop`).
 
 A transport that can (a runtime's snapshot socket) sends its request on a non-blocking socket and
-the collector's thread reads every answer with one poll(): about half the CPU of the same exchange
-on an event loop, and no thread hand-off. Everything else (gRPC, and any fetch whose socket
-failed) runs on the transport's fetch loop: grpc.aio fetches all those runtimes concurrently for
-about half of what a blocking call per runtime costs. The monitor gives every runtime one loop
+the collector's thread reads every answer with one poll(): less CPU than the same exchange on an
+event loop, and no thread hand-off. Everything else (gRPC, and any fetch whose socket failed) runs
+on the transport's fetch loop: grpc.aio fetches all those runtimes concurrently, for less than a
+blocking call per runtime costs (docs/architecture.md, Cost). The monitor gives every runtime one loop
 (`pipeline.build_groups`), so however many runtimes there are, one thread runs them.
 """
 

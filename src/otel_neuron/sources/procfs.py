@@ -66,9 +66,9 @@ def read_cpu_times(stat: ProcfsFile | None = None) -> CpuTimes:
     cpus = block.count(b"\n") + 1
     line_width = len(block[: block.find(b"\n")].split()) if cpus > 1 else len(block.split())
     # "cpu12 4705 356..." -> "   12 4705 356...": every line numbers only, parsed in one C call
-    # (192 vCPUs: 40 us, where splitting and int() per number took 150). It would clip a number
+    # rather than split and int() per number (a host has up to 192 vCPUs). It would clip a number
     # past 2**63 - 1: at USER_HZ 100 no counter gets there. The block holds no other letters, so a
-    # byte-for-byte translation blanks the prefixes (a third of what replace() costs).
+    # byte-for-byte translation blanks the prefixes in one pass.
     try:
         numbers = numpy.fromstring(block.translate(_CPU_PREFIX_TO_BLANKS), dtype=numpy.int64, sep=" ")
     except ValueError:  # newer numpy: text that is not all numbers

@@ -51,8 +51,8 @@ _CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.max_receive_message_length", 64 << 20),
-    # Bandwidth probing pings after every response; a snapshot is a few KB over a local socket, and
-    # the probes cost gRPC's threads ~150 us of CPU per call at a 1 s period (bench/bench_monitor.py).
+    # Bandwidth probing pings after every response: a snapshot is a few KB over a local socket, so
+    # there is no bandwidth to learn, and the probes cost gRPC's threads CPU at every call.
     ("grpc.http2.bdp_probe", 0),
 ]
 _SIM_OPTIONS = {
@@ -279,8 +279,8 @@ class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
     def book_socket_answer(self) -> None:
         """After this tick's groups have sampled: ask the runtime now for the answer of the next tick,
         taken just before it, when the ticks come at a steady interval and the runtime defers answers.
-        At that tick the answer is then waiting: the monitor sends nothing and wakes no runtime,
-        which is about a sixth of a tick's CPU at trn2 scale (bench/bench_monitor.py)."""
+        At that tick the answer is then waiting: the monitor sends nothing and wakes no runtime
+        (what that saves: docs/architecture.md, Cost)."""
         at, previous = self._tick_at, self._previous_tick_at
         if self._socket_route is None or at is None or previous is None or not self._defers_answers:
             return
