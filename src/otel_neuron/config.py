@@ -219,7 +219,7 @@ def check_paths(config: MonitorConfig) -> None:
 
 def _address_problem(address: str) -> str:
     # Imported here: these sources are only needed by the configurations that name them.
-    from otel_neuron.sources.neuron_monitor_bridge import SPAWN_SCHEME, parse_bridge_address
+    from otel_neuron.sources.neuron_monitor_address import SPAWN_SCHEME, parse_bridge_address
     from otel_neuron.sources.sysfs import SCHEME as SYSFS_SCHEME
     from otel_neuron.sources.sysfs import parse_sysfs_address
 

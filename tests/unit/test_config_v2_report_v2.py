@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from otel_neuron.config_v2 import config_v2_to_v1, is_v2_config
-from otel_neuron.sources.neuron_monitor_bridge import parse_bridge_address
+from otel_neuron.sources.neuron_monitor_address import parse_bridge_address
 
 V2_CONFIG = {
     "period": "1s",

@@ -26,11 +26,8 @@ from otel_neuron.report.section_table import SECTIONS_V1
 from otel_neuron.report_schema import report_problem
 from otel_neuron.sources import neuron_monitor_application
 from otel_neuron.sources.line_streams import FdLines
-from otel_neuron.sources.neuron_monitor_bridge import (
-    BridgeRegistry,
-    generated_config,
-    parse_bridge_address,
-)
+from otel_neuron.sources.neuron_monitor_address import generated_config, parse_bridge_address
+from otel_neuron.sources.neuron_monitor_bridge import BridgeRegistry
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "neuron-monitor"
 ALL_GROUPS = [

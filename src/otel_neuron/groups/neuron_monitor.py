@@ -109,12 +109,9 @@ from otel_neuron.semconv import (
     SUBGRAPH_NAME,
     VCPU_USAGE,
 )
+from otel_neuron.sources.neuron_monitor_address import parse_bridge_address
 from otel_neuron.sources.neuron_monitor_application import AppWindow, has_data
-from otel_neuron.sources.neuron_monitor_bridge import (
-    BridgeError,
-    BridgeRegistry,
-    parse_bridge_address,
-)
+from otel_neuron.sources.neuron_monitor_bridge import BridgeError, BridgeRegistry
 from otel_neuron.sources.neuron_monitor_types import HardwareInfo, LoadedModel, MemoryInfo, MemoryUsed
 from otel_neuron.sources.neuron_monitor_windows import BridgeWindow
 

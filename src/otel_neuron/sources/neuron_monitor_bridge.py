@@ -31,23 +31,7 @@ from typing import IO, Any
 
 from otel_neuron.groups.base import describe_error
 from otel_neuron.sources.line_streams import FdLines, drain, pipe_lines, stop_process, tail_stderr
-from otel_neuron.sources.neuron_monitor_address import (
-    GROUP_KEYS as GROUP_KEYS,
-)
-from otel_neuron.sources.neuron_monitor_address import (
-    SPAWN_SCHEME as SPAWN_SCHEME,
-)
-from otel_neuron.sources.neuron_monitor_address import (
-    STDIN_SCHEME,
-    BridgeAddress,
-    generated_config,
-)
-from otel_neuron.sources.neuron_monitor_address import (
-    is_bridge_address as is_bridge_address,
-)
-from otel_neuron.sources.neuron_monitor_address import (
-    parse_bridge_address as parse_bridge_address,
-)
+from otel_neuron.sources.neuron_monitor_address import STDIN_SCHEME, BridgeAddress, generated_config
 from otel_neuron.sources.neuron_monitor_report import ReportParser
 from otel_neuron.sources.neuron_monitor_types import MonitorReport
 from otel_neuron.sources.neuron_monitor_values import one_line
