@@ -134,3 +134,29 @@ def test_a_simulator_nobody_marks_keeps_no_latencies_and_churned_models_go(trace
     truth = simulator.ground_truth(mark=True)
     assert len(truth.total_latencies) == len(truth.device_latencies) > 10
     assert simulator.ground_truth(mark=True).total_latencies == []
+
+
+def test_model_churn_keeps_a_runtime_group_flat(traced: None) -> None:
+    """Models loaded and unloaded for the life of a runtime: the memory group keeps only what recent
+    samples used (it kept an attribute set per model, subgraph and location ever seen)."""
+    from otel_neuron.groups import runtime as runtime_groups
+    from otel_neuron.sources.in_process import InProcessEndpoint
+
+    recorder = InferenceRecorder(cores=2)
+    endpoint = InProcessEndpoint(recorder)
+    group = runtime_groups.MemoryUsedGroup(0, endpoint)
+    group.prime()
+    loaded = [0]
+
+    def churn(samples: int) -> None:
+        for _ in range(samples):
+            recorder.unregister_model(loaded[0])
+            loaded[0] = recorder.register_model(
+                f"model-{loaded[0] + 1}", [Subgraph("sg0", 0), Subgraph("sg1", 1)], device_bytes=1 << 20
+            )
+            endpoint.next_collection()
+            assert not group.sample().error
+
+    churn(200)
+    growth = growth_kb(runtime_groups.__file__, lambda: churn(2000))
+    assert growth < 64, f"the memory group grew {growth:.0f} KB over 2000 model changes"

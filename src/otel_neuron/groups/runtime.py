@@ -108,18 +108,28 @@ _NO_POINTS = PointColumns(AttributeColumn(()), ())
 
 
 class _AttributeCache:
-    """Attribute sets built once per distinct key and shared by every sample (so they are frozen)."""
+    """Attribute sets built once per distinct key and shared by every sample (so they are frozen).
+
+    Only the sets the last two samples asked for are kept: models come and go for the life of a
+    runtime, and a set that no recent sample used would otherwise be kept for good.
+    """
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[Any, ...], FrozenAttributes] = {}
+        self._current: dict[tuple[Any, ...], FrozenAttributes] = {}
+        self._previous: dict[tuple[Any, ...], FrozenAttributes] = {}
+
+    def next_sample(self) -> None:
+        """Forget the sets that neither this sample nor the one before asked for."""
+        self._previous, self._current = self._current, {}
 
     def get(self, base: dict[str, AttributeValue], **attributes: AttributeValue) -> FrozenAttributes:
         key = tuple(attributes.items())
-        found = self._cache.get(key)
+        found = self._current.get(key)
         if found is None:
-            if len(self._cache) > 10_000:  # models come and go; do not grow forever
-                self._cache.clear()
-            found = self._cache[key] = FrozenAttributes({**base, **attributes})
+            found = self._previous.get(key)
+            if found is None:
+                found = FrozenAttributes({**base, **attributes})
+            self._current[key] = found
         return found
 
 
@@ -159,6 +169,7 @@ class RuntimeGroup(MetricGroup):
         self._bind_application(self._previous)
 
     def _sample_points(self, period: float) -> PointsByMetric:
+        self._attributes.next_sample()
         attempted, self._attempted_ns = self._attempted_ns, time.time_ns()
         current = self.endpoint.fetch()
         previous, self._previous = self._previous, current
