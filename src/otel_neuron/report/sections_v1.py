@@ -29,11 +29,9 @@ from otel_neuron.semconv import (
     CPU_MODE,
     DEVICE_INDEX,
     DEVICE_LATENCY,
-    ECC_ERRORS,
     ECC_KINDS_V1,
     ERROR_TYPE,
     ERROR_TYPES_V2,
-    HW_ERROR_TYPE,
     INFERENCE_COUNT,
     INFERENCE_ERRORS,
     INFERENCE_LATENCY,
@@ -198,16 +196,13 @@ def render_runtime_vcpu_usage(points: PointsByMetric) -> Body:
 
 def render_hw_counters(points: PointsByMetric) -> Body:
     """neuron_devices: each device's ECC events of the period, of the guide's three kinds."""
-    devices: dict[int, dict[str, int]] = {}
-    for attributes, value in points.get(ECC_ERRORS.name, ()):
-        device = as_index(attributes.get(DEVICE_INDEX))
-        entry = devices.get(device)
-        if entry is None:
-            entry = devices[device] = {"neuron_device_index": device, **dict.fromkeys(ECC_KINDS_V1, 0)}
-        kind = str(attributes.get(HW_ERROR_TYPE))
-        if kind in ECC_KINDS_V1:
-            entry[kind] += whole(value)
-    return {"neuron_devices": [devices[index] for index in sorted(devices)]}
+    devices = sections_v2.ecc_devices(points)
+    return {
+        "neuron_devices": [
+            {"neuron_device_index": index, **{kind: devices[index][kind] for kind in ECC_KINDS_V1}}
+            for index in sorted(devices)
+        ]
+    }
 
 
 def render_hardware_info(points: PointsByMetric) -> Body:
