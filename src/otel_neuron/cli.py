@@ -277,6 +277,10 @@ def _run(args: argparse.Namespace, config: MonitorConfig) -> int:
     _install_signal_handlers(stop)
     try:
         settle_garbage_collector()
+        if network:  # their requests or expositions: buffers of a megabyte every period
+            from otel_neuron.heap import keep_period_buffers
+
+            keep_period_buffers()
         pipeline.run(stop, max_reports=args.max_reports)
     finally:
         pipeline.shutdown()

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy
+
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Buckets,
@@ -88,6 +90,8 @@ class MetricsDataProducer:
         self._attribution = attribution
         self._start_time_unix_nano: int | None = None
         self._totals: dict[tuple[str, frozenset[tuple[str, Any]]], Any] = {}
+        # Per instrument: id(FrozenAttributes) -> (the object, its key in _totals).
+        self._series_keys: dict[str, dict[int, tuple[Any, tuple[str, frozenset[tuple[str, Any]]]]]] = {}
 
     def use_resource(self, resource: Resource) -> None:
         """Later MetricsData carry `resource` (the instance facts can arrive after start-up)."""
@@ -146,16 +150,34 @@ class MetricsDataProducer:
         for spec in group.instruments:
             pairs = points.get(spec.name, ())
             if spec.kind in (Kind.COUNTER, Kind.HISTOGRAM):
-                add(spec, [(a, self._accumulate(spec.name, a, v)) for a, v in pairs], totals_since)
+                add(spec, self._running_totals(spec.name, pairs), totals_since)
             else:
                 add(spec, pairs, interval)
 
-    def _accumulate(self, name: str, attributes: Any, value: PointValue) -> PointValue:
-        key = (name, frozenset(attributes.items()))
-        previous = self._totals.get(key)
-        total = value if previous is None else _add(previous, value)
-        self._totals[key] = total
-        return total
+    def _running_totals(self, name: str, pairs: Sequence[Point]) -> list[Point]:
+        """Each point with its series' total so far. A series is its instrument and attribute values;
+        the key made of them is kept per FrozenAttributes object (which cannot change) instead of
+        being made again for every point of every collection. The objects are kept with their keys
+        (so an id cannot be another object's meanwhile); the map is emptied when it holds far more
+        than the instrument's points, so attribute sets made anew each period cannot make it grow."""
+        keys = self._series_keys.get(name)
+        if keys is None or len(keys) > 4 * len(pairs) + 1024:
+            keys = self._series_keys[name] = {}
+        totals = self._totals
+        result: list[Point] = []
+        for attributes, value in pairs:
+            entry = keys.get(id(attributes))
+            if entry is not None and entry[0] is attributes:
+                key = entry[1]
+            else:
+                key = (name, frozenset(attributes.items()))
+                if type(attributes) is FrozenAttributes:
+                    keys[id(attributes)] = (attributes, key)
+            previous = totals.get(key)
+            total = value if previous is None else _add(previous, value)
+            totals[key] = total
+            result.append((attributes, total))
+        return result
 
 
 class _HealthPoints(NamedTuple):
@@ -322,7 +344,55 @@ def _histogram_point(
 
 def _add(total: PointValue, delta: PointValue) -> PointValue:
     if isinstance(total, HistogramDelta) and isinstance(delta, HistogramDelta):
+        if total.scale == delta.scale:
+            return _add_same_scale(total, delta)
         merged = merge_histograms(total, delta)
         assert merged is not None  # both are histograms
         return merged
     return total + delta  # type: ignore[operator]
+
+
+def _add_same_scale(total: HistogramDelta, delta: HistogramDelta) -> HistogramDelta:
+    """`merge_histograms(total, delta)` for the usual case of a running total: the same scale, so the
+    buckets add up index by index in whole-array passes (hundreds of buckets a histogram, every
+    collection, for cumulative exporters). The result is laid out as merge_histograms lays it out:
+    from the first to the last non-empty bucket, in a new read-only array (the total handed over
+    with an earlier MetricsData may still be on its way)."""
+    total_length, delta_length = len(total.bucket_counts), len(delta.bucket_counts)
+    start = delta.offset - total.offset
+    edges = total.bucket_counts
+    if total_length and start >= 0 and start + delta_length <= total_length and edges[0] and edges[-1]:
+        # The period's buckets fall within the total's, whose first and last are not empty: the sum
+        # is laid out as the total is.
+        offset = total.offset
+        counts = numpy.array(total.bucket_counts, dtype=numpy.int64)
+        counts[start : start + delta_length] += numpy.asarray(delta.bucket_counts, dtype=numpy.int64)
+    else:
+        offset, counts = _trimmed_sum(total, delta)
+    counts.flags.writeable = False
+    return HistogramDelta(
+        scale=total.scale,
+        zero_count=total.zero_count + delta.zero_count,
+        offset=offset,
+        bucket_counts=counts,
+        count=total.count + delta.count,
+        sum=total.sum + delta.sum,
+        min=min(total.min, delta.min),
+        max=max(total.max, delta.max),
+    )
+
+
+def _trimmed_sum(total: HistogramDelta, delta: HistogramDelta) -> tuple[int, numpy.ndarray[Any, Any]]:
+    """(offset, counts) of both histograms' buckets added up, from the first to the last non-empty."""
+    low = min(total.offset, delta.offset)
+    high = max(total.offset + len(total.bucket_counts), delta.offset + len(delta.bucket_counts))
+    counts = numpy.zeros(max(high - low, 0), dtype=numpy.int64)
+    for part in (total, delta):
+        if len(part.bucket_counts):
+            start = part.offset - low
+            part_counts = numpy.asarray(part.bucket_counts, dtype=numpy.int64)
+            counts[start : start + len(part_counts)] += part_counts
+    filled = numpy.flatnonzero(counts)
+    if not len(filled):
+        return 0, counts[:0]
+    return low + int(filled[0]), counts[filled[0] : filled[-1] + 1]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
+import pytest
 from monitor_harness import FACTS, running_pipeline
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 from peers import RotelFactory, free_port
@@ -124,3 +128,30 @@ def test_collector_down_at_start_then_started_catches_up_without_stalling_the_ca
     switches = [p.value for p in collector.points() if p.name == "system.cpu.context_switches"]
     assert len(switches) >= waiting
     assert switches == sorted(switches)
+
+
+@pytest.mark.parametrize("bad", ["1m", "-1"])
+def test_a_bad_export_interval_is_a_one_line_error(bad, tmp_path):
+    config = tmp_path / "monitor.conf"
+    config.write_text('{"period": "1s", "system_metrics": [{"type": "memory_info"}]}')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "otel_neuron",
+            "-c",
+            str(config),
+            "--imds",
+            "off",
+            "--otlp",
+            f"127.0.0.1:{free_port()}",
+        ],
+        env={**os.environ, "OTEL_METRIC_EXPORT_INTERVAL": bad},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    expected = f'OTEL_METRIC_EXPORT_INTERVAL: "{bad}" is not a number of milliseconds (like 60000)'
+    assert result.stderr.strip().splitlines() == [f"otel-neuron-monitor: {expected}"]

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.metrics.export import (
@@ -34,8 +34,14 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
+from otel_neuron.exporters.export_interval import VARIABLE as EXPORT_INTERVAL_VARIABLE
+from otel_neuron.exporters.export_interval import ExportInterval, export_interval_millis
 from otel_neuron.exporters.options import DEFAULT_BACKLOG
-from otel_neuron.exporters.temporality import DeclaredTemporalityExporter, otlp_preferred_temporality
+from otel_neuron.exporters.temporality import (
+    DeclaredTemporalityExporter,
+    counter_temporality,
+    otlp_preferred_temporality,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -89,7 +95,8 @@ def normalize_endpoint(endpoint: str, protocol: str) -> str:
 def build_otlp_exporter(
     endpoint: str | None = None, environ: Mapping[str, str] | None = None
 ) -> MetricExporter:
-    """The SDK's OTLP metric exporter for the configured protocol (not yet wrapped).
+    """The SDK's OTLP metric exporter for the configured protocol (not yet wrapped), sending requests
+    encoded from the producer's columns (exporters/otlp_encoding.py, the same messages the SDK makes).
 
     `endpoint` is the `--otlp` value (None: the SDK reads OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT,
     defaulting to localhost:4317 for gRPC, localhost:4318/v1/metrics for HTTP). Raises ValueError
@@ -98,16 +105,12 @@ def build_otlp_exporter(
     protocol = otlp_protocol(environ)
     url = normalize_endpoint(endpoint, protocol) if endpoint else None
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcExporter,
-        )
+        from otel_neuron.exporters.otlp_grpc import EncodedGrpcMetricExporter
 
-        return GrpcExporter(endpoint=url)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpExporter,
-    )
+        return EncodedGrpcMetricExporter(endpoint=url)
+    from otel_neuron.exporters.otlp_http import EncodedHttpMetricExporter
 
-    return HttpExporter(endpoint=url)
+    return EncodedHttpMetricExporter(endpoint=url)
 
 
 class BackgroundExporter(DeclaredTemporalityExporter):
@@ -119,6 +122,12 @@ class BackgroundExporter(DeclaredTemporalityExporter):
     collector is briefly away and data arrives in order once it returns.
     `preferred_temporality` is what `exporter` wants (None: what an OTLP exporter wants, from
     OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE).
+
+    `export_interval_millis` (None: OTEL_METRIC_EXPORT_INTERVAL, unset meaning every collection)
+    lets it send less often than the collections arrive (exporters/export_interval.py); with
+    cumulative counters the collection not sent is kept (one, the latest) and sent by
+    `force_flush` and `shutdown`, so the last totals are not lost. With delta counters every
+    collection is sent.
     """
 
     def __init__(
@@ -129,6 +138,8 @@ class BackgroundExporter(DeclaredTemporalityExporter):
         retry_max: float = 5.0,
         name: str = "otlp",
         preferred_temporality: Mapping[type, AggregationTemporality] | None = None,
+        export_interval_millis: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_backlog < 1:
             raise ValueError(f"max_backlog must be at least 1, not {max_backlog}")
@@ -137,6 +148,8 @@ class BackgroundExporter(DeclaredTemporalityExporter):
         )
         self._exporter = exporter
         self._name = name
+        self._interval = self._export_interval(export_interval_millis, clock)
+        self._held: MetricsData | None = None  # the latest collection not sent (interval)
         self._backlog: deque[MetricsData] = deque()
         self._max_backlog = max_backlog
         self._retry_initial = retry_initial
@@ -151,6 +164,21 @@ class BackgroundExporter(DeclaredTemporalityExporter):
         self._worker = threading.Thread(target=self._run, name=f"otel-neuron-{name}-export", daemon=True)
         self._worker.start()
 
+    def _export_interval(self, millis: float | None, clock: Callable[[], float]) -> ExportInterval | None:
+        """The schedule of sends (None: every collection)."""
+        if millis is None:
+            millis = export_interval_millis()
+        if not millis:
+            return None
+        if counter_temporality(self) is not AggregationTemporality.CUMULATIVE:
+            _logger.info(
+                "%s export: %s is not applied with delta temporality: every collection is sent",
+                self._name,
+                EXPORT_INTERVAL_VARIABLE,
+            )
+            return None
+        return ExportInterval(millis / 1000, clock)
+
     @property
     def backlog(self) -> int:
         with self._condition:
@@ -162,13 +190,21 @@ class BackgroundExporter(DeclaredTemporalityExporter):
         with self._condition:
             if self._stopping:
                 return MetricExportResult.FAILURE
-            if len(self._backlog) >= self._max_backlog:
-                self._backlog.popleft()
-                self.dropped += 1
-                self._log_drop()
-            self._backlog.append(metrics_data)
-            self._condition.notify_all()
+            if self._interval is not None and not self._interval.offer():
+                self._held = metrics_data  # running totals: the latest supersedes the others
+                return MetricExportResult.SUCCESS
+            self._held = None
+            self._enqueue(metrics_data)
         return MetricExportResult.SUCCESS
+
+    def _enqueue(self, metrics_data: MetricsData) -> None:
+        """Under the condition."""
+        if len(self._backlog) >= self._max_backlog:
+            self._backlog.popleft()
+            self.dropped += 1
+            self._log_drop()
+        self._backlog.append(metrics_data)
+        self._condition.notify_all()
 
     def _log_drop(self) -> None:
         now = time.monotonic()
@@ -221,9 +257,13 @@ class BackgroundExporter(DeclaredTemporalityExporter):
                 delay = min(delay * 2, self._retry_max)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        """Wait until the backlog is delivered, at most `timeout_millis`."""
+        """Wait until the backlog (and a collection held back by the interval) is delivered, at most
+        `timeout_millis`."""
         deadline = time.monotonic() + timeout_millis / 1000
         with self._condition:
+            if self._held is not None and not self._stopping:
+                self._enqueue(self._held)
+                self._held = None
             while self._backlog or self._busy:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stopping:
