@@ -1,15 +1,17 @@
 """Two versions of the monitor in one process, their ticks interleaved: a committed revision against
 the working tree at trn2 scale (16 embedded runtimes x 8 cores x 4 models, 192 vCPUs of fake /proc).
 
-    python bench/bench_versions.py [--base REV] [--ticks N] [--pause SECONDS]
+    python bench/bench_versions.py [--base REV] [--ticks N] [--pause SECONDS] [--period SECONDS]
 
 Separate runs of bench_monitor differ by up to a tenth on a shared machine, which hides a change
 worth a few percent. Here both versions run the same simulated workload (the same seeds, the
 simulators stepped by one simulated second per round, the same /proc file) in one process, one tick
 each per round in alternating order, so the host's drift hits both alike: the ratio of their median
 CPU per tick repeats within about 2 %. `--pause 1` sleeps a second before each tick (the cost after
-an idle second, as at a 1 s period); the default 0 measures ticks back to back. Embedded runtimes
-have no sockets: fetching costs are not in these numbers (bench_monitor has them).
+an idle second, as at a 1 s period); the default 0 measures ticks back to back. `--period 5` makes
+each tick cover five seconds of the workload (the groups' period; the simulators and /proc advance
+that much a round): a 5 s period's histograms and counts. Embedded runtimes have no sockets:
+fetching costs are not in these numbers (bench_monitor has them).
 
 The base revision's package is extracted with `git archive` and imported as `otel_neuron_base`;
 both must share the runtime protocol's descriptor (protobuf keeps one per process), so the base gets
@@ -68,7 +70,7 @@ def extract_base(revision: str, into: Path) -> None:
 
 
 class FakeProcStat:
-    """The fake /proc/stat, advanced by one second of ticks per round (USER_HZ 100) for all readers."""
+    """The fake /proc/stat, advanced by `seconds` of ticks per round (USER_HZ 100) for all readers."""
 
     def __init__(self, root: Path) -> None:
         write_fake_procfs(root, cpus=VCPUS)
@@ -80,14 +82,15 @@ class FakeProcStat:
         self._rest = [line for line in lines if not line.startswith("cpu")]
         self._random = random.Random(2)
 
-    def advance(self) -> None:
+    def advance(self, seconds: float = 1.0) -> None:
         for values in self._cpus:
             busy = [self._random.randint(0, 30), self._random.randint(0, 3), self._random.randint(0, 15)]
+            busy = [round(ticks * seconds) for ticks in busy]  # of 100 a second
             values[0] += busy[0]
             values[1] += busy[1]
             values[2] += busy[2]
-            values[6] += self._random.randint(0, 2)
-            values[3] += 100 - sum(busy)
+            values[6] += round(self._random.randint(0, 2) * seconds)
+            values[3] += round(100 * seconds) - sum(busy)
         totals = [sum(column) for column in zip(*self._cpus, strict=True)]
         text = ["cpu  " + " ".join(f"{x:010d}" for x in totals)]
         text += [f"cpu{n} " + " ".join(f"{x:010d}" for x in values) for n, values in enumerate(self._cpus)]
@@ -95,7 +98,7 @@ class FakeProcStat:
             stat.write(("\n".join(text + self._rest) + "\n").encode())
 
 
-def config_text() -> str:
+def config_text(period_s: float = 1.0) -> str:
     groups = [
         "neuroncore_counters",
         "inference_stats",
@@ -111,18 +114,19 @@ def config_text() -> str:
         for index in range(RUNTIMES)
     ]
     system = [{"type": "vcpu_usage"}, {"type": "memory_info"}]
-    return json.dumps({"period": "1s", "neuron_runtimes": runtimes, "system_metrics": system})
+    return json.dumps({"period": f"{period_s:g}s", "neuron_runtimes": runtimes, "system_metrics": system})
 
 
 class Version:
     """One version's pipeline, its embedded simulators stepped by hand rather than by their clocks."""
 
-    def __init__(self, package: str, devnull: io.TextIOBase) -> None:
+    def __init__(self, package: str, devnull: io.TextIOBase, period_s: float = 1.0) -> None:
         def module(name: str) -> Any:
             return importlib.import_module(f"{package}.{name}")
 
         module("runtime.simulator").Simulator.start = lambda self: self  # stepped below, not in real time
-        config = module("config").parse_config(config_text(), "bench_versions.conf")
+        config = module("config").parse_config(config_text(period_s), "bench_versions.conf")
+        self._period_s = period_s
         exporter = module("exporters.report_json").ReportJsonExporter(runtime_count=RUNTIMES, out=devnull)
         pipeline_module = module("pipeline")
         resource = module("resource").build_resource(module("sources.instance").InstanceFacts(error="bench"))
@@ -142,7 +146,7 @@ class Version:
 
     def tick_cpu_s(self) -> float:
         started = time.thread_time()
-        self.pipeline.tick([1.0])
+        self.pipeline.tick([self._period_s])
         return time.thread_time() - started
 
 
@@ -151,19 +155,23 @@ def main() -> None:
     parser.add_argument("--base", default="HEAD", help="the git revision to compare with (default HEAD)")
     parser.add_argument("--ticks", type=int, default=60, help="ticks of each version (default 60)")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds idle before each tick (default 0)")
+    parser.add_argument(
+        "--period", type=float, default=1.0, help="seconds of workload each tick covers (default 1)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-versions-") as directory, open(os.devnull, "w") as devnull:
         extract_base(args.base, Path(directory))
         sys.path.insert(0, directory)
         proc = FakeProcStat(Path(directory) / "proc")
         psutil.PROCFS_PATH = str(Path(directory) / "proc")
-        base, new = Version(BASE_PACKAGE, devnull), Version("otel_neuron", devnull)  # type: ignore[arg-type]
+        base = Version(BASE_PACKAGE, devnull, args.period)
+        new = Version("otel_neuron", devnull, args.period)
         new.settle()  # as the CLI does: one process-wide garbage collector setting for both
         cpu: dict[Version, list[float]] = {base: [], new: []}
         for round_number in range(3 + args.ticks):
-            proc.advance()
+            proc.advance(args.period)
             for version in (base, new) if round_number % 2 else (new, base):
-                version.step(1.0)
+                version.step(args.period)
             for version in (base, new) if round_number % 2 else (new, base):
                 if args.pause:
                     time.sleep(args.pause)
@@ -173,7 +181,7 @@ def main() -> None:
         base_us, new_us = (statistics.median(cpu[v]) * 1e6 for v in (base, new))
         kind = f"after {args.pause:g} s idle" if args.pause else "back to back"
         scale = f"{RUNTIMES} embedded runtimes x {CORES} cores x {MODELS} models + {VCPUS} vCPUs"
-        print(f"{scale}, {args.ticks} ticks each, {kind}")
+        print(f"{scale}, a {args.period:g} s period, {args.ticks} ticks each, {kind}")
         print(f"  base ({args.base})      {base_us:7.0f} us of CPU a tick (median)")
         print(f"  working tree    {new_us:7.0f} us")
         print(f"  working tree / base  {new_us / base_us:.3f}")
