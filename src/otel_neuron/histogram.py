@@ -111,6 +111,13 @@ _NO_BUCKETS: Buckets = numpy.zeros(0, numpy.int64)
 _NO_BUCKETS.flags.writeable = False
 
 
+def holds_values(histogram: HistogramDelta) -> bool:
+    """True when the buckets hold at least one value. A runtime counts a value before it fills the
+    value's bucket, so a snapshot taken between the two has a count and no bucket for it: that
+    period has no percentile, and the value is in the next period's buckets."""
+    return histogram.count > 0 and (histogram.zero_count > 0 or any(histogram.bucket_counts))
+
+
 def percentile(histogram: HistogramDelta, q: float) -> float:
     """The nearest-rank q-th percentile (0 <= q <= 100) estimated from the histogram.
 

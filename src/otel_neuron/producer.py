@@ -17,7 +17,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy
-
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Buckets,

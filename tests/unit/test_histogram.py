@@ -157,3 +157,16 @@ def test_subtraction_agrees_with_a_bucket_by_bucket_reference(
 ) -> None:
     expected = naive_subtraction(offset, counts, previous_offset, previous)
     assert subtracted(offset, counts, previous_offset, previous) == expected
+
+
+def test_a_count_ahead_of_its_buckets_renders_no_percentiles_rather_than_failing() -> None:
+    """A snapshot taken after a runtime counted a value and before it filled the bucket: the period's
+    latency is null in both report formats (it used to raise, and the tick's report was lost)."""
+    from otel_neuron.report.sections_v1 import render_inference_stats
+    from otel_neuron.report.sections_v2 import render_execution_stats
+    from otel_neuron.semconv import INFERENCE_LATENCY
+
+    counted_only = HistogramDelta(SCALE, 0, 0, (0, 0), 1, 0.01, 0.01, 0.01)
+    points = {INFERENCE_LATENCY.name: [({}, counted_only)]}
+    assert render_inference_stats(points)["latency_stats"]["total_latency"] is None
+    assert render_execution_stats(points)["latency_stats"]["total_latency"] is None

@@ -19,7 +19,7 @@ from otel_neuron.groups.base import (
     PointValue,
     derived_from,
 )
-from otel_neuron.histogram import percentiles
+from otel_neuron.histogram import holds_values, percentiles
 from otel_neuron.report import sections_v2
 from otel_neuron.report.point_values import as_index, percent, whole
 from otel_neuron.semconv import (
@@ -133,7 +133,7 @@ def _outcomes(attributes: Sequence[Attributes]) -> _Labels:
 
 def _latency_object(points: Sequence[Point]) -> dict[str, float] | None:
     for _, value in points:
-        if isinstance(value, HistogramDelta) and value.count > 0:
+        if isinstance(value, HistogramDelta) and holds_values(value):
             return percentiles(value)
     return None
 

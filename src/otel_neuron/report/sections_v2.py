@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from otel_neuron.groups.base import Attributes, HistogramDelta, Point, PointsByMetric
-from otel_neuron.histogram import merge_histograms, percentiles
+from otel_neuron.histogram import holds_values, merge_histograms, percentiles
 from otel_neuron.report.point_values import as_index, percent, whole
 from otel_neuron.semconv import (
     CORE_EFFECTIVE_FLOPS,
@@ -131,7 +131,7 @@ def _latency(points: PointsByMetric, exact: str, histogram: str) -> dict[str, fl
         return dict(sorted(given.items(), key=_percentile_order))
     merged: HistogramDelta | None = None
     for _, value in points.get(histogram, ()):
-        if isinstance(value, HistogramDelta) and value.count > 0:
+        if isinstance(value, HistogramDelta) and holds_values(value):
             merged = merge_histograms(merged, value)
     return percentiles(merged) if merged is not None else None
 
