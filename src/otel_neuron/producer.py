@@ -87,10 +87,11 @@ class MetricsDataProducer:
         self._resource = resource
         self._temporality = temporality
         self._attribution = attribution
-        self._start_time_unix_nano: int | None = None
-        self._totals: dict[tuple[str, frozenset[tuple[str, Any]]], Any] = {}
+        self._totals: dict[_SeriesKey, _RunningTotal] = {}
         # Per instrument: id(FrozenAttributes) -> (the object, its key in _totals).
-        self._series_keys: dict[str, dict[int, tuple[Any, tuple[str, frozenset[tuple[str, Any]]]]]] = {}
+        self._series_keys: dict[str, dict[int, tuple[Any, _SeriesKey]]] = {}
+        self._retention_ns = TOTALS_RETENTION_NS
+        self._next_sweep_ns: int | None = None
 
     def use_resource(self, resource: Resource) -> None:
         """Later MetricsData carry `resource` (the instance facts can arrive after start-up)."""
@@ -109,6 +110,8 @@ class MetricsDataProducer:
             self._add_group(builder, item, runtimes_seen, entries_seen)
         if attribution is not None:
             attribution.add_own_points(builder.add)
+        if self._totals and collected:
+            self._forget_absent_series(max(item.sample.time_unix_nano for item in collected))
         scope_metrics = ScopeMetrics(scope=SCOPE, metrics=builder.metrics(), schema_url="")
         return MetricsData([ResourceMetrics(self._resource, [scope_metrics], schema_url="")])
 
@@ -127,8 +130,6 @@ class MetricsDataProducer:
             return
         end = sample.time_unix_nano
         interval = (end - int(sample.period * 1e9), end)  # one tuple for all of the group's blocks
-        if self._start_time_unix_nano is None:
-            self._start_time_unix_nano = interval[0]
         index = group.runtime_index
         health = _health_points(group.report_key, index, sample.error)
         add = builder.add
@@ -145,25 +146,34 @@ class MetricsDataProducer:
             for spec in group.instruments:
                 add(spec, points.get(spec.name, ()), interval)
             return
-        totals_since = (self._start_time_unix_nano, end)
+        self._retention_ns = max(self._retention_ns, RETENTION_PERIODS * (interval[1] - interval[0]))
         for spec in group.instruments:
             pairs = points.get(spec.name, ())
             if spec.kind in (Kind.COUNTER, Kind.HISTOGRAM):
-                add(spec, self._running_totals(spec.name, pairs), totals_since)
+                for since, totals in self._running_totals(spec.name, pairs, interval):
+                    add(spec, totals, (since, end))
             else:
                 add(spec, pairs, interval)
 
-    def _running_totals(self, name: str, pairs: Sequence[Point]) -> list[Point]:
-        """Each point with its series' total so far. A series is its instrument and attribute values;
-        the key made of them is kept per FrozenAttributes object (which cannot change) instead of
-        being made again for every point of every collection. The objects are kept with their keys
-        (so an id cannot be another object's meanwhile); the map is emptied when it holds far more
-        than the instrument's points, so attribute sets made anew each period cannot make it grow."""
+    def _running_totals(
+        self, name: str, pairs: Sequence[Point], interval: tuple[int, int]
+    ) -> list[tuple[int, list[Point]]]:
+        """Each point with its series' total so far, in blocks by the time each total began.
+
+        A series is its instrument and attribute values; a new one (or one that returns after it
+        was forgotten) begins at the start of the period it first appears in, so a consumer sees a
+        reset with a new start time rather than a counter that went down. The key is kept per
+        FrozenAttributes object (which cannot change) instead of being made again for every point
+        of every collection; the objects are kept with their keys (so an id cannot be another
+        object's meanwhile), and the map is emptied when it holds far more than the instrument's
+        points, so attribute sets made anew each period cannot make it grow."""
         keys = self._series_keys.get(name)
         if keys is None or len(keys) > 4 * len(pairs) + 1024:
             keys = self._series_keys[name] = {}
         totals = self._totals
+        begin, end = interval
         result: list[Point] = []
+        starts: list[int] = []
         for attributes, value in pairs:
             entry = keys.get(id(attributes))
             if entry is not None and entry[0] is attributes:
@@ -172,11 +182,58 @@ class MetricsDataProducer:
                 key = (name, frozenset(attributes.items()))
                 if type(attributes) is FrozenAttributes:
                     keys[id(attributes)] = (attributes, key)
-            previous = totals.get(key)
-            total = value if previous is None else _add(previous, value)
-            totals[key] = total
-            result.append((attributes, total))
-        return result
+            series = totals.get(key)
+            if series is None:
+                series = totals[key] = _RunningTotal(value, begin, end)
+            else:
+                series.total = _add(series.total, value)
+                series.last_seen = end
+            result.append((attributes, series.total))
+            starts.append(series.start)
+        if not starts or starts.count(starts[0]) == len(starts):
+            return [(starts[0] if starts else begin, result)]
+        blocks: dict[int, list[Point]] = {}
+        for since, point in zip(starts, result):
+            blocks.setdefault(since, []).append(point)
+        return list(blocks.items())
+
+    def _forget_absent_series(self, now: int) -> None:
+        """Drop the totals of series no group has reported for the retention time (an application
+        that exited, a model unloaded, a pod gone), so the map holds only the series of the
+        recent past however many come and go. Checked every half retention, not every tick."""
+        if self._next_sweep_ns is None:
+            self._next_sweep_ns = now + self._retention_ns // 2
+        if now < self._next_sweep_ns:
+            return
+        oldest = now - self._retention_ns
+        absent = [key for key, series in self._totals.items() if series.last_seen < oldest]
+        for key in absent:
+            del self._totals[key]
+        self._next_sweep_ns = now + self._retention_ns // 2
+
+    @property
+    def running_series(self) -> int:
+        """How many series' running totals are kept (for cumulative exporters; 0 for delta)."""
+        return len(self._totals)
+
+
+# A series' running total is kept while it has been reported within this time, and at least for
+# RETENTION_PERIODS of the longest period: a runtime that fails for a few periods keeps its totals.
+TOTALS_RETENTION_NS = 60 * 1_000_000_000
+RETENTION_PERIODS = 3
+
+_SeriesKey = tuple[str, frozenset[tuple[str, Any]]]
+
+
+class _RunningTotal:
+    """One series' cumulative value, when it began and when it was last reported (ns)."""
+
+    __slots__ = ("last_seen", "start", "total")
+
+    def __init__(self, total: PointValue, start: int, last_seen: int) -> None:
+        self.total = total
+        self.start = start
+        self.last_seen = last_seen
 
 
 class _HealthPoints(NamedTuple):

@@ -14,11 +14,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricsData
+from opentelemetry.sdk.resources import Resource
 
+from otel_neuron.groups.base import FrozenAttributes, GroupSample, MetricGroup, PointsByMetric
+from otel_neuron.producer import Collected, MetricsDataProducer
 from otel_neuron.runtime import recorder as recorder_module
 from otel_neuron.runtime import simulator as simulator_module
 from otel_neuron.runtime.recorder import InferenceRecorder, Subgraph
 from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
+from otel_neuron.semconv import INFERENCE_COUNT, MODEL_NAME
 
 
 @pytest.fixture
@@ -160,3 +165,59 @@ def test_model_churn_keeps_a_runtime_group_flat(traced: None) -> None:
     churn(200)
     growth = growth_kb(runtime_groups.__file__, lambda: churn(2000))
     assert growth < 64, f"the memory group grew {growth:.0f} KB over 2000 model changes"
+
+
+class _CountingGroup(MetricGroup):
+    """A group whose samples the test writes itself (producer input, not a source)."""
+
+    report_key = "inference_stats"
+    instruments = (INFERENCE_COUNT,)
+
+    def _sample_points(self, period: float) -> PointsByMetric:
+        raise AssertionError("the test builds the samples")
+
+
+def _collection(group: MetricGroup, second: int, models: dict[str, int]) -> list[Collected]:
+    points = [(FrozenAttributes({MODEL_NAME: name}), count) for name, count in models.items()]
+    sample = GroupSample(1.0, "", second * 1_000_000_000, {INFERENCE_COUNT.name: points})
+    return [Collected(group, sample)]
+
+
+def _cumulative_counts(data: MetricsData) -> dict[str, tuple[int, int]]:
+    """Model -> (count, start time in s) of the inference counts in `data`."""
+    metrics = data.resource_metrics[0].scope_metrics[0].metrics
+    points = next(metric.data.data_points for metric in metrics if metric.name == INFERENCE_COUNT.name)
+    return {p.attributes[MODEL_NAME]: (p.value, p.start_time_unix_nano // 1_000_000_000) for p in points}
+
+
+def test_cumulative_totals_of_series_that_come_and_go_stay_bounded() -> None:
+    """A model loaded for two seconds each, 3,000 times over (apps and pods churn the same way): the
+    producer keeps totals only for the series of the recent past (it kept one per series ever seen)."""
+    producer = MetricsDataProducer(Resource({}), AggregationTemporality.CUMULATIVE)
+    group = _CountingGroup(0)
+    kept = []
+    for second in range(1, 6001):
+        producer.produce(_collection(group, second, {"steady": 1, f"model-{second // 2}": 1}))
+        kept.append(producer.running_series)
+    assert max(kept[3000:]) <= 2 * max(kept[:200]) < 200
+
+
+def test_a_series_that_returns_after_it_was_forgotten_restarts_with_a_later_start_time() -> None:
+    producer = MetricsDataProducer(Resource({}), AggregationTemporality.CUMULATIVE)
+    group = _CountingGroup(0)
+    for second in (1, 2, 3):
+        counts = _cumulative_counts(producer.produce(_collection(group, second, {"steady": 2, "bert": 5})))
+    assert counts == {"steady": (6, 0), "bert": (15, 0)}
+    for second in range(4, 300):  # bert unloaded for five minutes; steady keeps going
+        producer.produce(_collection(group, second, {"steady": 2}))
+    counts = _cumulative_counts(producer.produce(_collection(group, 300, {"steady": 2, "bert": 5})))
+    assert counts == {"steady": (600, 0), "bert": (5, 299)}  # a reset OTLP and Prometheus both see
+
+
+def test_a_series_absent_for_a_few_periods_keeps_its_total() -> None:
+    producer = MetricsDataProducer(Resource({}), AggregationTemporality.CUMULATIVE)
+    group = _CountingGroup(0)
+    producer.produce(_collection(group, 1, {"bert": 5}))
+    for second in range(2, 10):  # the runtime failed for eight periods: no points
+        producer.produce([Collected(group, GroupSample(1.0, "connection refused", second * 10**9, {}))])
+    assert _cumulative_counts(producer.produce(_collection(group, 10, {"bert": 5}))) == {"bert": (10, 0)}
