@@ -35,9 +35,10 @@ def traced() -> Iterator[None]:
         tracemalloc.stop()
 
 
-def growth_kb(module_file: str | None, action: Callable[[], None]) -> float:
-    """KB held, after `action`, by what `module_file` allocated, beyond what it held before."""
-    filters = [tracemalloc.Filter(True, str(Path(module_file).resolve()))] if module_file else []
+def growth_kb(module_files: str | list[str] | None, action: Callable[[], None]) -> float:
+    """KB held, after `action`, by what `module_files` allocated, beyond what they held before."""
+    files = [module_files] if isinstance(module_files, str) else module_files or []
+    filters = [tracemalloc.Filter(True, str(Path(file).resolve())) for file in files]
     gc.collect()
     before = tracemalloc.take_snapshot().filter_traces(filters)
     action()
@@ -144,12 +145,12 @@ def test_a_simulator_nobody_marks_keeps_no_latencies_and_churned_models_go(trace
 def test_model_churn_keeps_a_runtime_group_flat(traced: None) -> None:
     """Models loaded and unloaded for the life of a runtime: the memory group keeps only what recent
     samples used (it kept an attribute set per model, subgraph and location ever seen)."""
-    from otel_neuron.groups import runtime as runtime_groups
+    from otel_neuron.groups import runtime_memory, snapshot_group
     from otel_neuron.sources.in_process import InProcessEndpoint
 
     recorder = InferenceRecorder(cores=2)
     endpoint = InProcessEndpoint(recorder)
-    group = runtime_groups.MemoryUsedGroup(0, endpoint)
+    group = runtime_memory.MemoryUsedGroup(0, endpoint)
     group.prime()
     loaded = [0]
 
@@ -163,7 +164,7 @@ def test_model_churn_keeps_a_runtime_group_flat(traced: None) -> None:
             assert not group.sample().error
 
     churn(200)
-    growth = growth_kb(runtime_groups.__file__, lambda: churn(2000))
+    growth = growth_kb([runtime_memory.__file__, snapshot_group.__file__], lambda: churn(2000))
     assert growth < 64, f"the memory group grew {growth:.0f} KB over 2000 model changes"
 
 

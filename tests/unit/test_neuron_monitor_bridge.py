@@ -20,10 +20,10 @@ from opentelemetry.sdk.resources import Resource
 from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.groups.base import GroupSample, HistogramDelta
 from otel_neuron.groups.neuron_monitor import create_bridge_groups
-from otel_neuron.groups.runtime import INFERENCE_COUNT
 from otel_neuron.pipeline import MonitorPipeline, ScheduledGroup
 from otel_neuron.report.section_table import SECTIONS_V1
 from otel_neuron.report_schema import report_problem
+from otel_neuron.semconv import INFERENCE_COUNT
 from otel_neuron.sources import neuron_monitor_application
 from otel_neuron.sources.line_streams import FdLines
 from otel_neuron.sources.neuron_monitor_address import generated_config, parse_bridge_address
