@@ -36,7 +36,8 @@ from prometheus_client.registry import Collector
 from otel_neuron.exporters.exposition import Exposition, make_exposition_app
 from otel_neuron.exporters.neuron_monitor_names import NeuronMonitorCompat
 from otel_neuron.exporters.options import NAMING_MODES
-from otel_neuron.exporters.otel_names import SERVED_BOUNDS, LatestMetrics, explicit_histogram_point
+from otel_neuron.exporters.otel_names import LatestMetrics
+from otel_neuron.exporters.prometheus_translation import SERVED_BOUNDS, explicit_histogram_point
 from otel_neuron.exporters.scrape_server import CLIENT_TIMEOUT_S, ScrapeServer
 from otel_neuron.exporters.temporality import (
     CUMULATIVE_PREFERRED,
