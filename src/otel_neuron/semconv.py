@@ -350,6 +350,62 @@ APPLICATION_ERROR = InstrumentSpec(
     "1 when neuron-monitor reported an error for the application or one of its groups (error.message)",
     Kind.GAUGE,
 )
+# --------------------------------------------------------------------------- sections
+
+# The instruments each report section is made of, whichever source fills it, in the order the
+# metrics appear. A neuron-monitor stream gives them all; what the monitor measures itself (a
+# runtime endpoint, /proc) gives all but UPSTREAM_ONLY: figures only neuron-monitor computes.
+# sysfs gives what the driver counts (groups/sysfs.py). The 1.x report shows subsets of them
+# (report/section_table.py).
+SECTION_INSTRUMENTS: dict[str, tuple[InstrumentSpec, ...]] = {
+    NEURONCORE_COUNTERS: (
+        CORE_UTILIZATION,
+        CORE_SUBGRAPHS,
+        CORE_FLOPS,
+        CORE_EFFECTIVE_FLOPS,
+        CORE_PHYSICAL_UTILIZATION,
+    ),
+    INFERENCE_STATS: (
+        INFERENCE_COUNT,
+        INFERENCE_ERRORS,
+        INFERENCE_LATENCY,
+        DEVICE_LATENCY,
+        INFERENCE_LATENCY_PERCENTILE,
+        DEVICE_LATENCY_PERCENTILE,
+    ),
+    MEMORY_USED: (
+        RUNTIME_MEMORY,
+        MODEL_MEMORY,
+        MODEL_RUNNING,
+        SUBGRAPH_MEMORY,
+        HOST_MEMORY_BY_CATEGORY,
+        CORE_MEMORY_BY_CATEGORY,
+        SUBGRAPH_MEMORY_BY_CATEGORY,
+    ),
+    RUNTIME_VCPU_USAGE: (RUNTIME_CPU,),
+    HW_COUNTERS: (ECC_ERRORS,),
+    NEURON_HARDWARE_INFO: (DEVICE_INFO, DEVICE_CORES),
+    NEURON_POWER: (POWER_UTILIZATION, POWER_STATUS_GAUGE),
+    NEURONCORE_STATUS: (CORE_STATUS_COUNT, CORE_OTHER_COUNT),
+    VCPU_USAGE: (CPU_UTILIZATION, CPU_AVERAGE_UTILIZATION, CONTEXT_SWITCHES, CPU_COUNT),
+    MEMORY_INFO: (MEMORY_LIMIT, MEMORY_USAGE, PAGING_USAGE),
+}
+UPSTREAM_ONLY = frozenset(
+    {
+        CORE_EFFECTIVE_FLOPS,
+        CORE_PHYSICAL_UTILIZATION,
+        INFERENCE_LATENCY_PERCENTILE,
+        DEVICE_LATENCY_PERCENTILE,
+        CPU_AVERAGE_UTILIZATION,
+    }
+)
+
+
+def measured_instruments(section: str) -> tuple[InstrumentSpec, ...]:
+    """The section's instruments the monitor measures itself (from a runtime endpoint or /proc)."""
+    return tuple(spec for spec in SECTION_INSTRUMENTS[section] if spec not in UPSTREAM_ONLY)
+
+
 # Kubernetes (--kubernetes): who holds each NeuronCore and device, and how the kubelet's reads go.
 K8S_ALLOCATION = InstrumentSpec(
     "neuron.k8s.allocation",

@@ -41,12 +41,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
-from otel_neuron.groups.base import AttributeValue, MetricGroup, Point, PointsByMetric
+from otel_neuron.groups.base import MetricGroup, Point
+from otel_neuron.groups.bridge_group import Attrs, BridgeGroup, fraction
+from otel_neuron.groups.neuron_monitor_system import (
+    STREAM_SYSTEM_GROUP_TYPES,
+    BridgeHardwareInfo,
+)
 from otel_neuron.semconv import (
     APPLICATION_ERROR,
-    CONTEXT_SWITCHES,
     CORE_EFFECTIVE_FLOPS,
     CORE_FLOPS,
     CORE_INDEX,
@@ -54,24 +57,12 @@ from otel_neuron.semconv import (
     CORE_PHYSICAL_UTILIZATION,
     CORE_SUBGRAPHS,
     CORE_UTILIZATION,
-    CORE_VERSION,
-    CPU_AVERAGE_UTILIZATION,
-    CPU_COUNT,
-    CPU_LOGICAL_NUMBER,
     CPU_MODE,
-    CPU_UTILIZATION,
-    DEVICE_CORES,
     DEVICE_INDEX,
-    DEVICE_INFO,
     DEVICE_LATENCY,
     DEVICE_LATENCY_PERCENTILE,
-    DEVICE_MEMORY_SIZE,
-    DEVICE_TYPE,
-    DEVICE_VERSION,
     ECC_ERRORS,
-    ERROR_MESSAGE,
     ERROR_TYPE,
-    GROUP,
     HOST_MEMORY_BY_CATEGORY,
     HW_COUNTERS,
     HW_ERROR_TYPE,
@@ -81,13 +72,8 @@ from otel_neuron.semconv import (
     INFERENCE_LATENCY_PERCENTILE,
     INFERENCE_STATS,
     LATENCY_PERCENTILE,
-    LOGICAL_CORE_CONFIG,
     MEMORY_CATEGORY,
-    MEMORY_INFO,
-    MEMORY_LIMIT,
     MEMORY_LOCATION,
-    MEMORY_STATE,
-    MEMORY_USAGE,
     MEMORY_USED,
     MODEL_ID,
     MODEL_MEMORY,
@@ -97,130 +83,38 @@ from otel_neuron.semconv import (
     NEURON_HARDWARE_INFO,
     NEURONCORE_COUNTERS,
     OUTCOME,
-    PAGING_STATE,
-    PAGING_USAGE,
     PHYSICAL_CORE,
     RUNTIME_CPU,
     RUNTIME_MEMORY,
     RUNTIME_VCPU_USAGE,
-    SEMCONV_CPU_MODE,
+    SECTION_INSTRUMENTS,
     SUBGRAPH_MEMORY,
     SUBGRAPH_MEMORY_BY_CATEGORY,
     SUBGRAPH_NAME,
-    VCPU_USAGE,
 )
 from otel_neuron.sources.neuron_monitor_address import parse_bridge_address
-from otel_neuron.sources.neuron_monitor_application import AppWindow, has_data
-from otel_neuron.sources.neuron_monitor_bridge import BridgeError, BridgeRegistry
-from otel_neuron.sources.neuron_monitor_types import HardwareInfo, LoadedModel, MemoryInfo, MemoryUsed
-from otel_neuron.sources.neuron_monitor_windows import BridgeWindow
-
-Attrs = dict[str, AttributeValue]
-
-
-class BridgeGroup(MetricGroup):
-    """A group whose numbers come from a neuron-monitor stream, one application at a time."""
-
-    def __init__(
-        self,
-        runtime_index: int | None,
-        address: str,
-        period: float,
-        registry: BridgeRegistry,
-    ) -> None:
-        super().__init__(runtime_index)
-        self.address = parse_bridge_address(address)
-        self.bridge = registry.bridge_for(self.address)
-        self._subscription = self.bridge.subscribe(self.report_key, self.address, period)
-        self._period = period
-        self._base = self.base_attributes()
-
-    def runtime_error(self) -> str:
-        status = self.bridge.status
-        return status if status and self.bridge.last_report_time is not None else ""
-
-    source_can_finish = True
-
-    def source_finished(self) -> bool:
-        return self.bridge.finished.is_set()
-
-    def _take_baseline(self) -> None:
-        self.bridge.start()
-
-    def _window(self) -> BridgeWindow:
-        # Allow a slow neuron-monitor (its own period may be longer than ours) three periods.
-        return self.bridge.window(self._subscription, max_age=max(3 * self._period, 10.0))
-
-    def _sample_points(self, period: float) -> PointsByMetric:
-        window = self._window()
-        points: dict[str, list[Point]] = {spec.name: [] for spec in self.instruments}
-        for app in window.applications:
-            attributes = {**self._base, **app.application.attributes()}
-            if not app.present:
-                self._add_last_counts(points, app, attributes)
-                continue
-            if not app.application.system:
-                points[APPLICATION_ERROR.name].extend(self._errors(app, attributes))
-            if _usable(app.body):
-                self._add_points(points, app, attributes)
-        if window.system_error and not any(_usable(app.body) for app in window.applications):
-            raise BridgeError(window.system_error)
-        return points
-
-    def _errors(self, app: AppWindow, attributes: Attrs) -> list[Point]:
-        """The application's upstream errors: its entry's, and this group's when the entry has it."""
-        errors: list[Point] = [({**attributes, ERROR_MESSAGE: app.entry_error}, 1 if app.entry_error else 0)]
-        group_error = app.group_error
-        if group_error is not None:
-            errors.append(
-                ({**attributes, GROUP: self.report_key, ERROR_MESSAGE: group_error}, 1 if group_error else 0)
-            )
-        return errors
-
-    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
-        raise NotImplementedError
-
-    def _add_last_counts(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
-        """An application gone from the stream: only the counts it reported before it left, if this
-        group has counts (its amounts, rates and errors are no longer true)."""
-
-    def close(self) -> None:
-        self.bridge.unsubscribe(self._subscription)
-
-
-def _usable(body: Any) -> bool:
-    """A body whose numbers mean something: not one that only carries an upstream error."""
-    return body is not None and (has_data(body) or not getattr(body, "error", ""))
-
-
-def _fraction(percentage: float) -> float:
-    return min(max(percentage / 100.0, 0.0), 1.0)
+from otel_neuron.sources.neuron_monitor_application import AppWindow
+from otel_neuron.sources.neuron_monitor_bridge import BridgeRegistry
+from otel_neuron.sources.neuron_monitor_types import LoadedModel, MemoryUsed
 
 
 class BridgeNeuronCoreCounters(BridgeGroup):
     report_key = NEURONCORE_COUNTERS
-    instruments = (
-        CORE_UTILIZATION,
-        CORE_SUBGRAPHS,
-        CORE_FLOPS,
-        CORE_EFFECTIVE_FLOPS,
-        CORE_PHYSICAL_UTILIZATION,
-        APPLICATION_ERROR,
-    )
+    instruments = (*SECTION_INSTRUMENTS[NEURONCORE_COUNTERS], APPLICATION_ERROR)
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         for index in sorted(app.cores):
             core = app.cores[index]
             at_core = {**attributes, CORE_INDEX: index}
             if core.utilization is not None:
-                points[CORE_UTILIZATION.name].append((at_core, _fraction(core.utilization)))
+                points[CORE_UTILIZATION.name].append((at_core, fraction(core.utilization)))
             if core.flops is not None:
                 points[CORE_FLOPS.name].append((at_core, core.flops))
             if core.effective_flops is not None:
                 points[CORE_EFFECTIVE_FLOPS.name].append((at_core, core.effective_flops))
             for name, utilization in core.physical.items():
                 points[CORE_PHYSICAL_UTILIZATION.name].append(
-                    ({**at_core, PHYSICAL_CORE: name}, _fraction(utilization))
+                    ({**at_core, PHYSICAL_CORE: name}, fraction(utilization))
                 )
             subgraphs: dict[tuple[str, str], int] = {}
             for loaded in core.loaded_models:
@@ -234,15 +128,7 @@ class BridgeNeuronCoreCounters(BridgeGroup):
 
 class BridgeInferenceStats(BridgeGroup):
     report_key = INFERENCE_STATS
-    instruments = (
-        INFERENCE_COUNT,
-        INFERENCE_ERRORS,
-        INFERENCE_LATENCY,
-        DEVICE_LATENCY,
-        INFERENCE_LATENCY_PERCENTILE,
-        DEVICE_LATENCY_PERCENTILE,
-        APPLICATION_ERROR,
-    )
+    instruments = (*SECTION_INSTRUMENTS[INFERENCE_STATS], APPLICATION_ERROR)
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         for name, count in app.outcomes.items():
@@ -266,16 +152,7 @@ class BridgeInferenceStats(BridgeGroup):
 
 class BridgeMemoryUsed(BridgeGroup):
     report_key = MEMORY_USED
-    instruments = (
-        RUNTIME_MEMORY,
-        MODEL_MEMORY,
-        MODEL_RUNNING,
-        SUBGRAPH_MEMORY,
-        HOST_MEMORY_BY_CATEGORY,
-        CORE_MEMORY_BY_CATEGORY,
-        SUBGRAPH_MEMORY_BY_CATEGORY,
-        APPLICATION_ERROR,
-    )
+    instruments = (*SECTION_INSTRUMENTS[MEMORY_USED], APPLICATION_ERROR)
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         memory: MemoryUsed = app.body
@@ -330,17 +207,17 @@ class BridgeMemoryUsed(BridgeGroup):
 
 class BridgeRuntimeVcpuUsage(BridgeGroup):
     report_key = RUNTIME_VCPU_USAGE
-    instruments = (RUNTIME_CPU, APPLICATION_ERROR)
+    instruments = (*SECTION_INSTRUMENTS[RUNTIME_VCPU_USAGE], APPLICATION_ERROR)
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         for mode, percentage in (("user", app.vcpu_user), ("system", app.vcpu_system)):
             if percentage is not None:
-                points[RUNTIME_CPU.name].append(({**attributes, CPU_MODE: mode}, _fraction(percentage)))
+                points[RUNTIME_CPU.name].append(({**attributes, CPU_MODE: mode}, fraction(percentage)))
 
 
 class BridgeHwCounters(BridgeGroup):
     report_key = HW_COUNTERS
-    instruments = (ECC_ERRORS, APPLICATION_ERROR)
+    instruments = (*SECTION_INSTRUMENTS[HW_COUNTERS], APPLICATION_ERROR)
 
     def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
         for device in sorted(app.ecc):
@@ -350,113 +227,6 @@ class BridgeHwCounters(BridgeGroup):
                 )
 
     _add_last_counts = _add_points
-
-
-class BridgeHardwareInfo(BridgeGroup):
-    """The stream's root neuron_hardware_info, as the sysfs group of the same key gives it: one
-    neuron.device.info point per device with the facts upstream gave as attributes, and its
-    NeuronCores as neuron.device.core.count."""
-
-    report_key = NEURON_HARDWARE_INFO
-    instruments = (DEVICE_INFO, DEVICE_CORES)
-
-    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
-        hardware: HardwareInfo = app.body
-        facts: Attrs = {}
-        for key, value in (
-            (DEVICE_TYPE, hardware.neuron_device_type),
-            (DEVICE_VERSION, hardware.neuron_device_version),
-            (CORE_VERSION, hardware.neuroncore_version),
-            (DEVICE_MEMORY_SIZE, hardware.neuron_device_memory_size),
-            (LOGICAL_CORE_CONFIG, hardware.logical_neuroncore_config),
-        ):
-            if value is not None:
-                facts[key] = value
-        for device in range(hardware.neuron_device_count or 0):
-            points[DEVICE_INFO.name].append(({**attributes, DEVICE_INDEX: device, **facts}, 1))
-            if hardware.neuroncore_per_device_count is not None:
-                points[DEVICE_CORES.name].append(
-                    ({**attributes, DEVICE_INDEX: device}, hardware.neuroncore_per_device_count)
-                )
-
-
-class BridgeSystemGroup(BridgeGroup):
-    """A system group of the stream (system_data's vcpu_usage or memory_info), for when the monitor
-    does not compute it from its own /proc: no runtime index, the /proc group's instruments.
-
-    A stream need not carry it (neuron-monitor's config decides): until the stream has given it, and
-    whenever its latest report does not, the group has nothing to say, not even an error; its sample
-    is then empty (`absent_when_empty`: the producer leaves it out, health included), so the reports
-    have no such section rather than one that only says "not there".
-    """
-
-    absent_when_empty = True
-
-    def __init__(self, address: str, period: float, registry: BridgeRegistry) -> None:
-        super().__init__(None, address, period, registry)
-        self._seen = False
-
-    def _sample_points(self, period: float) -> PointsByMetric:
-        try:
-            window = self._window()
-        except BridgeError:
-            if self._seen:
-                raise
-            return {}
-        system = next((app for app in window.applications if app.application.system and app.present), None)
-        if system is None or system.body is None:
-            return {}
-        self._seen = True
-        if not has_data(system.body) and system.body.error:
-            raise BridgeError(system.body.error)
-        points: dict[str, list[Point]] = {spec.name: [] for spec in self.instruments}
-        self._add_points(points, system, {})
-        return points
-
-
-class BridgeVcpuUsage(BridgeSystemGroup):
-    report_key = VCPU_USAGE
-    instruments = (CPU_UTILIZATION, CPU_AVERAGE_UTILIZATION, CONTEXT_SWITCHES, CPU_COUNT)
-
-    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
-        usage = app.system_vcpu
-        if usage is None:
-            return
-        utilization = points[CPU_UTILIZATION.name]
-        for cpu in sorted(usage.per_cpu):
-            for mode, share in usage.per_cpu[cpu].items():
-                utilization.append(
-                    ({CPU_LOGICAL_NUMBER: cpu, CPU_MODE: SEMCONV_CPU_MODE[mode]}, share / 100.0)
-                )
-        points[CPU_AVERAGE_UTILIZATION.name] = [
-            ({CPU_MODE: SEMCONV_CPU_MODE[mode]}, share / 100.0) for mode, share in usage.average.items()
-        ]
-        if usage.context_switches is not None:
-            points[CONTEXT_SWITCHES.name].append(({}, usage.context_switches))
-        points[CPU_COUNT.name].append(({}, len(usage.per_cpu)))
-
-
-class BridgeMemoryInfo(BridgeSystemGroup):
-    report_key = MEMORY_INFO
-    instruments = (MEMORY_LIMIT, MEMORY_USAGE, PAGING_USAGE)
-
-    def _add_points(self, points: dict[str, list[Point]], app: AppWindow, attributes: Attrs) -> None:
-        memory: MemoryInfo = app.body
-        if memory.memory_total_bytes is not None:
-            points[MEMORY_LIMIT.name].append(({}, memory.memory_total_bytes))
-        if memory.memory_used_bytes is not None:
-            points[MEMORY_USAGE.name].append(({MEMORY_STATE: "used"}, memory.memory_used_bytes))
-        if memory.swap_used_bytes is not None:
-            points[PAGING_USAGE.name].append(({PAGING_STATE: "used"}, memory.swap_used_bytes))
-        if memory.swap_total_bytes is not None:
-            free = memory.swap_total_bytes - (memory.swap_used_bytes or 0)
-            points[PAGING_USAGE.name].append(({PAGING_STATE: "free"}, free))
-
-
-# The stream's system groups a bridge can pass through, by report key.
-STREAM_SYSTEM_GROUP_TYPES: dict[str, type[BridgeSystemGroup]] = {
-    cls.report_key: cls for cls in (BridgeVcpuUsage, BridgeMemoryInfo)
-}
 
 
 BRIDGE_GROUP_TYPES: dict[str, type[BridgeGroup]] = {

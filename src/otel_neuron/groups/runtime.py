@@ -69,6 +69,7 @@ from otel_neuron.semconv import (
     RUNTIME_CPU_MODES,
     RUNTIME_VCPU_USAGE,
     SUBGRAPH_NAME,
+    measured_instruments,
 )
 from otel_neuron.sources.fetch_loop import FetchLoop
 from otel_neuron.sources.runtime_endpoint import RuntimeEndpoint
@@ -85,7 +86,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
     """neuroncore_counters: per-core utilization over the period and the model:subgraph pairs on it."""
 
     report_key = NEURONCORE_COUNTERS
-    instruments = (CORE_UTILIZATION, CORE_SUBGRAPHS, CORE_FLOPS)
+    instruments = measured_instruments(NEURONCORE_COUNTERS)
 
     def __init__(
         self,
@@ -194,7 +195,7 @@ class InferenceStatsGroup(RuntimeGroup):
     """inference_stats: outcome and error counts and latency histograms of the period."""
 
     report_key = INFERENCE_STATS
-    instruments = (INFERENCE_COUNT, INFERENCE_ERRORS, INFERENCE_LATENCY, DEVICE_LATENCY)
+    instruments = measured_instruments(INFERENCE_STATS)
     takes_latencies = True
 
     def __init__(
@@ -248,7 +249,7 @@ class RuntimeVcpuUsageGroup(RuntimeGroup):
     """neuron_runtime_vcpu_usage: the runtime process's user/system CPU as a share of all vCPUs."""
 
     report_key = RUNTIME_VCPU_USAGE
-    instruments = (RUNTIME_CPU,)
+    instruments = measured_instruments(RUNTIME_VCPU_USAGE)
 
     def _attributes_changed(self) -> None:
         self._modes = AttributeColumn(self._attrs(**{CPU_MODE: mode}) for mode in RUNTIME_CPU_MODES)
@@ -271,7 +272,7 @@ class HwCountersGroup(RuntimeGroup):
     kinds (the 1.x report shows the guide's three)."""
 
     report_key = HW_COUNTERS
-    instruments = (ECC_ERRORS,)
+    instruments = measured_instruments(HW_COUNTERS)
 
     def __init__(
         self,

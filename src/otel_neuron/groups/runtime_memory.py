@@ -25,6 +25,7 @@ from otel_neuron.semconv import (
     SUBGRAPH_MEMORY,
     SUBGRAPH_MEMORY_BY_CATEGORY,
     SUBGRAPH_NAME,
+    measured_instruments,
 )
 
 
@@ -32,15 +33,7 @@ class MemoryUsedGroup(RuntimeGroup):
     """memory_used: the runtime's and each loaded model's (and subgraph's) memory at the snapshot."""
 
     report_key = MEMORY_USED
-    instruments = (
-        RUNTIME_MEMORY,
-        MODEL_MEMORY,
-        MODEL_RUNNING,
-        SUBGRAPH_MEMORY,
-        HOST_MEMORY_BY_CATEGORY,
-        CORE_MEMORY_BY_CATEGORY,
-        SUBGRAPH_MEMORY_BY_CATEGORY,
-    )
+    instruments = measured_instruments(MEMORY_USED)
     needs_baseline = False
 
     def _attributes_changed(self) -> None:

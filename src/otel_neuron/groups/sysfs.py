@@ -62,6 +62,7 @@ from otel_neuron.semconv import (
     POWER_STATUS_GAUGE,
     POWER_UTILIZATION,
     RUNTIME_MEMORY,
+    SECTION_INSTRUMENTS,
 )
 from otel_neuron.sources.sysfs import (
     ECC_FILES,
@@ -223,7 +224,7 @@ class _Increases:
 
 class SysfsHwCounters(SysfsGroup):
     report_key = HW_COUNTERS
-    instruments = (ECC_ERRORS,)
+    instruments = SECTION_INSTRUMENTS[HW_COUNTERS]
     files = ECC_FILES
 
     def __init__(self, runtime_index: int | None, reader: SysfsReader, clock: Clock = time.monotonic) -> None:
@@ -246,7 +247,7 @@ class SysfsHwCounters(SysfsGroup):
 
 class SysfsHardwareInfo(SysfsGroup):
     report_key = NEURON_HARDWARE_INFO
-    instruments = (DEVICE_INFO, DEVICE_CORES)
+    instruments = SECTION_INSTRUMENTS[NEURON_HARDWARE_INFO]
     files = ("arch_type", "instance_type", "device_name", "core_count")
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
@@ -267,7 +268,7 @@ class SysfsHardwareInfo(SysfsGroup):
 
 class SysfsPower(SysfsGroup):
     report_key = NEURON_POWER
-    instruments = (POWER_UTILIZATION, POWER_STATUS_GAUGE)
+    instruments = SECTION_INSTRUMENTS[NEURON_POWER]
     files = ("power/utilization",)
 
     def _points(self, snapshot: SysfsSnapshot) -> PointsByMetric:
@@ -291,7 +292,7 @@ class SysfsPower(SysfsGroup):
 
 class SysfsNeuroncoreStatus(SysfsGroup):
     report_key = NEURONCORE_STATUS
-    instruments = (CORE_STATUS_COUNT, CORE_OTHER_COUNT)
+    instruments = SECTION_INSTRUMENTS[NEURONCORE_STATUS]
     files = ("/status/", "/other_info/")
 
     def __init__(self, runtime_index: int | None, reader: SysfsReader, clock: Clock = time.monotonic) -> None:

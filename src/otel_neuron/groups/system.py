@@ -21,6 +21,7 @@ from otel_neuron.semconv import (
     PAGING_USAGE,
     SEMCONV_CPU_MODE,
     VCPU_USAGE,
+    measured_instruments,
 )
 from otel_neuron.sources.procfs import (
     CPU_MODES,
@@ -36,7 +37,7 @@ class VcpuUsageGroup(MetricGroup):
     """Per-vCPU mode percentages and context switches over the period, from /proc/stat."""
 
     report_key = VCPU_USAGE
-    instruments = (CPU_UTILIZATION, CONTEXT_SWITCHES, CPU_COUNT)
+    instruments = measured_instruments(VCPU_USAGE)
 
     def __init__(self, read: Callable[[], CpuTimes] = read_cpu_times) -> None:
         super().__init__()
@@ -86,7 +87,7 @@ class MemoryInfoGroup(MetricGroup):
     """Host memory and swap from /proc/meminfo; used = MemTotal - MemAvailable (OTel's definition)."""
 
     report_key = MEMORY_INFO
-    instruments = (MEMORY_LIMIT, MEMORY_USAGE, PAGING_USAGE)
+    instruments = measured_instruments(MEMORY_INFO)
 
     _USED = {MEMORY_STATE: "used"}
     _SWAP_USED = {PAGING_STATE: "used"}

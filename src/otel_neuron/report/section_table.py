@@ -19,30 +19,20 @@ from otel_neuron.semconv import (
     CONTEXT_SWITCHES,
     CORE_EFFECTIVE_FLOPS,
     CORE_FLOPS,
-    CORE_MEMORY_BY_CATEGORY,
-    CORE_OTHER_COUNT,
     CORE_PHYSICAL_UTILIZATION,
-    CORE_STATUS_COUNT,
     CORE_SUBGRAPHS,
     CORE_UTILIZATION,
     CPU_AVERAGE_UTILIZATION,
     CPU_UTILIZATION,
-    DEVICE_CORES,
-    DEVICE_INFO,
     DEVICE_LATENCY,
-    DEVICE_LATENCY_PERCENTILE,
     ECC_ERRORS,
     EXECUTION_STATS,
-    HOST_MEMORY_BY_CATEGORY,
     HW_COUNTERS,
     INFERENCE_COUNT,
     INFERENCE_ERRORS,
     INFERENCE_LATENCY,
-    INFERENCE_LATENCY_PERCENTILE,
     INFERENCE_STATS,
     MEMORY_INFO,
-    MEMORY_LIMIT,
-    MEMORY_USAGE,
     MEMORY_USED,
     MODEL_MEMORY,
     MODEL_RUNNING,
@@ -50,14 +40,11 @@ from otel_neuron.semconv import (
     NEURON_POWER,
     NEURONCORE_COUNTERS,
     NEURONCORE_STATUS,
-    PAGING_USAGE,
-    POWER_STATUS_GAUGE,
-    POWER_UTILIZATION,
     RUNTIME_CPU,
     RUNTIME_MEMORY,
     RUNTIME_VCPU_USAGE,
+    SECTION_INSTRUMENTS,
     SUBGRAPH_MEMORY,
-    SUBGRAPH_MEMORY_BY_CATEGORY,
     VCPU_USAGE,
     InstrumentSpec,
 )
@@ -83,9 +70,9 @@ def metrics_read(*tables: Mapping[str, SectionRenderer]) -> frozenset[str]:
     return frozenset(name for table in tables for section in table.values() for name in section.metric_names)
 
 
-_NEURON_POWER = _renderer(render_neuron_power, POWER_UTILIZATION, POWER_STATUS_GAUGE)
-_NEURONCORE_STATUS = _renderer(render_neuroncore_status, CORE_STATUS_COUNT, CORE_OTHER_COUNT)
-_MEMORY_INFO = _renderer(render_memory_info, MEMORY_LIMIT, MEMORY_USAGE, PAGING_USAGE)
+_NEURON_POWER = _renderer(render_neuron_power, *SECTION_INSTRUMENTS[NEURON_POWER])
+_NEURONCORE_STATUS = _renderer(render_neuroncore_status, *SECTION_INSTRUMENTS[NEURONCORE_STATUS])
+_MEMORY_INFO = _renderer(render_memory_info, *SECTION_INSTRUMENTS[MEMORY_INFO])
 
 # The 1.x report (the guide's): every section, runtime-level and system, by report key.
 SECTIONS_V1: Mapping[str, SectionRenderer] = {
@@ -108,7 +95,7 @@ SECTIONS_V1: Mapping[str, SectionRenderer] = {
     RUNTIME_VCPU_USAGE: _renderer(sections_v1.render_runtime_vcpu_usage, RUNTIME_CPU),
     HW_COUNTERS: _renderer(sections_v1.render_hw_counters, ECC_ERRORS, repeats=True),
     NEURON_HARDWARE_INFO: _renderer(
-        sections_v1.render_hardware_info, DEVICE_INFO, DEVICE_CORES, repeats=True
+        sections_v1.render_hardware_info, *SECTION_INSTRUMENTS[NEURON_HARDWARE_INFO], repeats=True
     ),
     NEURON_POWER: _NEURON_POWER,
     NEURONCORE_STATUS: _NEURONCORE_STATUS,
@@ -117,15 +104,7 @@ SECTIONS_V1: Mapping[str, SectionRenderer] = {
     MEMORY_INFO: _MEMORY_INFO,
 }
 
-_EXECUTION_STATS = _renderer(
-    sections_v2.render_execution_stats,
-    INFERENCE_COUNT,
-    INFERENCE_ERRORS,
-    INFERENCE_LATENCY,
-    DEVICE_LATENCY,
-    INFERENCE_LATENCY_PERCENTILE,
-    DEVICE_LATENCY_PERCENTILE,
-)
+_EXECUTION_STATS = _renderer(sections_v2.render_execution_stats, *SECTION_INSTRUMENTS[INFERENCE_STATS])
 # The 2.x report: the sections of an application entry, by the report key of the group that collects
 # them (neuron_power and neuroncore_status are otel-neuron's own, in an entry of pid 0).
 ENTRY_SECTIONS_V2: Mapping[str, SectionRenderer] = {
@@ -138,17 +117,7 @@ ENTRY_SECTIONS_V2: Mapping[str, SectionRenderer] = {
     ),
     INFERENCE_STATS: _EXECUTION_STATS,
     EXECUTION_STATS: _EXECUTION_STATS,  # a group may go by either name
-    MEMORY_USED: _renderer(
-        sections_v2.render_memory_used,
-        RUNTIME_MEMORY,
-        HOST_MEMORY_BY_CATEGORY,
-        CORE_MEMORY_BY_CATEGORY,
-        MODEL_MEMORY,
-        MODEL_RUNNING,
-        SUBGRAPH_MEMORY,
-        SUBGRAPH_MEMORY_BY_CATEGORY,
-        repeats=True,
-    ),
+    MEMORY_USED: _renderer(sections_v2.render_memory_used, *SECTION_INSTRUMENTS[MEMORY_USED], repeats=True),
     RUNTIME_VCPU_USAGE: _renderer(sections_v2.render_runtime_vcpu_usage, RUNTIME_CPU),
     NEURON_POWER: _NEURON_POWER,
     NEURONCORE_STATUS: _NEURONCORE_STATUS,
