@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Buckets,
@@ -47,7 +46,7 @@ from otel_neuron.groups.base import (
     PointValue,
     bucket_list,
 )
-from otel_neuron.histogram import merge_histograms
+from otel_neuron.running_totals import RunningTotals
 from otel_neuron.semconv import (
     APPLICATION_ERROR,
     ERROR_MESSAGE,
@@ -87,15 +86,16 @@ class MetricsDataProducer:
         self._resource = resource
         self._temporality = temporality
         self._attribution = attribution
-        self._totals: dict[_SeriesKey, _RunningTotal] = {}
-        # Per instrument: id(FrozenAttributes) -> (the object, its key in _totals).
-        self._series_keys: dict[str, dict[int, tuple[Any, _SeriesKey]]] = {}
-        self._retention_ns = TOTALS_RETENTION_NS
-        self._next_sweep_ns: int | None = None
+        self._totals = RunningTotals()
 
     def use_resource(self, resource: Resource) -> None:
         """Later MetricsData carry `resource` (the instance facts can arrive after start-up)."""
         self._resource = resource
+
+    @property
+    def running_series(self) -> int:
+        """How many series' running totals are kept (for cumulative exporters; 0 for delta)."""
+        return len(self._totals)
 
     def produce(self, collected: Sequence[Collected]) -> MetricsData:
         attribution = self._attribution
@@ -110,8 +110,8 @@ class MetricsDataProducer:
             self._add_group(builder, item, runtimes_seen, entries_seen)
         if attribution is not None:
             attribution.add_own_points(builder.add)
-        if self._totals and collected:
-            self._forget_absent_series(max(item.sample.time_unix_nano for item in collected))
+        if len(self._totals) and collected:
+            self._totals.forget_absent(max(item.sample.time_unix_nano for item in collected))
         scope_metrics = ScopeMetrics(scope=SCOPE, metrics=builder.metrics(), schema_url="")
         return MetricsData([ResourceMetrics(self._resource, [scope_metrics], schema_url="")])
 
@@ -146,94 +146,14 @@ class MetricsDataProducer:
             for spec in group.instruments:
                 add(spec, points.get(spec.name, ()), interval)
             return
-        self._retention_ns = max(self._retention_ns, RETENTION_PERIODS * (interval[1] - interval[0]))
+        self._totals.keep_for_periods_of(interval[1] - interval[0])
         for spec in group.instruments:
             pairs = points.get(spec.name, ())
             if spec.kind in (Kind.COUNTER, Kind.HISTOGRAM):
-                for since, totals in self._running_totals(spec.name, pairs, interval):
+                for since, totals in self._totals.add(spec.name, pairs, interval):
                     add(spec, totals, (since, end))
             else:
                 add(spec, pairs, interval)
-
-    def _running_totals(
-        self, name: str, pairs: Sequence[Point], interval: tuple[int, int]
-    ) -> list[tuple[int, list[Point]]]:
-        """Each point with its series' total so far, in blocks by the time each total began.
-
-        A series is its instrument and attribute values; a new one (or one that returns after it
-        was forgotten) begins at the start of the period it first appears in, so a consumer sees a
-        reset with a new start time rather than a counter that went down. The key is kept per
-        FrozenAttributes object (which cannot change) instead of being made again for every point
-        of every collection; the objects are kept with their keys (so an id cannot be another
-        object's meanwhile), and the map is emptied when it holds far more than the instrument's
-        points, so attribute sets made anew each period cannot make it grow."""
-        keys = self._series_keys.get(name)
-        if keys is None or len(keys) > 4 * len(pairs) + 1024:
-            keys = self._series_keys[name] = {}
-        totals = self._totals
-        begin, end = interval
-        result: list[Point] = []
-        starts: list[int] = []
-        for attributes, value in pairs:
-            entry = keys.get(id(attributes))
-            if entry is not None and entry[0] is attributes:
-                key = entry[1]
-            else:
-                key = (name, frozenset(attributes.items()))
-                if type(attributes) is FrozenAttributes:
-                    keys[id(attributes)] = (attributes, key)
-            series = totals.get(key)
-            if series is None:
-                series = totals[key] = _RunningTotal(value, begin, end)
-            else:
-                series.total = _add(series.total, value)
-                series.last_seen = end
-            result.append((attributes, series.total))
-            starts.append(series.start)
-        if not starts or starts.count(starts[0]) == len(starts):
-            return [(starts[0] if starts else begin, result)]
-        blocks: dict[int, list[Point]] = {}
-        for since, point in zip(starts, result):
-            blocks.setdefault(since, []).append(point)
-        return list(blocks.items())
-
-    def _forget_absent_series(self, now: int) -> None:
-        """Drop the totals of series no group has reported for the retention time (an application
-        that exited, a model unloaded, a pod gone), so the map holds only the series of the
-        recent past however many come and go. Checked every half retention, not every tick."""
-        if self._next_sweep_ns is None:
-            self._next_sweep_ns = now + self._retention_ns // 2
-        if now < self._next_sweep_ns:
-            return
-        oldest = now - self._retention_ns
-        absent = [key for key, series in self._totals.items() if series.last_seen < oldest]
-        for key in absent:
-            del self._totals[key]
-        self._next_sweep_ns = now + self._retention_ns // 2
-
-    @property
-    def running_series(self) -> int:
-        """How many series' running totals are kept (for cumulative exporters; 0 for delta)."""
-        return len(self._totals)
-
-
-# A series' running total is kept while it has been reported within this time, and at least for
-# RETENTION_PERIODS of the longest period: a runtime that fails for a few periods keeps its totals.
-TOTALS_RETENTION_NS = 60 * 1_000_000_000
-RETENTION_PERIODS = 3
-
-_SeriesKey = tuple[str, frozenset[tuple[str, Any]]]
-
-
-class _RunningTotal:
-    """One series' cumulative value, when it began and when it was last reported (ns)."""
-
-    __slots__ = ("last_seen", "start", "total")
-
-    def __init__(self, total: PointValue, start: int, last_seen: int) -> None:
-        self.total = total
-        self.start = start
-        self.last_seen = last_seen
 
 
 class _HealthPoints(NamedTuple):
@@ -396,59 +316,3 @@ def _histogram_point(
         min=value.min,
         max=value.max,
     )
-
-
-def _add(total: PointValue, delta: PointValue) -> PointValue:
-    if isinstance(total, HistogramDelta) and isinstance(delta, HistogramDelta):
-        if total.scale == delta.scale:
-            return _add_same_scale(total, delta)
-        merged = merge_histograms(total, delta)
-        assert merged is not None  # both are histograms
-        return merged
-    return total + delta  # type: ignore[operator]
-
-
-def _add_same_scale(total: HistogramDelta, delta: HistogramDelta) -> HistogramDelta:
-    """`merge_histograms(total, delta)` for the usual case of a running total: the same scale, so the
-    buckets add up index by index in whole-array passes (hundreds of buckets a histogram, every
-    collection, for cumulative exporters). The result is laid out as merge_histograms lays it out:
-    from the first to the last non-empty bucket, in a new read-only array (the total handed over
-    with an earlier MetricsData may still be on its way)."""
-    total_length, delta_length = len(total.bucket_counts), len(delta.bucket_counts)
-    start = delta.offset - total.offset
-    edges = total.bucket_counts
-    if total_length and start >= 0 and start + delta_length <= total_length and edges[0] and edges[-1]:
-        # The period's buckets fall within the total's, whose first and last are not empty: the sum
-        # is laid out as the total is.
-        offset = total.offset
-        counts = numpy.array(total.bucket_counts, dtype=numpy.int64)
-        counts[start : start + delta_length] += numpy.asarray(delta.bucket_counts, dtype=numpy.int64)
-    else:
-        offset, counts = _trimmed_sum(total, delta)
-    counts.flags.writeable = False
-    return HistogramDelta(
-        scale=total.scale,
-        zero_count=total.zero_count + delta.zero_count,
-        offset=offset,
-        bucket_counts=counts,
-        count=total.count + delta.count,
-        sum=total.sum + delta.sum,
-        min=min(total.min, delta.min),
-        max=max(total.max, delta.max),
-    )
-
-
-def _trimmed_sum(total: HistogramDelta, delta: HistogramDelta) -> tuple[int, numpy.ndarray[Any, Any]]:
-    """(offset, counts) of both histograms' buckets added up, from the first to the last non-empty."""
-    low = min(total.offset, delta.offset)
-    high = max(total.offset + len(total.bucket_counts), delta.offset + len(delta.bucket_counts))
-    counts = numpy.zeros(max(high - low, 0), dtype=numpy.int64)
-    for part in (total, delta):
-        if len(part.bucket_counts):
-            start = part.offset - low
-            part_counts = numpy.asarray(part.bucket_counts, dtype=numpy.int64)
-            counts[start : start + len(part_counts)] += part_counts
-    filled = numpy.flatnonzero(counts)
-    if not len(filled):
-        return 0, counts[:0]
-    return low + int(filled[0]), counts[filled[0] : filled[-1] + 1]
