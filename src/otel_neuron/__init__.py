@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "NeuronInstrumentor": "otel_neuron.instrumentor",
     "latency_views": "otel_neuron.instrumentor",
+    "LatencyExporter": "otel_neuron.latency_export",
     "recorder": "otel_neuron.process_recorder",
     "serve_runtime_endpoint": "otel_neuron.process_recorder",
     "set_recorder": "otel_neuron.process_recorder",

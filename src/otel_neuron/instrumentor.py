@@ -63,17 +63,16 @@ from otel_neuron.groups.base import HistogramDelta, MetricGroup, bucket_list
 from otel_neuron.groups.observable import ObservedGroups
 from otel_neuron.groups.runtime import GROUP_TYPES, InferenceStatsGroup
 from otel_neuron.histogram import SCALE, bucket_bounds
+from otel_neuron.latency_export import LATENCY_INSTRUMENTS, LatencyExporter
 from otel_neuron.pipeline import SYSTEM_GROUP_FACTORIES
 from otel_neuron.producer import SCOPE
 from otel_neuron.runtime.recorder import InferenceRecorder
 from otel_neuron.runtime.server import RuntimeEndpointServer
 from otel_neuron.semconv import (
-    DEVICE_LATENCY,
     ERROR_MESSAGE,
     GROUP,
     GROUP_ERROR,
     GROUP_PERIOD,
-    INFERENCE_LATENCY,
     RUNTIME_ERROR,
     RUNTIME_INDEX,
 )
@@ -214,6 +213,9 @@ class NeuronInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     instrumented, so that a typo cannot stop an auto-instrumented application from starting.
     `uninstrument()` stops it: the SDK offers no way to remove an observable instrument, so its
     callbacks stay registered but return at once, reading no source and observing nothing.
+    With ``latency_exporter=`` (a `LatencyExporter` that the provider's reader exports through),
+    the latency histograms go out through it, made from the recorder's buckets, rather than
+    through two SDK Histograms fed one record per inference (otel_neuron.latency_export).
     """
 
     # BaseInstrumentor is a singleton: __init__ runs on every NeuronInstrumentor(...) call. It only
@@ -247,7 +249,7 @@ class NeuronInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         recorder = kwargs.get("recorder") or self._recorder or process.recorder()
         meter_provider: MeterProvider | None = kwargs.get("meter_provider")
         meter = get_meter(SCOPE.name, __version__, meter_provider)
-        active = _Instrumentation(meter, settings, recorder)
+        active = _Instrumentation(meter, settings, recorder, kwargs.get("latency_exporter"))
         if serve_address:
             try:
                 active.server = process.serve_runtime_endpoint(serve_address, recorder, socket_mode)
@@ -268,8 +270,15 @@ class NeuronInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 class _Instrumentation:
     """The instruments, groups and (optionally) runtime endpoint of one instrument() call."""
 
-    def __init__(self, meter: Meter, settings: InstrumentorSettings, recorder: InferenceRecorder) -> None:
+    def __init__(
+        self,
+        meter: Meter,
+        settings: InstrumentorSettings,
+        recorder: InferenceRecorder,
+        latency_exporter: LatencyExporter | None = None,
+    ) -> None:
         self.server: RuntimeEndpointServer | None = None
+        self._latency_exporter = latency_exporter
         self._closed = False
         self._lock = threading.Lock()
         self._endpoint = InProcessEndpoint(recorder)
@@ -302,8 +311,8 @@ class _Instrumentation:
                 description=RUNTIME_ERROR.description,
             )
         self._observed = ObservedGroups(meter, self.groups)
-        if any(isinstance(group, InferenceStatsGroup) for group in self.groups):
-            for spec in (INFERENCE_LATENCY, DEVICE_LATENCY):
+        if latency_exporter is None and any(isinstance(group, InferenceStatsGroup) for group in self.groups):
+            for spec in LATENCY_INSTRUMENTS:
                 histogram = meter.create_histogram(spec.name, unit=spec.unit, description=spec.description)
                 self._latency.append((spec.name, histogram))
 
@@ -325,6 +334,10 @@ class _Instrumentation:
             samples = [(group, group.sample()) for group in self.groups]
             for group, sample in samples:  # after sampling, so that every group covers the same period
                 if not isinstance(group, InferenceStatsGroup) or sample.error:
+                    continue
+                if self._latency_exporter is not None:
+                    end = sample.time_unix_nano
+                    self._latency_exporter.add_period(sample.points, end - int(sample.period * 1e9), end)
                     continue
                 for name, histogram in self._latency:
                     for attributes, value in sample.points.get(name, ()):

@@ -295,11 +295,11 @@ class PointBlocks(Sequence[Any]):
 
 def _data_point(attributes: Any, value: PointValue, start: int, end: int) -> Any:
     if isinstance(value, HistogramDelta):
-        return _histogram_point(attributes, value, start, end)
+        return histogram_data_point(attributes, value, start, end)
     return NumberDataPoint(attributes, start, end, value)
 
 
-def _histogram_point(
+def histogram_data_point(
     attributes: Any, value: HistogramDelta, start: int, end: int
 ) -> ExponentialHistogramDataPoint:
     return ExponentialHistogramDataPoint(

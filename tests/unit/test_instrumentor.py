@@ -6,6 +6,7 @@ import doctest
 import io
 import json
 import logging
+import math
 import queue
 import random
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     ExponentialHistogramDataPoint,
     InMemoryMetricReader,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
     PeriodicExportingMetricReader,
 )
 from percentiles import exact_percentile
@@ -34,7 +38,7 @@ import otel_neuron.instrumentor
 from otel_neuron.config import ConfigError, config_from_document
 from otel_neuron.exporters.report_json import ReportJsonExporter
 from otel_neuron.groups.base import HistogramDelta
-from otel_neuron.histogram import PERCENTILES, percentile
+from otel_neuron.histogram import PERCENTILES, SCALE, bucket_index, percentile
 from otel_neuron.instrumentor import (
     InstrumentorSettings,
     NeuronInstrumentor,
@@ -362,3 +366,86 @@ def test_replayed_values_reproduce_buckets_count_min_and_max() -> None:
 def test_the_docstring_example_runs(instrumentor: NeuronInstrumentor) -> None:
     result = doctest.testmod(otel_neuron.instrumentor)
     assert result.attempted > 0 and result.failed == 0
+
+
+class KeepingExporter(MetricExporter):
+    """Keeps every MetricsData it is given (what a collector would receive)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[MetricsData] = []
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+        self.received.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+def exported_latency(data: MetricsData) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.name.endswith("latency"):
+                    found.setdefault(metric.name, []).append(metric.data)
+    return found
+
+
+def expected_buckets(values: list[float]) -> tuple[int, list[int]]:
+    """(offset, counts) of `values` in base-2 exponential buckets of scale 6, counted here."""
+    indexes = [bucket_index(value, SCALE) for value in values]
+    low = min(indexes)
+    counts = [0] * (max(indexes) - low + 1)
+    for index in indexes:
+        counts[index - low] += 1
+    return low, counts
+
+
+@pytest.mark.parametrize("temporality", [AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE])
+def test_a_latency_exporter_exports_the_recorders_exact_histograms(
+    recorder: otel_neuron.InferenceRecorder, instrumentor: NeuronInstrumentor, temporality: Any
+) -> None:
+    """The lean path: each export carries the latencies as the recorder counted them, with no SDK
+    Histogram fed (one point per histogram, exact count, sum, min, max, buckets)."""
+    keeping = KeepingExporter()
+    preference = {**DELTA, Histogram: temporality}
+    exporter = otel_neuron.LatencyExporter(keeping, preference)
+    provider = provider_with(PeriodicExportingMetricReader(exporter, export_interval_millis=10**9))
+    instrumentor.instrument(
+        meter_provider=provider, config=INFERENCE_ONLY, recorder=recorder, latency_exporter=exporter
+    )
+    rng = random.Random(7)
+    recorded: list[float] = []
+    try:
+        for period in range(2):
+            batch = [rng.lognormvariate(-5.5, 0.6) for _ in range(500 + 300 * period)]
+            for value in batch:
+                recorder.record("resnet", "completed", value, value / 2)
+            recorded += batch
+            provider.force_flush()
+            expected = batch if temporality is AggregationTemporality.DELTA else recorded
+            latency = exported_latency(keeping.received[-1])
+            assert len(latency["neuron.inference.latency"]) == 1  # not also an SDK Histogram's
+            histogram = latency["neuron.inference.latency"][0]
+            assert histogram.aggregation_temporality is temporality
+            (point,) = histogram.data_points
+            assert point.count == len(expected)
+            assert point.sum == pytest.approx(math.fsum(expected), rel=1e-12)
+            assert (point.min, point.max) == (min(expected), max(expected))
+            assert (point.scale, point.positive.offset, list(point.positive.bucket_counts)) == (
+                SCALE,
+                *expected_buckets(expected),
+            )
+            (device,) = latency["neuron.inference.device.latency"][0].data_points
+            assert (device.count, device.max) == (len(expected), max(expected) / 2)
+            if period == 0:
+                first_start = point.start_time_unix_nano
+        same_start = point.start_time_unix_nano == first_start
+        assert same_start is (temporality is AggregationTemporality.CUMULATIVE)
+    finally:
+        provider.shutdown()
