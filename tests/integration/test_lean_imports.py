@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from monitor_cli import FAKE_PROC, clean_environment, reports, write_config
 
+from otel_neuron.runtime.loaded_models import Subgraph
+from otel_neuron.runtime.recorder import InferenceRecorder
+from otel_neuron.runtime.server import serve_runtime_endpoint
 from otel_neuron.semconv import RUNTIME_GROUPS
 
 # Loaded only by the options and configurations that use them.
@@ -90,3 +93,30 @@ def test_validate_loads_jsonschema_and_checks_every_report(tmp_path: Path) -> No
     assert result.stderr == ""  # no schema mismatch reported
     assert json.loads(result.stdout)["system_data"]["memory_info"]["error"] == ""
     assert loaded(modules, "jsonschema")
+
+
+def test_runtimes_on_snapshot_sockets_load_no_grpc_asyncio_or_ssl(tmp_path: Path) -> None:
+    """The trn2-scale shape: local runtimes serving snapshot sockets, the JSON report. They are read
+    on their sockets from the first fetch, so gRPC, asyncio and ssl (about 30 MB) never load."""
+    recorder = InferenceRecorder(cores=2)
+    recorder.register_model("resnet", [Subgraph("sg00", 0)])
+    recorder.record("resnet", "completed", 0.004, 0.003)
+    address = f"unix:{tmp_path}/rt.sock"
+    server = serve_runtime_endpoint(recorder, address)
+    config = {
+        "period": "200ms",
+        "neuron_runtimes": [{"address": address, "metrics": [{"type": name} for name in RUNTIME_GROUPS]}],
+        "system_metrics": [{"type": "vcpu_usage"}, {"type": "memory_info"}],
+    }
+    try:
+        result, modules = run_importing(
+            ["-c", str(write_config(tmp_path, config)), "--max-reports", "2", "--imds", "off"],
+            {"OTEL_NEURON_PROCFS_PATH": str(FAKE_PROC / "a")},
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    assert [entry["error"] for entry in reports(result.stdout)[-1]["neuron_runtime_data"]] == [""]
+    assert [
+        package for package in ("grpc", "asyncio", "ssl", "http.client") if loaded(modules, package)
+    ] == []

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import http.client
 import socket
-import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from otel_neuron.sources.deadline import Deadline
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -32,24 +33,6 @@ class RequestFailed(Exception):
 
 class _AnswerTooLong(Exception):
     pass
-
-
-class Deadline:
-    """The monotonic instant by which everything must be done; `clock` is injectable for tests."""
-
-    def __init__(self, budget_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.at = clock() + budget_s
-
-    def remaining(self) -> float:
-        """Seconds left; TimeoutError once there are none."""
-        left = self.at - self._clock()
-        if left <= 0:
-            raise TimeoutError("deadline passed")
-        return left
-
-    def passed(self) -> bool:
-        return self._clock() >= self.at
 
 
 @dataclass(frozen=True)

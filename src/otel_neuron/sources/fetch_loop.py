@@ -11,7 +11,6 @@ blocking call per runtime costs (docs/architecture.md, Cost). The monitor gives 
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import math
 import os
@@ -21,7 +20,10 @@ import threading
 import time
 import weakref
 from collections.abc import Coroutine, Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class RuntimeTransport(Protocol):
@@ -115,7 +117,7 @@ class TickFetch:
             if self._wake_pending:
                 return
             self._wake_pending = True
-        asyncio.get_running_loop().call_soon(self._wake_collector)
+        _asyncio().get_running_loop().call_soon(self._wake_collector)
 
     def _wake_collector(self) -> None:
         with self._lock:
@@ -220,7 +222,9 @@ class TickFetch:
 
 class FetchLoop:
     """An asyncio event loop in a daemon thread of its own, started at the first `submit` and
-    stopped by `close()`, or once nothing refers to the FetchLoop any more."""
+    stopped by `close()`, or once nothing refers to the FetchLoop any more. asyncio itself (with
+    the ssl module it loads) is imported then: a monitor whose runtimes all answer on snapshot
+    sockets never loads it."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -231,7 +235,7 @@ class FetchLoop:
 
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
         """Run `coroutine` on the loop; RuntimeError once the loop is closed."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+        return _asyncio().run_coroutine_threadsafe(coroutine, self._running_loop())
 
     def close(self) -> None:
         """Stop the loop and its thread (the coroutines still running are dropped)."""
@@ -248,7 +252,7 @@ class FetchLoop:
             if self._closed:
                 raise RuntimeError("the fetch loop is closed")
             if self._loop is None:
-                loop = asyncio.new_event_loop()
+                loop = _asyncio().new_event_loop()
                 thread = threading.Thread(target=_run, args=(loop,), name="otel-neuron-fetch", daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
@@ -267,9 +271,17 @@ async def _fetch_together(sources: Sequence[_Numbered], tick: TickFetch) -> None
     async def fetch(number: int, source: RuntimeTransport) -> None:
         tick._deliver_on_loop(number, await source.fetch_result())
 
+    asyncio = _asyncio()
     tasks = [asyncio.ensure_future(fetch(number, source)) for number, source in sources]
     try:
         await asyncio.wait(tasks)
     finally:
         for task in tasks:
             task.cancel()  # only those still running: the caller's deadline passed
+
+
+def _asyncio() -> Any:
+    """The asyncio module, imported on first use (see FetchLoop)."""
+    import asyncio
+
+    return asyncio

@@ -20,9 +20,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from otel_neuron.semconv import INSTANCE_RESOURCE_ATTRIBUTES
-from otel_neuron.sources.bounded_http import Deadline, Endpoint, RequestFailed, request
+from otel_neuron.sources.deadline import Deadline
+
+if TYPE_CHECKING:
+    from otel_neuron.sources.bounded_http import Endpoint
 
 _logger = logging.getLogger(__name__)
 
@@ -187,6 +191,9 @@ class ImdsClient:
         self._token = ""
 
     def instance_facts(self) -> InstanceFacts:
+        # http.client, and the ssl module it loads, only for a lookup that happens.
+        from otel_neuron.sources.bounded_http import Endpoint, RequestFailed
+
         try:
             endpoint = Endpoint.parse(self._url)
             self._token = self._read(
@@ -217,6 +224,8 @@ class ImdsClient:
         return self._read(endpoint, "GET", f"/latest/meta-data/{path}", headers)
 
     def _optional(self, endpoint: Endpoint, path: str) -> str:
+        from otel_neuron.sources.bounded_http import RequestFailed
+
         try:
             return self._meta(endpoint, path)
         except (RequestFailed, _BadAnswer):
@@ -224,6 +233,8 @@ class ImdsClient:
 
     def _read(self, endpoint: Endpoint, method: str, path: str, headers: dict[str, str]) -> str:
         """The answer as one printable line; _BadAnswer or RequestFailed otherwise."""
+        from otel_neuron.sources.bounded_http import request
+
         answer = request(endpoint, method, path, headers, self._deadline, MAX_ANSWER_BYTES)
         if answer.status != 200:
             raise _BadAnswer(f"HTTP {answer.status} for {self._url}{path}")

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.protocol import PROTOCOL_VERSION
-from otel_neuron.runtime.snapshot_socket import frame
+from otel_neuron.runtime.snapshot_socket import frame, snapshot_socket_path
 from otel_neuron.sources.fetch_loop import FetchLoop, RuntimeTransport, TickFetch
 from otel_neuron.sources.snapshot_socket_route import SnapshotSocketRoute
 from otel_neuron.sources.snapshot_source import SnapshotSource
@@ -168,15 +168,16 @@ class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
         self._latency_epoch: int | None = None
         self._async_channel: grpc.aio.Channel | None = None
         self._async_call: Any = None
-        if self.address.kind != "sim":
-            # gRPC is loaded for a runtime that may need it, and now: imported at the first gRPC fetch,
-            # it would hold the fetch loop, and the other runtimes' fetches on it, while it loads.
-            importlib.import_module("grpc.aio")
         self._socket_route = (
             SnapshotSocketRoute(self.address.socket_path, self.address.text)
             if self.address.kind == "unix"
             else None
         )
+        if self.address.kind != "sim" and not self._serves_snapshot_socket():
+            # gRPC is loaded for a runtime that needs it, and now: imported at the first gRPC fetch,
+            # it would hold the fetch loop, and the other runtimes' fetches on it, while it loads.
+            # A runtime serving a snapshot socket is read there: gRPC loads only if that ever fails.
+            importlib.import_module("grpc.aio")
         # The scheduled times of this tick and the previous one; the tick an answer is booked for and
         # the latest it may start and still use it.
         self._tick_at: float | None = None
@@ -263,6 +264,8 @@ class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
         answer for that tick was booked, nothing is sent: the socket to wait on is returned."""
         if self._socket_route is None:
             return None
+        if not self._socket_route.connect_direct():
+            return None
         booked, self._booked = self._booked, None
         self._previous_tick_at, self._tick_at = self._tick_at, at
         if (
@@ -293,6 +296,10 @@ class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
         request = snapshot_request(self.since_epoch, answer_in).SerializeToString()
         if self._socket_route.book(frame(request)):
             self._booked = (at + interval, at + interval * (1 + BOOKED_LATENESS))
+
+    def _serves_snapshot_socket(self) -> bool:
+        path = snapshot_socket_path(self.address.socket_path) if self.address.kind == "unix" else None
+        return path is not None and os.path.exists(path)
 
     def read_socket_answer(self) -> runtime_pb2.Snapshot | RuntimeEndpointError | None:
         """The checked snapshot once whole, None while more is due; OSError when the socket failed."""
