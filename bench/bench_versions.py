@@ -24,7 +24,6 @@ import argparse
 import importlib
 import io
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -117,6 +116,17 @@ def config_text(period_s: float = 1.0) -> str:
     return json.dumps({"period": f"{period_s:g}s", "neuron_runtimes": runtimes, "system_metrics": system})
 
 
+class CountingWriter(io.TextIOBase):
+    """Discards what is written, counting its characters: how much report each version renders."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, text: str) -> int:
+        self.written += len(text)
+        return len(text)
+
+
 class Version:
     """One version's pipeline, its embedded simulators stepped by hand rather than by their clocks."""
 
@@ -159,13 +169,15 @@ def main() -> None:
         "--period", type=float, default=1.0, help="seconds of workload each tick covers (default 1)"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-versions-") as directory, open(os.devnull, "w") as devnull:
+    with tempfile.TemporaryDirectory(prefix="bench-versions-") as directory:
         extract_base(args.base, Path(directory))
         sys.path.insert(0, directory)
         proc = FakeProcStat(Path(directory) / "proc")
         psutil.PROCFS_PATH = str(Path(directory) / "proc")
-        base = Version(BASE_PACKAGE, devnull, args.period)
-        new = Version("otel_neuron", devnull, args.period)
+        outputs = {BASE_PACKAGE: CountingWriter(), "otel_neuron": CountingWriter()}
+        base = Version(BASE_PACKAGE, outputs[BASE_PACKAGE], args.period)
+        new = Version("otel_neuron", outputs["otel_neuron"], args.period)
+        written_before = {name: output.written for name, output in outputs.items()}
         new.settle()  # as the CLI does: one process-wide garbage collector setting for both
         cpu: dict[Version, list[float]] = {base: [], new: []}
         for round_number in range(3 + args.ticks):
@@ -185,6 +197,10 @@ def main() -> None:
         print(f"  base ({args.base})      {base_us:7.0f} us of CPU a tick (median)")
         print(f"  working tree    {new_us:7.0f} us")
         print(f"  working tree / base  {new_us / base_us:.3f}")
+        # What each tick renders (the reports' characters): the same report costs what it costs.
+        chars = {name: (out.written - written_before[name]) / (3 + args.ticks) for name, out in outputs.items()}
+        base_chars, new_chars = chars[BASE_PACKAGE], chars["otel_neuron"]
+        print(f"  report a tick: base {base_chars:,.0f} characters, working tree {new_chars:,.0f}")
         for version in (base, new):
             version.pipeline.shutdown()
 
