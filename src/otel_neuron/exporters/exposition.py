@@ -217,11 +217,6 @@ class Exposition:
         return cls(render_families(families), lambda: families)
 
     @property
-    def rendered_here(self) -> bool:
-        """Whether the formats Prometheus asks for are rendered here (else by prometheus_client)."""
-        return self._rendered is not None
-
-    @property
     def families(self) -> Sequence[Family]:
         with self._families_lock:
             if self._families is None:
