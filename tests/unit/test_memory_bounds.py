@@ -24,6 +24,7 @@ from otel_neuron.runtime import simulator as simulator_module
 from otel_neuron.runtime.recorder import InferenceRecorder, Subgraph
 from otel_neuron.runtime.simulator import Simulator, SimulatorOptions
 from otel_neuron.semconv import INFERENCE_COUNT, MODEL_NAME
+from otel_neuron.sources.fetch_loop import FetchLoop
 
 
 @pytest.fixture
@@ -222,3 +223,32 @@ def test_a_series_absent_for_a_few_periods_keeps_its_total() -> None:
     for second in range(2, 10):  # the runtime failed for eight periods: no points
         producer.produce([Collected(group, GroupSample(1.0, "connection refused", second * 10**9, {}))])
     assert _cumulative_counts(producer.produce(_collection(group, 10, {"bert": 5}))) == {"bert": (10, 0)}
+
+
+def test_a_held_up_fetch_loop_is_handed_a_bounded_backlog() -> None:
+    """A fetch loop whose thread is held up (a host far too slow, a fetch that blocks) is not handed
+    a coroutine every tick for ever: the ones it cannot reach are dropped, cancelled at once, and the
+    loop takes new ones again once it caught up."""
+    loop = FetchLoop()
+    release = threading.Event()
+    started = threading.Event()
+
+    async def hold_up() -> None:
+        started.set()
+        release.wait()  # blocks the loop's thread, as a stuck fetch would
+
+    async def answer() -> str:
+        return "answered"
+
+    try:
+        loop.submit(hold_up())
+        assert started.wait(10)
+        futures = [loop.submit(answer()) for _ in range(1000)]
+        waiting = [future for future in futures if not future.cancelled()]
+        assert 0 < len(waiting) <= 16  # the rest were dropped, not queued behind the held-up one
+        release.set()
+        assert [future.result(timeout=10) for future in waiting] == ["answered"] * len(waiting)
+        assert loop.submit(answer()).result(timeout=10) == "answered"
+    finally:
+        release.set()
+        loop.close()

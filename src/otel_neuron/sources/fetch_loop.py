@@ -220,6 +220,11 @@ class TickFetch:
         return True
 
 
+# Submissions a fetch loop may have waiting before it is handed no more (see FetchLoop.submit): a
+# tick hands each loop one, so this is several ticks behind.
+MAX_BEHIND = 8
+
+
 class FetchLoop:
     """An asyncio event loop in a daemon thread of its own, started at the first `submit` and
     stopped by `close()`, or once nothing refers to the FetchLoop any more. asyncio itself (with
@@ -232,10 +237,31 @@ class FetchLoop:
         self._stop_when_dropped: weakref.finalize[Any, Any] | None = None
         self._closed = False
         self._lock = threading.Lock()
+        self._behind = 0  # submissions the loop has not reached yet
 
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
-        """Run `coroutine` on the loop; RuntimeError once the loop is closed."""
-        return _asyncio().run_coroutine_threadsafe(coroutine, self._running_loop())
+        """Run `coroutine` on the loop; RuntimeError once the loop is closed.
+
+        A loop that falls behind (a host too slow for the period, a fetch that blocks its thread)
+        is not handed more: once MAX_BEHIND submissions wait for the loop to reach them, the
+        coroutine is dropped and the future returned is cancelled (its sources have no answer this
+        tick), so the loop's queue, and the memory it holds, stays bounded however long the loop is
+        held up."""
+        loop = self._running_loop()
+        with self._lock:
+            if self._behind >= MAX_BEHIND:
+                coroutine.close()
+                dropped: concurrent.futures.Future[Any] = concurrent.futures.Future()
+                dropped.cancel()
+                return dropped
+            self._behind += 1
+        future = _asyncio().run_coroutine_threadsafe(coroutine, loop)
+        loop.call_soon_threadsafe(self._reached)  # runs once the loop has taken the coroutine up
+        return future
+
+    def _reached(self) -> None:
+        with self._lock:
+            self._behind -= 1
 
     def close(self) -> None:
         """Stop the loop and its thread (the coroutines still running are dropped)."""
