@@ -16,7 +16,6 @@ Per-period values (see `snapshot_group` for how a group reads its runtime):
 from __future__ import annotations
 
 import operator
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -88,14 +87,7 @@ class NeuronCoreCountersGroup(RuntimeGroup):
     report_key = NEURONCORE_COUNTERS
     instruments = measured_instruments(NEURONCORE_COUNTERS)
 
-    def __init__(
-        self,
-        runtime_index: int,
-        endpoint: RuntimeEndpoint,
-        checks: SnapshotChecks | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(runtime_index, endpoint, checks, clock)
+    def _start_state(self) -> None:
         self._subgraph_points = PointColumns(AttributeColumn(()), [])
         # The last snapshot's core indexes and, by position, their busy times and flops.
         self._cores_of = _CoreTotals(None, (), (), ())
@@ -198,14 +190,7 @@ class InferenceStatsGroup(RuntimeGroup):
     instruments = measured_instruments(INFERENCE_STATS)
     takes_latencies = True
 
-    def __init__(
-        self,
-        runtime_index: int,
-        endpoint: RuntimeEndpoint,
-        checks: SnapshotChecks | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(runtime_index, endpoint, checks, clock)
+    def _start_state(self) -> None:
         self._buckets = BucketArrays()
         self._errors_of = TotalsOf(None, ())  # the last snapshot's error totals
 
@@ -274,14 +259,7 @@ class HwCountersGroup(RuntimeGroup):
     report_key = HW_COUNTERS
     instruments = measured_instruments(HW_COUNTERS)
 
-    def __init__(
-        self,
-        runtime_index: int,
-        endpoint: RuntimeEndpoint,
-        checks: SnapshotChecks | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(runtime_index, endpoint, checks, clock)
+    def _start_state(self) -> None:
         # The ECC totals of the last snapshot by device index, reused as the next period's baseline.
         self._totals_of = _DeviceTotals(None, {})
 

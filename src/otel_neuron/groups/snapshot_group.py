@@ -89,7 +89,11 @@ class RuntimeGroup(MetricGroup):
         self._attributes = _AttributeCache()
         self._base = self.base_attributes()
         self._runtime_id: str | None = None  # of the runtime whose application the attribute sets name
+        self._start_state()
         self._attributes_changed()
+
+    def _start_state(self) -> None:  # noqa: B027 - a hook: groups that keep nothing between snapshots
+        """Set up what the group keeps from one snapshot to the next (called once, by __init__)."""
 
     def runtime_error(self) -> str:
         return self.endpoint.last_error
