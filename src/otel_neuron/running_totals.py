@@ -6,16 +6,29 @@ some group reports it, and forgotten once none has for the retention time (an ap
 exited, a model unloaded, a pod gone), so the map holds the series of the recent past however many
 come and go. A series that returns after it was forgotten begins again: its start time is the
 start of the period it reappears in, a reset every consumer can see.
+
+A block whose attribute sets are an AttributeColumn (what groups build once and reuse every period)
+keeps its series in column order (`_ColumnSeries`): the next period adds its values position by
+position, with no key made or looked up, and its totals go out as a column again, so the OTLP
+encoder reuses that column's layout as it does for the per-period values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy
 
-from otel_neuron.groups.base import FrozenAttributes, HistogramDelta, Point, PointValue
+from otel_neuron.groups.base import (
+    AttributeColumn,
+    FrozenAttributes,
+    HistogramDelta,
+    Point,
+    PointColumns,
+    PointValue,
+)
 from otel_neuron.histogram import merge_histograms
 
 # A series' running total is kept while it has been reported within this time, and at least for
@@ -37,11 +50,27 @@ class _RunningTotal:
         self.last_seen = last_seen
 
 
+@dataclass(slots=True)
+class _ColumnSeries:
+    """The series of one instrument's AttributeColumn, in its order, all begun at `start`."""
+
+    column: AttributeColumn  # kept, so the id it is found by is not another column's meanwhile
+    series: list[_RunningTotal]
+    start: int
+    last_seen: int
+
+
+# Columns kept at most (a group that built a new column every period would otherwise fill the map
+# until the retention sweep); past it the map starts again, the series themselves being kept apart.
+MAX_COLUMNS = 4096
+
+
 class RunningTotals:
     """Each series' total so far, when it began and when it was last reported."""
 
     def __init__(self) -> None:
         self._totals: dict[_SeriesKey, _RunningTotal] = {}
+        self._columns: dict[tuple[str, int], _ColumnSeries] = {}
         # Per instrument: id(FrozenAttributes) -> (the object, its key in _totals).
         self._series_keys: dict[str, dict[int, tuple[Any, _SeriesKey]]] = {}
         self._retention_ns = TOTALS_RETENTION_NS
@@ -53,8 +82,46 @@ class RunningTotals:
 
     def add(
         self, name: str, pairs: Sequence[Point], interval: tuple[int, int]
-    ) -> list[tuple[int, list[Point]]]:
-        """Each point with its series' total so far, in blocks by the time each total began.
+    ) -> list[tuple[int, Sequence[Point]]]:
+        """Each point with its series' total so far, in blocks by the time each total began."""
+        if type(pairs) is PointColumns:
+            column = pairs.attributes
+            if type(column) is AttributeColumn:
+                return self._add_column(name, pairs, column, interval)
+        return self._add_points(name, pairs, interval)
+
+    def _add_column(
+        self, name: str, points: PointColumns, column: AttributeColumn, interval: tuple[int, int]
+    ) -> list[tuple[int, Sequence[Point]]]:
+        kept = self._columns.get((name, id(column)))
+        if kept is None or kept.column is not column:
+            series: list[_RunningTotal] = []
+            blocks = self._add_points(name, points, interval, series)
+            if len(blocks) == 1 and len(series) == len(column):  # one start: kept as a column
+                if len(self._columns) >= MAX_COLUMNS:
+                    self._columns.clear()
+                self._columns[name, id(column)] = _ColumnSeries(column, series, blocks[0][0], interval[1])
+                return [(blocks[0][0], PointColumns(column, [each.total for each in series]))]
+            return blocks
+        values = points.values
+        end = interval[1]
+        totals: list[PointValue] = []
+        for each, value in zip(kept.series, values.tolist() if type(values) is numpy.ndarray else values):
+            each.total = _add(each.total, value)
+            each.last_seen = end
+            totals.append(each.total)
+        kept.last_seen = end
+        return [(kept.start, PointColumns(column, totals))]
+
+    def _add_points(
+        self,
+        name: str,
+        pairs: Sequence[Point],
+        interval: tuple[int, int],
+        series_found: list[_RunningTotal] | None = None,
+    ) -> list[tuple[int, Sequence[Point]]]:
+        """Each point with its series' total so far, in blocks by the time each total began; the
+        series, in order, added to `series_found` when given.
 
         A series is its instrument and attribute values; a new one (or one that returns after it
         was forgotten) begins at the start of the period it first appears in, so a consumer sees a
@@ -86,12 +153,14 @@ class RunningTotals:
                 series.last_seen = end
             result.append((attributes, series.total))
             starts.append(series.start)
+            if series_found is not None:
+                series_found.append(series)
         if not starts or starts.count(starts[0]) == len(starts):
             return [(starts[0] if starts else begin, result)]
         blocks: dict[int, list[Point]] = {}
         for since, point in zip(starts, result):
             blocks.setdefault(since, []).append(point)
-        return list(blocks.items())
+        return [(since, points) for since, points in blocks.items()]
 
     def forget_absent(self, now: int) -> None:
         """Drop the totals of series no group has reported for the retention time (an application
@@ -105,6 +174,10 @@ class RunningTotals:
         absent = [key for key, series in self._totals.items() if series.last_seen < oldest]
         for key in absent:
             del self._totals[key]
+        # A column is as recent as its series: one not used since is dropped with them.
+        unused = [key for key, kept in self._columns.items() if kept.last_seen < oldest]
+        for column_key in unused:
+            del self._columns[column_key]
         self._next_sweep_ns = now + self._retention_ns // 2
 
     def __len__(self) -> int:

@@ -17,7 +17,14 @@ import pytest
 from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricsData
 from opentelemetry.sdk.resources import Resource
 
-from otel_neuron.groups.base import FrozenAttributes, GroupSample, MetricGroup, PointsByMetric
+from otel_neuron.groups.base import (
+    AttributeColumn,
+    FrozenAttributes,
+    GroupSample,
+    MetricGroup,
+    PointColumns,
+    PointsByMetric,
+)
 from otel_neuron.producer import Collected, MetricsDataProducer
 from otel_neuron.runtime import recorder as recorder_module
 from otel_neuron.runtime import simulator as simulator_module
@@ -252,3 +259,32 @@ def test_a_held_up_fetch_loop_is_handed_a_bounded_backlog() -> None:
     finally:
         release.set()
         loop.close()
+
+
+def _column_collection(
+    group: MetricGroup, second: int, column: AttributeColumn, counts: list[int]
+) -> list[Collected]:
+    sample = GroupSample(
+        1.0, "", second * 1_000_000_000, {INFERENCE_COUNT.name: PointColumns(column, counts)}
+    )
+    return [Collected(group, sample)]
+
+
+def test_cumulative_totals_of_a_reused_column_continue_whatever_column_carries_the_series() -> None:
+    """Groups hand over the same AttributeColumn every period: its totals add up position by
+    position, continue when a new column names the same series, and restart after a long absence."""
+    producer = MetricsDataProducer(Resource({}), AggregationTemporality.CUMULATIVE)
+    group = _CountingGroup(0)
+    column = AttributeColumn(FrozenAttributes({MODEL_NAME: name}) for name in ("a", "b"))
+    for second in (1, 2, 3):
+        counts = _cumulative_counts(producer.produce(_column_collection(group, second, column, [1, 10])))
+    assert counts == {"a": (3, 0), "b": (30, 0)}
+    rebuilt = AttributeColumn(FrozenAttributes({MODEL_NAME: name}) for name in ("b", "a"))  # same series
+    counts = _cumulative_counts(producer.produce(_column_collection(group, 4, rebuilt, [10, 1])))
+    assert counts == {"a": (4, 0), "b": (40, 0)}
+    counts = _cumulative_counts(producer.produce(_column_collection(group, 5, column, [1, 10])))
+    assert counts == {"a": (5, 0), "b": (50, 0)}
+    for second in range(6, 300):  # the runtime gone for five minutes: its series are forgotten
+        producer.produce(_collection(group, second, {"other": 1}))
+    counts = _cumulative_counts(producer.produce(_column_collection(group, 300, column, [1, 10])))
+    assert counts == {"a": (1, 299), "b": (10, 299)}
