@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 
 from otel_neuron.runtime import runtime_pb2
 from otel_neuron.runtime.protocol import PROTOCOL_VERSION
-from otel_neuron.runtime.snapshot_socket import frame, snapshot_socket_path
+from otel_neuron.runtime.snapshot_socket import frame
 from otel_neuron.sources.fetch_loop import FetchLoop, RuntimeTransport, TickFetch
 from otel_neuron.sources.snapshot_socket_route import SnapshotSocketRoute
 from otel_neuron.sources.snapshot_source import SnapshotSource
@@ -173,7 +173,7 @@ class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
             if self.address.kind == "unix"
             else None
         )
-        if self.address.kind != "sim" and not self._serves_snapshot_socket():
+        if self.address.kind != "sim" and not (self._socket_route is not None and self._socket_route.exists):
             # gRPC is loaded for a runtime that needs it, and now: imported at the first gRPC fetch,
             # it would hold the fetch loop, and the other runtimes' fetches on it, while it loads.
             # A runtime serving a snapshot socket is read there: gRPC loads only if that ever fails.
@@ -296,10 +296,6 @@ class RuntimeEndpoint(SnapshotSource, RuntimeTransport):
         request = snapshot_request(self.since_epoch, answer_in).SerializeToString()
         if self._socket_route.book(frame(request)):
             self._booked = (at + interval, at + interval * (1 + BOOKED_LATENESS))
-
-    def _serves_snapshot_socket(self) -> bool:
-        path = snapshot_socket_path(self.address.socket_path) if self.address.kind == "unix" else None
-        return path is not None and os.path.exists(path)
 
     def read_socket_answer(self) -> runtime_pb2.Snapshot | RuntimeEndpointError | None:
         """The checked snapshot once whole, None while more is due; OSError when the socket failed."""

@@ -47,12 +47,17 @@ class SnapshotSocketRoute:
     def active(self) -> bool:
         return self._connection is not None
 
+    @property
+    def exists(self) -> bool:
+        """Whether the runtime's snapshot socket is there now."""
+        return self._path is not None and os.path.exists(self._path)
+
     def adopt(self, snapshot: runtime_pb2.Snapshot) -> bool:
         """After a gRPC answer: True when reading moves to the snapshot socket from now on."""
         self._runtime_id = snapshot.runtime_id
         if not snapshot.snapshot_socket or self._path is None or self._connection is not None:
             return False
-        if not os.path.exists(self._path):
+        if not self.exists:
             return False
         if self._given_up_for == _NEXT_ANSWER:
             self._given_up_for = snapshot.runtime_id
@@ -68,7 +73,7 @@ class SnapshotSocketRoute:
         protocol's path, without asking gRPC first (the next answer names the runtime)."""
         if self._connection is not None:
             return True
-        if self._path is None or self._direct_failed or not os.path.exists(self._path):
+        if self._path is None or self._direct_failed or not self.exists:
             return False
         self._connection = SnapshotConnection(self._path)
         self._answered = False
