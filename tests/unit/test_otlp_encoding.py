@@ -161,6 +161,32 @@ def test_every_instrument_kind_encodes_as_the_sdk_exporter_would(temporality):
     assert resource.scope_metrics[0].scope.version
 
 
+def test_a_metric_whose_points_change_shape_between_collections_is_encoded_anew():
+    """The encoder keeps each metric's layout from one request to the next: a request whose points
+    differ in attribute sets, value types, count or emptiness must still be exactly the SDK's."""
+    more_cores = AttributeColumn({"neuron.runtime.index": 1, "neuron.core.index": n} for n in range(71))
+    shapes: list[PointsByMetric] = [
+        {UTILIZATION.name: PointColumns(CORES, numpy.linspace(0.0, 1.0, 70))},
+        {UTILIZATION.name: PointColumns(CORES, numpy.linspace(0.5, 1.5, 70))},  # the layout reused
+        {UTILIZATION.name: PointColumns(more_cores, numpy.linspace(0.0, 1.0, 71))},  # another column
+        {UTILIZATION.name: PointColumns(more_cores, numpy.arange(71))},  # integers now: as_int
+        {UTILIZATION.name: PointColumns(more_cores, list(range(70)) + [0.5])},  # mixed: point by point
+        {UTILIZATION.name: PointColumns(AttributeColumn([]), [])},  # no points
+        {UTILIZATION.name: [(EVENT_ATTRIBUTES[0], 1.5)], IN_USE.name: PointColumns(MODES, [1, 2, 3])},
+        {UTILIZATION.name: [(EVENT_ATTRIBUTES[1], 7)], IN_USE.name: PointColumns(MODES, [1.0, 2, 3])},
+        {UTILIZATION.name: PointColumns(CORES, numpy.linspace(0.0, 1.0, 70))},  # the first shape again
+    ]
+    encoder = RequestEncoder()
+    producer = MetricsDataProducer(RESOURCE, AggregationTemporality.CUMULATIVE)
+    groups = [TableGroup(), TableGroup(runtime_index=1)]  # two blocks a metric, one per group
+    for step, points in enumerate(shapes):
+        end = 1_700_000_000_000_000_000 + step * 1_000_000_000
+        data = producer.produce(
+            [Collected(group, GroupSample(1.0, "", end + index, points)) for index, group in enumerate(groups)]
+        )
+        assert decoded(encoder, data) == encode_metrics(data), f"shape {step}"
+
+
 def test_the_sdks_own_data_points_encode_as_the_sdk_exporter_would():
     """Points that are not the producer's (the SDK's objects, as in-app readers make them)."""
     reader = InMemoryMetricReader()

@@ -47,18 +47,22 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from otel_neuron.exporters.otlp_layouts import (
+    GAUGE_FIELD,
+    SUM_FIELD,
+    FixedFields,
+    MetricFrame,
+    MetricLayout,
+    lay_out,
+    read_blocks,
+)
 from otel_neuron.exporters.otlp_points import (
     AttributeMemo,
-    BlockLayouts,
-    ColumnTails,
-    gauge_layout,
     histogram_point,
     number_prefix,
     number_value,
     point_tails,
     sdk_histogram_point,
-    sum_layout,
-    value_kind,
 )
 from otel_neuron.exporters.otlp_wire import (
     START_TIME,
@@ -71,7 +75,7 @@ from otel_neuron.exporters.otlp_wire import (
     packed_varints_each,
     varint,
 )
-from otel_neuron.groups.base import AttributeColumn, HistogramDelta, PointColumns
+from otel_neuron.groups.base import HistogramDelta, PointColumns
 from otel_neuron.producer import PointBlocks
 
 _logger = logging.getLogger(__name__)
@@ -87,8 +91,8 @@ class RequestEncoder:
         self._gauge_prefixes = AttributeMemo(partial(number_prefix, times_size=TIMES_SIZE))
         self._sum_prefixes = AttributeMemo(partial(number_prefix, times_size=2 * TIMES_SIZE))
         self._histogram_attributes = AttributeMemo(partial(encode_attributes, field=1))
-        self._gauge_blocks = BlockLayouts(TIMES_SIZE)
-        self._sum_blocks = BlockLayouts(2 * TIMES_SIZE)
+        self._layouts: dict[str, MetricLayout] = {}  # by metric name
+        self._fields = FixedFields()
         self._resources: dict[int, tuple[Resource, bytes]] = {}
         self._scopes: dict[int, tuple[InstrumentationScope | None, bytes]] = {}
         self._metric_headers: dict[tuple[str, str, str], bytes] = {}
@@ -101,12 +105,12 @@ class RequestEncoder:
             by_resource[resource_metrics.resource] = {
                 scope_metrics.scope: scope_metrics.metrics for scope_metrics in resource_metrics.scope_metrics
             }
-        parts: list[Any] = []
-        tails = ColumnTails()
+        parts: list[bytes] = []
+        fields = self._fields
         for resource, scopes in by_resource.items():
             body = [self._resource(resource)]
             for scope, metrics in scopes.items():
-                body.extend(self._scope_metrics(scope, metrics, tails))
+                body.extend(self._scope_metrics(scope, metrics, fields))
             schema_url = resource.schema_url
             if schema_url:
                 body.append(length_delimited(3, schema_url.encode()))
@@ -114,9 +118,7 @@ class RequestEncoder:
             parts.extend(body)
         for memo in (self._gauge_prefixes, self._sum_prefixes, self._histogram_attributes):
             memo.end_encoding()
-        self._gauge_blocks.end_encoding()
-        self._sum_blocks.end_encoding()
-        return tails.write(parts)
+        return fields.write(parts)
 
     def _resource(self, resource: Resource) -> bytes:
         entry = self._resources.get(id(resource))
@@ -127,12 +129,12 @@ class RequestEncoder:
         return entry[1]
 
     def _scope_metrics(
-        self, scope: InstrumentationScope | None, metrics: Sequence[Metric], tails: ColumnTails
-    ) -> list[Any]:
+        self, scope: InstrumentationScope | None, metrics: Sequence[Metric], fields: FixedFields
+    ) -> list[bytes]:
         """One ScopeMetrics field of ResourceMetrics (field 2), as parts to join."""
-        body: list[Any] = [self._scope(scope)]
+        body = [self._scope(scope)]
         for metric in metrics:
-            body.extend(self._metric(metric, tails))
+            body.extend(self._metric(metric, fields))
         if scope is not None and scope.schema_url:
             body.append(length_delimited(3, scope.schema_url.encode()))
         return [field_header(2, sum(map(len, body))), *body]
@@ -153,28 +155,40 @@ class RequestEncoder:
             entry = self._scopes[id(scope)] = (scope, length_delimited(1, body))
         return entry[1]
 
-    def _metric(self, metric: Metric, tails: ColumnTails) -> list[Any]:
+    def _metric(self, metric: Metric, fields: FixedFields) -> list[bytes]:
         """One Metric field of ScopeMetrics (field 2), as parts to join."""
         header = self._metric_header(metric.name, metric.description or "", metric.unit or "")
         data = metric.data
         if isinstance(data, Gauge):
-            field, points, trailer = 5, self._number_points(data.data_points, True, tails), b""
+            frame = MetricFrame(header, GAUGE_FIELD, b"")
         elif isinstance(data, Sum):
-            field, points = 7, self._number_points(data.data_points, False, tails)
             trailer = b"\x10" + varint(data.aggregation_temporality)
-            trailer += b"\x18\x01" if data.is_monotonic else b""
+            frame = MetricFrame(header, SUM_FIELD, trailer + b"\x18\x01" if data.is_monotonic else trailer)
         elif isinstance(data, ExponentialHistogram):
-            field, points = 10, self._histogram_points(data.data_points)
             trailer = b"\x10" + varint(data.aggregation_temporality)
+            return self._framed(MetricFrame(header, 10, trailer), self._histogram_points(data.data_points))
         else:
             _logger.warning("unsupported data type %s", type(data).__name__)
-            field, points, trailer = 0, [], b""
+            return self._framed(MetricFrame(header, 0, b""), [])
+        points = data.data_points
+        blocks = read_blocks(points) if type(points) is PointBlocks else None
+        if blocks is None:
+            return self._framed(frame, self._number_points(points, frame.field == GAUGE_FIELD))
+        if not blocks.keys:
+            return self._framed(frame, [])
+        layout = self._layouts.get(metric.name)
+        if layout is None or not layout.fits(frame, blocks):
+            if len(self._layouts) >= 4096:  # bounded, though instruments are few
+                self._layouts.clear()
+            prefixes = self._gauge_prefixes if frame.field == GAUGE_FIELD else self._sum_prefixes
+            layout = self._layouts[metric.name] = lay_out(frame, blocks, prefixes.one)
+        return [fields.add(layout, blocks)]
+
+    @staticmethod
+    def _framed(frame: MetricFrame, points: list[bytes]) -> list[bytes]:
         if not points:  # the SDK sets a metric's data while adding its first point
-            return [length_delimited(2, header)]
-        data_length = sum(map(len, points)) + len(trailer)
-        data_header = field_header(field, data_length)
-        metric_length = len(header) + len(data_header) + data_length
-        return [field_header(2, metric_length), header, data_header, *points, trailer]
+            return [length_delimited(2, frame.header)]
+        return [frame.around(b"".join(points))]
 
     def _metric_header(self, name: str, description: str, unit: str) -> bytes:
         key = (name, description, unit)
@@ -189,48 +203,23 @@ class RequestEncoder:
             )
         return header
 
-    def _number_points(self, data_points: Sequence[Any], gauge: bool, tails: ColumnTails) -> list[Any]:
-        """The points' encodings, as bytes-like parts to join (a column's template among them)."""
+    def _number_points(self, data_points: Sequence[Any], gauge: bool) -> list[bytes]:
+        """Each point encoded in turn: the SDK's points, or blocks that cannot be laid out."""
         if type(data_points) is not PointBlocks:
             return [self._sdk_number_point(point, gauge) for point in data_points]
-        encoded: list[Any] = []
-        memo, blocks = (
-            (self._gauge_prefixes, self._gauge_blocks) if gauge else (self._sum_prefixes, self._sum_blocks)
-        )
-        derive = gauge_layout if gauge else sum_layout
-        last_interval: tuple[int, int] | None = None
-        times = b""
-        for block, interval in zip(data_points.pairs_of_blocks, data_points.intervals):
-            if interval is not last_interval:  # a group's blocks share one interval object
-                last_interval, (start, end) = interval, interval
-                times = TIME + pack_fixed64(end)
-                if not gauge:
-                    times = START_TIME + pack_fixed64(start) + times
+        memo = self._gauge_prefixes if gauge else self._sum_prefixes
+        encoded: list[bytes] = []
+        for block, (start, end) in zip(data_points.pairs_of_blocks, data_points.intervals):
+            if not len(block):
+                continue
+            times = TIME + pack_fixed64(end)
+            if not gauge:
+                times = START_TIME + pack_fixed64(start) + times
             if type(block) is PointColumns:
                 attributes, values = block.attributes, block.values
-                if not len(values):
-                    continue
-                column = attributes if isinstance(attributes, AttributeColumn) else None
-                kind = value_kind(values) if column is not None else None
-                if column is not None and kind is not None:
-                    encoded.append(tails.add(column.view(derive), times, values, kind))
-                    continue
-            elif len(block) == 1:
-                ((only, value),) = block
-                encoded.append(memo.one(only) + times + number_value(value))
-                continue
-            elif not block:
-                continue
             else:
                 attributes, values = zip(*block)
-                kind = value_kind(values)
-                layout = blocks.get(attributes) if kind is not None else None
-                if layout is not None and kind is not None:
-                    encoded.append(tails.add(layout, times, values, kind))
-                    continue
-            encoded.append(
-                b"".join(chain.from_iterable(zip(memo.each(attributes), point_tails(times, values))))
-            )
+            encoded.extend(chain.from_iterable(zip(memo.each(attributes), point_tails(times, values))))
         return encoded
 
     def _sdk_number_point(self, point: NumberDataPoint, gauge: bool) -> bytes:

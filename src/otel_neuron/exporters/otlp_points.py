@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import chain
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy
-from numpy.lib.stride_tricks import as_strided
 from opentelemetry.sdk.metrics.export import (
     ExponentialHistogramDataPoint,
 )
@@ -27,7 +25,6 @@ from otel_neuron.exporters.otlp_wire import (
     DATA_POINT,
     START_TIME,
     TIME,
-    TIMES_SIZE,
     VALUE_SIZE,
     buckets_message,
     encode_attributes,
@@ -39,7 +36,7 @@ from otel_neuron.exporters.otlp_wire import (
     varint,
     zigzag,
 )
-from otel_neuron.groups.base import AttributeColumn, FrozenAttributes, HistogramDelta
+from otel_neuron.groups.base import FrozenAttributes, HistogramDelta
 
 # --- number points --------------------------------------------------------------------------
 
@@ -81,110 +78,6 @@ def point_tails(times: bytes, values: Sequence[Any]) -> Iterable[bytes]:
     return [times + number_value(value) for value in values]
 
 
-class _ColumnLayout(NamedTuple):
-    """A block's points encoded but for their times and values: each point's prefix (tag, length,
-    attributes) followed by room for its tail (times, value tag, value), and where each tail goes.
-    Read-only, made once per AttributeColumn (kept on it with `view`) or set of FrozenAttributes."""
-
-    template: numpy.ndarray[Any, Any]  # uint8
-    tails: numpy.ndarray[Any, Any]  # int64 offsets into template
-
-
-def _layout(column: Sequence[Mapping[str, Any]], times_size: int) -> _ColumnLayout:
-    tail = times_size + VALUE_SIZE
-    prefixes = [number_prefix(attributes, times_size) for attributes in column]
-    template = numpy.frombuffer(b"".join(prefix + bytes(tail) for prefix in prefixes), dtype=numpy.uint8)
-    ends = numpy.cumsum([len(prefix) + tail for prefix in prefixes], dtype=numpy.int64)
-    tails = ends - tail
-    tails.flags.writeable = False
-    return _ColumnLayout(template, tails)  # frombuffer over bytes: already read-only
-
-
-def gauge_layout(column: AttributeColumn) -> _ColumnLayout:
-    return _layout(column, TIMES_SIZE)
-
-
-def sum_layout(column: AttributeColumn) -> _ColumnLayout:
-    return _layout(column, 2 * TIMES_SIZE)
-
-
-class _TailGroup:
-    """Column blocks whose points' tails have one layout: a gauge's or a sum's times, and values
-    as_double or as_int."""
-
-    def __init__(self, dtype: str) -> None:
-        self.dtype = dtype  # of the values: "<f8" or "<i8"
-        self.order: list[int] = []  # each block's place among the request's templates
-        self.tails: list[numpy.ndarray[Any, Any]] = []
-        self.heads: list[bytes] = []  # each block's times and value tag
-        self.values: list[Sequence[Any]] = []
-
-    def write(self, request: numpy.ndarray[Any, Any], template_starts: numpy.ndarray[Any, Any]) -> None:
-        counts = numpy.array([len(tails) for tails in self.tails])
-        offsets = numpy.concatenate(self.tails) + numpy.repeat(template_starts[self.order], counts)
-        head_size = len(self.heads[0])
-        rows = numpy.empty((len(offsets), head_size + 8), dtype=numpy.uint8)
-        heads = numpy.frombuffer(b"".join(self.heads), dtype=numpy.uint8).reshape(len(self.heads), head_size)
-        rows[:, :head_size] = numpy.repeat(heads, counts, axis=0)
-        values = numpy.array(list(chain.from_iterable(self.values)), dtype=self.dtype)
-        rows[:, head_size:] = values.view(numpy.uint8).reshape(-1, 8)
-        # Every run of len(row) bytes of the request as a row of a (writable) view: each tail is
-        # then one row put at its offset (tails never overlap).
-        windows = as_strided(request, shape=(len(request) - rows.shape[1] + 1, rows.shape[1]), strides=(1, 1))
-        windows[offsets] = rows
-
-
-class ColumnTails:
-    """The tails (times, value tag, value) of every column point of one request.
-
-    A column block goes into the request as its layout's template, with room for its points'
-    tails; once the request is joined, the tails are written in a few whole-array passes for the
-    whole request, so a block costs a few list appends rather than numpy calls of its own.
-    """
-
-    def __init__(self) -> None:
-        self._templates: list[numpy.ndarray[Any, Any]] = []  # in the order they are in the request
-        self._groups: dict[tuple[int, str], _TailGroup] = {}
-
-    def add(
-        self, layout: _ColumnLayout, times: bytes, values: Sequence[Any], kind: str
-    ) -> numpy.ndarray[Any, Any]:
-        """The block's part of the request (its template); its tails are written by `write`."""
-        group = self._groups.get((len(times), kind))
-        if group is None:
-            group = self._groups[len(times), kind] = _TailGroup(kind)
-        group.order.append(len(self._templates))
-        group.tails.append(layout.tails)
-        group.heads.append(times + (AS_DOUBLE if kind == "<f8" else AS_INT))
-        group.values.append(values.tolist() if type(values) is numpy.ndarray else values)
-        self._templates.append(layout.template)
-        return layout.template
-
-    def write(self, parts: Sequence[Any]) -> bytes:
-        """`parts` joined, with the tails written where their templates left room."""
-        if not self._templates:
-            return b"".join(parts)
-        joined = bytearray().join(parts)
-        request = numpy.frombuffer(joined, dtype=numpy.uint8)
-        starts = self._template_starts(parts)
-        for group in self._groups.values():
-            group.write(request, starts)
-        return bytes(joined)
-
-    def _template_starts(self, parts: Sequence[Any]) -> numpy.ndarray[Any, Any]:
-        """Where each template is in the joined request (they are in `parts` in the order added)."""
-        starts = []
-        templates = iter(self._templates)
-        wanted: numpy.ndarray[Any, Any] | None = next(templates)
-        position = 0
-        for part in parts:
-            if part is wanted:
-                starts.append(position)
-                wanted = next(templates, None)
-            position += len(part)
-        return numpy.array(starts, dtype=numpy.int64)
-
-
 class AttributeMemo:
     """What `encode(attributes)` gave for each FrozenAttributes met, by the object's id.
 
@@ -223,41 +116,6 @@ class AttributeMemo:
             self._encoded.clear()
             self._kept.clear()
         self._lookups = 0
-
-
-class BlockLayouts:
-    """Layouts of blocks that are not AttributeColumns but whose attribute sets are all FrozenAttributes
-    (lists of points, a cumulative counter's running totals), by the ids of their attribute sets.
-
-    Kept as AttributeMemo keeps its encodings: with the objects, and emptied when it holds the
-    points of more than twice the lookups of an encoding (plus some room).
-    """
-
-    def __init__(self, times_size: int) -> None:
-        self._times_size = times_size
-        self._layouts: dict[tuple[int, ...], tuple[tuple[Mapping[str, Any], ...], _ColumnLayout]] = {}
-        self._points_kept = 0
-        self._points_looked_up = 0
-
-    def get(self, attributes: tuple[Mapping[str, Any], ...]) -> _ColumnLayout | None:
-        """The block's layout; None when an attribute set can change (a plain dict)."""
-        self._points_looked_up += len(attributes)
-        key = tuple(map(id, attributes))
-        entry = self._layouts.get(key)
-        if entry is not None:
-            return entry[1]
-        if any(type(each) is not FrozenAttributes for each in attributes):
-            return None
-        layout = _layout(attributes, self._times_size)
-        self._layouts[key] = (attributes, layout)
-        self._points_kept += len(attributes)
-        return layout
-
-    def end_encoding(self) -> None:
-        if self._points_kept > 2 * self._points_looked_up + 1024:
-            self._layouts.clear()
-            self._points_kept = 0
-        self._points_looked_up = 0
 
 
 # start and time (fields 2, 3), count (4), sum (5, optional), zero_count (7); then min and max (12, 13,
