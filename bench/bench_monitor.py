@@ -363,11 +363,9 @@ def run(directory: str, seconds: float, runtimes: Sequence[int], period_s: float
             stages = stages_us(pipeline, 30)
         finally:
             pipeline.shutdown()
-    sink = pipeline._sinks[0]  # noqa: SLF001
     groups = [scheduled.group for scheduled in pipeline._groups]  # noqa: SLF001
-    points = point_count(
-        sink.producer.produce([Collected(g, g.last_sample) for g in groups if g.last_sample])
-    )
+    producer = MetricsDataProducer(build_resource(InstanceFacts(error="bench")))
+    points = point_count(producer.produce([Collected(g, g.last_sample) for g in groups if g.last_sample]))
     stock_us = stock_cost_per_point(points)
     stock_percent = stock_us * points / 1e4 / period_s  # the same points collected once a period
     print(f"\none tick: {len(groups)} groups, {points} data points, one JSON report line")

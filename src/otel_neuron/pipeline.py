@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricsData
+from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter, MetricsData
 from opentelemetry.sdk.resources import Resource
 
 from otel_neuron.attribution import PodAttribution
@@ -28,7 +28,7 @@ from otel_neuron.config import ConfigError, MonitorConfig, RuntimeConfig
 from otel_neuron.exporters.temporality import counter_temporality
 from otel_neuron.groups.base import MetricGroup
 from otel_neuron.groups.system import MemoryInfoGroup, VcpuUsageGroup
-from otel_neuron.producer import MetricsDataProducer
+from otel_neuron.producer import Collected, CumulativeMetrics, MetricsDataProducer
 from otel_neuron.scheduling import FixedRateSchedule
 from otel_neuron.sources.fetch_loop import FetchLoop
 from otel_neuron.sources.procfs import ProcfsFile, read_cpu_times, read_memory
@@ -168,7 +168,7 @@ def _runtime_groups(
 @dataclass
 class _Sink:
     exporter: MetricExporter
-    producer: MetricsDataProducer
+    cumulative: bool  # wants counters as running totals (else per period)
 
 
 @dataclass
@@ -193,15 +193,14 @@ class MonitorPipeline:
         self._groups = list(groups)
         self._current_resource = resource if callable(resource) else lambda: resource
         self._resource = self._current_resource()
-        # One producer per temporality: exporters that want the same data share one MetricsData.
+        # Each collection is built once (delta); exporters that want running totals share one
+        # cumulative MetricsData derived from it.
         self._kubernetes = kubernetes
         attribution = PodAttribution(kubernetes) if kubernetes is not None else None
-        producers = {
-            t: MetricsDataProducer(self._resource, t, attribution)
-            for t in {counter_temporality(e) for e in exporters}
-        }
-        self._producers = list(producers.values())
-        self._sinks = [_Sink(e, producers[counter_temporality(e)]) for e in exporters]
+        self._producer = MetricsDataProducer(self._resource, attribution=attribution)
+        self._running_totals = CumulativeMetrics(attribution)
+        cumulative = AggregationTemporality.CUMULATIVE
+        self._sinks = [_Sink(e, counter_temporality(e) is cumulative) for e in exporters]
         self._collector = Collector(max_workers=max(1, min(32, len({g.group.runtime_index for g in groups}))))
         self._due_groups: dict[tuple[float, ...], tuple[MetricGroup, ...]] = {}
         self.stats = PipelineStats()
@@ -248,12 +247,12 @@ class MonitorPipeline:
                 _logger.info("%s (runtime %s): %s", group.report_key, group.runtime_index, item.sample.error)
         sampled = time.monotonic()
         self._follow_resource()
-        produced: dict[int, MetricsData] = {}
+        produced: dict[bool, MetricsData] = {}
         for sink in self._sinks:
             try:
-                data = produced.get(id(sink.producer))
+                data = produced.get(sink.cumulative)
                 if data is None:
-                    data = produced[id(sink.producer)] = sink.producer.produce(collected)
+                    data = produced[sink.cumulative] = self._produce(collected, sink.cumulative, produced)
                 sink.exporter.export(data)
             except Exception:  # an exporter's failure must not stop the monitor
                 _logger.exception("exporter %s failed", type(sink.exporter).__name__)
@@ -267,12 +266,21 @@ class MonitorPipeline:
                 (time.monotonic() - sampled) * 1e3,
             )
 
+    def _produce(
+        self, collected: Sequence[Collected], cumulative: bool, produced: dict[bool, MetricsData]
+    ) -> MetricsData:
+        """The collection's MetricsData: built once per tick, with per-period counters, then derived
+        with running totals when an exporter wants those."""
+        delta = produced.get(False)
+        if delta is None:
+            delta = produced[False] = self._producer.produce_delta(collected)
+        return self._running_totals.of(delta) if cumulative else delta
+
     def _follow_resource(self) -> None:
         resource = self._current_resource()
         if resource is not self._resource:
             self._resource = resource
-            for producer in self._producers:
-                producer.use_resource(resource)
+            self._producer.use_resource(resource)
 
     def _due(self, due_periods: Sequence[float]) -> tuple[MetricGroup, ...]:
         """The groups of these periods, as one tuple per set of periods (the collector keeps its plan)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -73,7 +73,7 @@ class Collected(NamedTuple):  # immutable, and cheaper to build than a frozen da
 
 
 class MetricsDataProducer:
-    """Builds MetricsData from collections; keeps running totals for cumulative exporters."""
+    """Builds MetricsData from collections: per-period (delta) counters, or running totals."""
 
     def __init__(
         self,
@@ -84,9 +84,9 @@ class MetricsDataProducer:
         """`attribution` (--kubernetes) labels the groups' points of NeuronCores and devices a pod
         holds, and adds its own points (see otel_neuron.attribution)."""
         self._resource = resource
-        self._temporality = temporality
         self._attribution = attribution
-        self._totals = RunningTotals()
+        cumulative = temporality is AggregationTemporality.CUMULATIVE
+        self._totals = CumulativeMetrics(attribution) if cumulative else None
 
     def use_resource(self, resource: Resource) -> None:
         """Later MetricsData carry `resource` (the instance facts can arrive after start-up)."""
@@ -95,65 +95,130 @@ class MetricsDataProducer:
     @property
     def running_series(self) -> int:
         """How many series' running totals are kept (for cumulative exporters; 0 for delta)."""
-        return len(self._totals)
+        return 0 if self._totals is None else self._totals.running_series
 
     def produce(self, collected: Sequence[Collected]) -> MetricsData:
+        """The collection's MetricsData in this producer's temporality."""
+        data = self.produce_delta(collected)
+        return data if self._totals is None else self._totals.of(data)
+
+    def produce_delta(self, collected: Sequence[Collected]) -> MetricsData:
+        """The collection's MetricsData with per-period counters (what CumulativeMetrics.of takes)."""
         attribution = self._attribution
         if attribution is None:
-            builder = _MetricsBuilder(self._temporality)
+            builder = _MetricsBuilder()
         else:
             attribution.begin(item.sample.points for item in collected)
-            builder = _LabellingBuilder(self._temporality, attribution.label)
+            builder = _LabellingBuilder(attribution.label)
         runtimes_seen: set[int] = set()
         entries_seen: set[_Entry] = set()
         for item in collected:
-            self._add_group(builder, item, runtimes_seen, entries_seen)
+            _add_group(builder, item, runtimes_seen, entries_seen)
         if attribution is not None:
             attribution.add_own_points(builder.add)
-        if len(self._totals) and collected:
-            self._totals.forget_absent(max(item.sample.time_unix_nano for item in collected))
         scope_metrics = ScopeMetrics(scope=SCOPE, metrics=builder.metrics(), schema_url="")
         return MetricsData([ResourceMetrics(self._resource, [scope_metrics], schema_url="")])
 
-    def _add_group(
-        self, builder: _MetricsBuilder, item: Collected, runtimes_seen: set[int], entries_seen: set[_Entry]
-    ) -> None:
-        """The group's points and health; its runtime's connection error too, once per MetricsData
-        (every group of a runtime reports the same one: five points would be five equal series), and
-        likewise each application's entry-level upstream error (see _first_entry_errors).
 
-        A group that may be absent from its source (`absent_when_empty`: a neuron-monitor stream's
-        system group, which the stream need not carry) and whose sample is empty is left out, health
-        included: the reports then have no such section."""
-        group, sample = item
-        if not sample.points and not sample.error and getattr(group, "absent_when_empty", False):
-            return
-        end = sample.time_unix_nano
-        interval = (end - int(sample.period * 1e9), end)  # one tuple for all of the group's blocks
-        index = group.runtime_index
-        health = _health_points(group.report_key, index, sample.error)
-        add = builder.add
-        add(GROUP_PERIOD, ((health.group, sample.period),), interval)
-        add(GROUP_ERROR, health.error, interval)
-        if index is not None and index not in runtimes_seen:
-            runtimes_seen.add(index)
-            add(RUNTIME_ERROR, _runtime_error_points(index, group.runtime_error()), interval)
-        points = sample.points
-        if points.get(APPLICATION_ERROR.name):
-            points = _first_entry_errors(points, entries_seen)
-        add = builder.add_group_points
-        if self._temporality is not AggregationTemporality.CUMULATIVE:
-            for spec in group.instruments:
-                add(spec, points.get(spec.name, ()), interval)
-            return
-        self._totals.keep_for_periods_of(interval[1] - interval[0])
-        for spec in group.instruments:
-            pairs = points.get(spec.name, ())
-            if spec.kind in (Kind.COUNTER, Kind.HISTOGRAM):
-                for since, totals in self._totals.add(spec.name, pairs, interval):
-                    add(spec, totals, (since, end))
-            else:
-                add(spec, pairs, interval)
+class CumulativeMetrics:
+    """The cumulative MetricsData of delta ones: each counter's and histogram's points become their
+    series' running totals (running_totals.py); gauges and up-down counters, which report what
+    stands, are the delta MetricsData's own objects. Deriving them from the delta data, rather than
+    building the collection a second time, is what lets a monitor with a JSON report (delta) and an
+    OTLP exporter (cumulative) build each point once."""
+
+    def __init__(self, attribution: PodAttribution | None = None) -> None:
+        """`attribution`: the one that labelled the delta MetricsData. A series' total goes by its
+        group's points (a device's count carries on when another pod holds the device), so the
+        totals of a labelled block are those of its points as the group gave them, labelled again."""
+        self._totals = RunningTotals()
+        self._attribution = attribution
+
+    @property
+    def running_series(self) -> int:
+        return len(self._totals)
+
+    def of(self, delta: MetricsData) -> MetricsData:
+        latest: int | None = None
+        resource_metrics = []
+        for each in delta.resource_metrics:
+            scopes = []
+            for scope_metrics in each.scope_metrics:
+                metrics = []
+                for metric in scope_metrics.metrics:
+                    cumulative = self._cumulative(metric)
+                    if cumulative is not metric and cumulative.data.data_points:
+                        points = cast(PointBlocks, metric.data.data_points)
+                        latest = max(latest or 0, max(end for _, end in points.intervals))
+                    metrics.append(cumulative)
+                scopes.append(ScopeMetrics(scope_metrics.scope, metrics, scope_metrics.schema_url))
+            resource_metrics.append(ResourceMetrics(each.resource, scopes, each.schema_url))
+        if latest is not None and len(self._totals):
+            self._totals.forget_absent(latest)
+        return MetricsData(resource_metrics)
+
+    def _cumulative(self, metric: Metric) -> Metric:
+        """The metric with running totals (a new Metric), or the metric itself when it reports what
+        stands (a gauge, an up-down counter) or is not the producer's."""
+        data = metric.data
+        delta = AggregationTemporality.DELTA
+        if isinstance(data, Sum) and data.is_monotonic and data.aggregation_temporality is delta:
+            totals = self._running_totals(metric.name, data.data_points)
+            cumulative: Any = Sum(totals, AggregationTemporality.CUMULATIVE, is_monotonic=True)
+        elif isinstance(data, ExponentialHistogram) and data.aggregation_temporality is delta:
+            totals = self._running_totals(metric.name, data.data_points)
+            cumulative = ExponentialHistogram(totals, AggregationTemporality.CUMULATIVE)
+        else:
+            return metric
+        if totals is data.data_points:
+            return metric
+        return Metric(metric.name, metric.description, metric.unit, cumulative)
+
+    def _running_totals(self, name: str, points: Sequence[Any]) -> Sequence[Any]:
+        if type(points) is not PointBlocks:
+            return points  # not the producer's: left as it is
+        totals = PointBlocks()
+        unlabelled = points.unlabelled
+        for index, (pairs, (start, end)) in enumerate(zip(points.pairs_of_blocks, points.intervals)):
+            self._totals.keep_for_periods_of(end - start)
+            own = unlabelled.get(index) if unlabelled else None
+            for since, block in self._totals.add(name, pairs if own is None else own, (start, end)):
+                if own is not None and self._attribution is not None:
+                    block = self._attribution.label(block)
+                totals.pairs_of_blocks.append(block)
+                totals.intervals.append((since, end))
+        return totals
+
+
+def _add_group(
+    builder: _MetricsBuilder, item: Collected, runtimes_seen: set[int], entries_seen: set[_Entry]
+) -> None:
+    """The group's points and health; its runtime's connection error too, once per MetricsData
+    (every group of a runtime reports the same one: five points would be five equal series), and
+    likewise each application's entry-level upstream error (see _first_entry_errors).
+
+    A group that may be absent from its source (`absent_when_empty`: a neuron-monitor stream's
+    system group, which the stream need not carry) and whose sample is empty is left out, health
+    included: the reports then have no such section."""
+    group, sample = item
+    if not sample.points and not sample.error and getattr(group, "absent_when_empty", False):
+        return
+    end = sample.time_unix_nano
+    interval = (end - int(sample.period * 1e9), end)  # one tuple for all of the group's blocks
+    index = group.runtime_index
+    health = _health_points(group.report_key, index, sample.error)
+    add = builder.add
+    add(GROUP_PERIOD, ((health.group, sample.period),), interval)
+    add(GROUP_ERROR, health.error, interval)
+    if index is not None and index not in runtimes_seen:
+        runtimes_seen.add(index)
+        add(RUNTIME_ERROR, _runtime_error_points(index, group.runtime_error()), interval)
+    points = sample.points
+    if points.get(APPLICATION_ERROR.name):
+        points = _first_entry_errors(points, entries_seen)
+    add = builder.add_group_points
+    for spec in group.instruments:
+        add(spec, points.get(spec.name, ()), interval)
 
 
 class _HealthPoints(NamedTuple):
@@ -201,10 +266,9 @@ def _runtime_error_points(runtime_index: int, error: str) -> tuple[Point]:
 class _MetricsBuilder:
     """Collects data points per instrument; one Metric per name however many groups feed it."""
 
-    def __init__(self, temporality: AggregationTemporality) -> None:
+    def __init__(self) -> None:
         self._specs: dict[str, InstrumentSpec] = {}
         self._points: dict[str, PointBlocks] = {}
-        self._temporality = temporality
 
     def add(self, spec: InstrumentSpec, pairs: Sequence[Point], interval: tuple[int, int]) -> None:
         """Add one block of points, all over `interval` (start, end in ns since the epoch)."""
@@ -227,12 +291,12 @@ class _MetricsBuilder:
         if spec.kind is Kind.GAUGE:
             data = Gauge(points)
         elif spec.kind is Kind.HISTOGRAM:
-            data = ExponentialHistogram(points, self._temporality)
+            data = ExponentialHistogram(points, AggregationTemporality.DELTA)
         elif spec.kind is Kind.UPDOWN:
             # A current amount is always reported as it stands (OTel's rule for UpDownCounters).
             data = Sum(points, AggregationTemporality.CUMULATIVE, is_monotonic=False)
         else:
-            data = Sum(points, self._temporality, is_monotonic=True)
+            data = Sum(points, AggregationTemporality.DELTA, is_monotonic=True)
         return Metric(spec.name, spec.description, spec.unit, data)
 
 
@@ -240,16 +304,18 @@ class _LabellingBuilder(_MetricsBuilder):
     """A builder whose groups' points go through `label` first (pod attribution); a plain builder is
     used without it, so the monitor pays nothing for the option it does not use."""
 
-    def __init__(
-        self, temporality: AggregationTemporality, label: Callable[[Sequence[Point]], Sequence[Point]]
-    ) -> None:
-        super().__init__(temporality)
+    def __init__(self, label: Callable[[Sequence[Point]], Sequence[Point]]) -> None:
+        super().__init__()
         self._label = label
 
     def add_group_points(
         self, spec: InstrumentSpec, pairs: Sequence[Point], interval: tuple[int, int]
     ) -> None:
-        self.add(spec, self._label(pairs), interval)
+        labelled = self._label(pairs)
+        self.add(spec, labelled, interval)
+        if labelled is not pairs:  # a series is its group's points: running totals go by those
+            points = self._points[spec.name]
+            points.unlabelled[len(points.pairs_of_blocks) - 1] = pairs
 
 
 class PointBlocks(Sequence[Any]):
@@ -264,6 +330,8 @@ class PointBlocks(Sequence[Any]):
         # 400 blocks), one interval per group. Complete before anyone reads the MetricsData.
         self.pairs_of_blocks: list[Sequence[Point]] = []
         self.intervals: list[tuple[int, int]] = []  # (start, end) of each block, shared by a group's blocks
+        # The blocks pod attribution labelled, as their group gave them, by their index.
+        self.unlabelled: dict[int, Sequence[Point]] = {}
         self._points: list[Any] | None = None
 
     def pairs(self) -> Iterable[Point]:

@@ -182,7 +182,10 @@ def test_a_metric_whose_points_change_shape_between_collections_is_encoded_anew(
     for step, points in enumerate(shapes):
         end = 1_700_000_000_000_000_000 + step * 1_000_000_000
         data = producer.produce(
-            [Collected(group, GroupSample(1.0, "", end + index, points)) for index, group in enumerate(groups)]
+            [
+                Collected(group, GroupSample(1.0, "", end + index, points))
+                for index, group in enumerate(groups)
+            ]
         )
         assert decoded(encoder, data) == encode_metrics(data), f"shape {step}"
 
