@@ -288,3 +288,20 @@ def test_cumulative_totals_of_a_reused_column_continue_whatever_column_carries_t
         producer.produce(_collection(group, second, {"other": 1}))
     counts = _cumulative_counts(producer.produce(_column_collection(group, 300, column, [1, 10])))
     assert counts == {"a": (1, 299), "b": (10, 299)}
+
+
+def test_cumulative_totals_continue_when_a_columns_series_is_reported_apart_from_it() -> None:
+    """A column's totals are kept in the column between periods; a series it holds that some other
+    block reports (a list of points naming it) continues from the column's total, and so does the
+    column afterwards."""
+    producer = MetricsDataProducer(Resource({}), AggregationTemporality.CUMULATIVE)
+    group = _CountingGroup(0)
+    column = AttributeColumn(FrozenAttributes({MODEL_NAME: name}) for name in ("a", "b"))
+    for second in (1, 2):
+        producer.produce(_column_collection(group, second, column, [1, 10]))
+    counts = _cumulative_counts(producer.produce(_collection(group, 3, {"a": 100})))
+    assert counts == {"a": (102, 0)}
+    counts = _cumulative_counts(producer.produce(_column_collection(group, 4, column, [1, 10])))
+    assert counts == {"a": (103, 0), "b": (30, 0)}
+    counts = _cumulative_counts(producer.produce(_column_collection(group, 5, column, [1, 10])))
+    assert counts == {"a": (104, 0), "b": (40, 0)}

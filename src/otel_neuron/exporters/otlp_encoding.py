@@ -6,19 +6,20 @@ collection. `RequestEncoder.encode` writes the same message in protobuf's wire f
 the producer's point blocks (`producer.PointBlocks`: one interval per block, attribute sets that
 groups build once), reusing what does not change from one collection to the next:
 
-- a block of number points whose attribute sets cannot change (an `AttributeColumn`, or a sequence
-  of `FrozenAttributes`) has a layout, made once: its points encoded but for their times and values
-  (`otlp_points.ColumnLayout`) and where those go. The layout is kept on the column (`view`) or by
-  the ids of the attribute sets; each collection the block adds its template to the request as it
-  is, and the times and values of all such blocks are written in a few whole-array passes once the
-  request is joined (`otlp_points.ColumnTails`): a block costs a few list appends, a point no Python object;
-- the other points (one-point blocks, plain dicts, mixed value types) are joined from their
-  attribute set's encoding, kept per FrozenAttributes object, and their times and value; histogram
-  points are written one by one, with all their bucket counts as varints in one pass;
+- a number metric whose blocks are attribute sets that cannot change (`AttributeColumn`s, or one
+  `FrozenAttributes` a block, as the groups' health points) keeps its whole Metric message from one
+  request to the next, with room for its points' times and values (`otlp_layouts.MetricLayout`),
+  made again only when its attribute sets, value type or header change. Each request reads the
+  metric's blocks in whole-list passes and, once the request is joined, the times and values of
+  all such metrics are written in two whole-array passes (`otlp_layouts.FixedFields`): a metric
+  costs a few list passes, a block or a point no Python work of its own;
+- the other number points (plain dicts, mixed value types, a running total's list of pairs) are
+  joined from their attribute set's encoding, kept per FrozenAttributes object, and their times and
+  value; histogram points are written one by one, with all their bucket counts as varints in one pass;
 - the resource, the scope and each metric's name/description/unit are encoded once.
-The kept encodings hold the attribute objects they came from (an id is never another object's
-meanwhile) and are dropped when they outgrow what a collection uses, so memory stays flat however
-a source builds its attribute sets.
+What is kept holds the attribute objects it came from (an id is never another object's meanwhile)
+and is replaced or dropped when a collection no longer uses it, so memory stays flat however a
+source builds its attribute sets.
 
 The result is the message the SDK's exporter sends for the same MetricsData, field for field (the
 unit tests decode both and compare them); it follows the SDK's choices where the protocol leaves

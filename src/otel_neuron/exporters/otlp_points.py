@@ -1,11 +1,7 @@
-"""OTLP data points in wire format, and what is kept of them from one request to the next.
-
-Number points of a block whose attribute sets cannot change have a layout made once
-(`ColumnLayout`: the points encoded but for their times and values); `ColumnTails` writes the
-times and values of all such blocks of a request in a few whole-array passes. Attribute encodings
-and layouts are kept by the attribute objects' ids (`AttributeMemo`, `BlockLayouts`), with the
-objects, and dropped when they outgrow what a collection uses. Histogram points are written one
-by one (see `otlp_encoding` for the whole design).
+"""OTLP data points in wire format, one by one: number points (what a layout, otlp_layouts, does not
+cover), exponential histogram points, and the SDK's own point objects. Attribute encodings are kept
+by the attribute objects' ids (`AttributeMemo`), with the objects, and dropped when they outgrow
+what a collection uses (see `otlp_encoding` for the whole design).
 """
 
 from __future__ import annotations
