@@ -55,7 +55,7 @@ def read_blocks(points: PointBlocks) -> MetricBlocks | None:
     read = _columns(blocks) if set(map(type, blocks)) == {PointColumns} else _single_points(blocks)
     if read is None:
         return None
-    keys, block_values, present = read
+    keys, block_values, counts, present = read
     if not keys:
         return MetricBlocks([], [], [], _DOUBLE, (), (), ())
     found = _flat_values(block_values)
@@ -64,12 +64,12 @@ def read_blocks(points: PointBlocks) -> MetricBlocks | None:
     kind, values = found
     intervals = points.intervals if present is None else [points.intervals[i] for i in present]
     starts, ends = zip(*intervals)
-    counts = list(map(len, block_values)) if len(block_values) == len(keys) else [1] * len(keys)
     return MetricBlocks(keys, list(map(id, keys)), counts, kind, values, starts, ends)
 
 
-# A metric's attribute set keys, its values in sequences, and which of its blocks they are from (None: all).
-_Read = tuple[list[Any], list[Sequence[Any]], list[int] | None]
+# A metric's blocks as read: their keys, their values (in one or more sequences), their points, and
+# which of the metric's blocks they are (None: all).
+_Read = tuple[list[Any], list[Sequence[Any]], list[int], list[int] | None]
 
 
 def _columns(blocks: list[PointColumns]) -> _Read | None:
@@ -79,7 +79,9 @@ def _columns(blocks: list[PointColumns]) -> _Read | None:
     if not all(map(len, values)):  # an empty column has no points
         present = [index for index, each in enumerate(values) if len(each)]
         keys, values = [keys[i] for i in present], [values[i] for i in present]
-    return (keys, values, present) if set(map(type, keys)) <= {AttributeColumn} else None
+    if not set(map(type, keys)) <= {AttributeColumn}:
+        return None
+    return keys, values, list(map(len, values)), present
 
 
 def _single_points(blocks: list[Sequence[Point]]) -> _Read | None:
@@ -87,7 +89,9 @@ def _single_points(blocks: list[Sequence[Point]]) -> _Read | None:
     if set(map(len, blocks)) != {1}:
         return None
     keys, values = zip(*[block[0] for block in blocks])
-    return (list(keys), [values], None) if set(map(type, keys)) == {FrozenAttributes} else None
+    if set(map(type, keys)) != {FrozenAttributes}:
+        return None
+    return list(keys), [values], [1] * len(keys), None
 
 
 def _flat_values(block_values: list[Sequence[Any]]) -> tuple[str, Any] | None:
