@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -146,11 +146,10 @@ class CumulativeMetrics:
             for scope_metrics in each.scope_metrics:
                 metrics = []
                 for metric in scope_metrics.metrics:
-                    cumulative = self._cumulative(metric)
-                    if cumulative is not metric and cumulative.data.data_points:
-                        points = cast(PointBlocks, metric.data.data_points)
+                    metrics.append(self._cumulative(metric))
+                    points = metric.data.data_points
+                    if type(points) is PointBlocks and points.intervals:  # every group's health, at least
                         latest = max(latest or 0, max(end for _, end in points.intervals))
-                    metrics.append(cumulative)
                 scopes.append(ScopeMetrics(scope_metrics.scope, metrics, scope_metrics.schema_url))
             resource_metrics.append(ResourceMetrics(each.resource, scopes, each.schema_url))
         if latest is not None and len(self._totals):

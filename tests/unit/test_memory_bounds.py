@@ -223,6 +223,29 @@ def test_a_series_that_returns_after_it_was_forgotten_restarts_with_a_later_star
     assert counts == {"steady": (600, 0), "bert": (5, 299)}  # a reset OTLP and Prometheus both see
 
 
+class _GaugeOnlyGroup(MetricGroup):
+    """A group with no counter (its health points are all it reports)."""
+
+    report_key = "system_info"
+    instruments = ()
+
+    def _sample_points(self, period: float) -> PointsByMetric:
+        raise AssertionError("the test builds the samples")
+
+
+def test_a_series_forgotten_while_only_gauges_reported_restarts() -> None:
+    """The retention runs on the collections' time, whatever they carry: a counter absent for five
+    minutes while only a gauge group reports is forgotten, and begins again when it returns."""
+    producer = MetricsDataProducer(Resource({}), AggregationTemporality.CUMULATIVE)
+    group, gauges = _CountingGroup(0), _GaugeOnlyGroup()
+    for second in (1, 2):
+        producer.produce(_collection(group, second, {"bert": 5}))
+    for second in range(3, 300):
+        producer.produce([Collected(gauges, GroupSample(1.0, "", second * 10**9, {}))])
+    assert producer.running_series == 0
+    assert _cumulative_counts(producer.produce(_collection(group, 300, {"bert": 5}))) == {"bert": (5, 299)}
+
+
 def test_a_series_absent_for_a_few_periods_keeps_its_total() -> None:
     producer = MetricsDataProducer(Resource({}), AggregationTemporality.CUMULATIVE)
     group = _CountingGroup(0)

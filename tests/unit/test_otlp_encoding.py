@@ -190,6 +190,23 @@ def test_a_metric_whose_points_change_shape_between_collections_is_encoded_anew(
         assert decoded(encoder, data) == encode_metrics(data), f"shape {step}"
 
 
+def test_a_request_that_fails_to_encode_leaves_nothing_behind_for_the_next():
+    """A collection the encoder refuses (a histogram point that is not a histogram) fails alone: the
+    next request is whole, though the failed one had already laid out the metrics before it."""
+    encoder = RequestEncoder()
+    producer = MetricsDataProducer(RESOURCE, AggregationTemporality.DELTA)
+
+    def collection(step: int, points: PointsByMetric) -> MetricsData:
+        return producer.produce([Collected(TableGroup(), GroupSample(1.0, "", 10**18 + step, points))])
+
+    good = {UTILIZATION.name: PointColumns(CORES, numpy.linspace(0.0, 1.0, 70))}
+    decoded(encoder, collection(1, good))
+    with pytest.raises(TypeError, match="histogram point"):
+        encoder.encode(collection(2, {**good, LATENCY.name: [(EVENT_ATTRIBUTES[0], 1.5)]}))
+    after = collection(3, good)
+    assert decoded(encoder, after) == encode_metrics(after)
+
+
 def test_the_sdks_own_data_points_encode_as_the_sdk_exporter_would():
     """Points that are not the producer's (the SDK's objects, as in-app readers make them)."""
     reader = InMemoryMetricReader()

@@ -108,6 +108,7 @@ class RequestEncoder:
             }
         parts: list[bytes] = []
         fields = self._fields
+        fields.begin()
         for resource, scopes in by_resource.items():
             body = [self._resource(resource)]
             for scope, metrics in scopes.items():

@@ -52,36 +52,34 @@ def read_blocks(points: PointBlocks) -> MetricBlocks | None:
     sets that can change (plain dicts), several points in a block that is not a column (a list of
     pairs, from running totals), or values of more than one kind or of another type."""
     blocks: list[Any] = points.pairs_of_blocks
+    intervals = points.intervals
+    if not all(map(len, blocks)):  # a group without points for the metric adds an empty block
+        present = [index for index, block in enumerate(blocks) if len(block)]
+        blocks, intervals = [blocks[i] for i in present], [intervals[i] for i in present]
+    if not blocks:
+        return MetricBlocks([], [], [], _DOUBLE, (), (), ())
     read = _columns(blocks) if set(map(type, blocks)) == {PointColumns} else _single_points(blocks)
     if read is None:
         return None
-    keys, block_values, counts, present = read
-    if not keys:
-        return MetricBlocks([], [], [], _DOUBLE, (), (), ())
+    keys, block_values, counts = read
     found = _flat_values(block_values)
     if found is None:
         return None
     kind, values = found
-    intervals = points.intervals if present is None else [points.intervals[i] for i in present]
     starts, ends = zip(*intervals)
     return MetricBlocks(keys, list(map(id, keys)), counts, kind, values, starts, ends)
 
 
-# A metric's blocks as read: their keys, their values (in one or more sequences), their points, and
-# which of the metric's blocks they are (None: all).
-_Read = tuple[list[Any], list[Sequence[Any]], list[int], list[int] | None]
+# A metric's non-empty blocks as read: their keys, their values (in one or more sequences), their points.
+_Read = tuple[list[Any], list[Sequence[Any]], list[int]]
 
 
 def _columns(blocks: list[PointColumns]) -> _Read | None:
     keys = [block.attributes for block in blocks]
-    values = [block.values for block in blocks]
-    present = None
-    if not all(map(len, values)):  # an empty column has no points
-        present = [index for index, each in enumerate(values) if len(each)]
-        keys, values = [keys[i] for i in present], [values[i] for i in present]
     if not set(map(type, keys)) <= {AttributeColumn}:
         return None
-    return keys, values, list(map(len, values)), present
+    values = [block.values for block in blocks]
+    return keys, values, list(map(len, values))
 
 
 def _single_points(blocks: list[Sequence[Point]]) -> _Read | None:
@@ -91,7 +89,7 @@ def _single_points(blocks: list[Sequence[Point]]) -> _Read | None:
     keys, values = zip(*[block[0] for block in blocks])
     if set(map(type, keys)) != {FrozenAttributes}:
         return None
-    return list(keys), [values], [1] * len(keys), None
+    return list(keys), [values], [1] * len(keys)
 
 
 def _flat_values(block_values: list[Sequence[Any]]) -> tuple[str, Any] | None:
@@ -248,6 +246,10 @@ class FixedFields:
         self._blocks: list[MetricBlocks] = []
         self._kept: tuple[list[MetricLayout], list[int], _Tails, _Tails] | None = None  # the last request's
 
+    def begin(self) -> None:
+        """A new request: what an earlier one left (one whose encoding failed half-way) is dropped."""
+        self._messages, self._layouts, self._blocks = [], [], []
+
     def add(self, layout: MetricLayout, blocks: MetricBlocks) -> bytes:
         """The metric's part of the request (its layout's message); its fields are written by `write`."""
         self._messages.append(layout.message)
@@ -256,10 +258,9 @@ class FixedFields:
         return layout.message
 
     def write(self, parts: Sequence[bytes]) -> bytes:
-        """`parts` joined, with the times and values written where the layouts left room; then ready
-        for the next request."""
+        """`parts` joined, with the times and values written where the layouts left room."""
         layouts, blocks = self._layouts, self._blocks
-        self._messages, self._layouts, self._blocks = [], [], []
+        self.begin()  # what this request holds goes with it
         if not layouts:
             return b"".join(parts)
         sums, gauges = self._tails(layouts)
