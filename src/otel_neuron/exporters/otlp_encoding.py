@@ -17,9 +17,10 @@ groups build once), reusing what does not change from one collection to the next
   joined from their attribute set's encoding, kept per FrozenAttributes object, and their times and
   value; histogram points are written one by one, with all their bucket counts as varints in one pass;
 - the resource, the scope and each metric's name/description/unit are encoded once.
-What is kept holds the attribute objects it came from (an id is never another object's meanwhile)
-and is replaced or dropped when a collection no longer uses it, so memory stays flat however a
-source builds its attribute sets.
+What is kept holds the attribute objects it came from (an id is never another object's meanwhile):
+a metric's message is replaced when its points change (one per metric name, at most 4,096 names),
+and the attribute encodings are dropped when they outgrow what a collection uses, so memory stays
+flat however a source builds its attribute sets.
 
 The result is the message the SDK's exporter sends for the same MetricsData, field for field (the
 unit tests decode both and compare them); it follows the SDK's choices where the protocol leaves
