@@ -50,6 +50,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from otel_neuron.exporters.otlp_layouts import (
+    EXPONENTIAL_HISTOGRAM_FIELD,
     GAUGE_FIELD,
     SUM_FIELD,
     FixedFields,
@@ -108,12 +109,11 @@ class RequestEncoder:
                 scope_metrics.scope: scope_metrics.metrics for scope_metrics in resource_metrics.scope_metrics
             }
         parts: list[bytes] = []
-        fields = self._fields
-        fields.begin()
+        self._fields.begin()
         for resource, scopes in by_resource.items():
             body = [self._resource(resource)]
             for scope, metrics in scopes.items():
-                body.extend(self._scope_metrics(scope, metrics, fields))
+                body.extend(self._scope_metrics(scope, metrics))
             schema_url = resource.schema_url
             if schema_url:
                 body.append(length_delimited(3, schema_url.encode()))
@@ -121,7 +121,7 @@ class RequestEncoder:
             parts.extend(body)
         for memo in (self._gauge_prefixes, self._sum_prefixes, self._histogram_attributes):
             memo.end_encoding()
-        return fields.write(parts)
+        return self._fields.write(parts)
 
     def _resource(self, resource: Resource) -> bytes:
         entry = self._resources.get(id(resource))
@@ -131,13 +131,11 @@ class RequestEncoder:
             entry = self._resources[id(resource)] = (resource, encoded)
         return entry[1]
 
-    def _scope_metrics(
-        self, scope: InstrumentationScope | None, metrics: Sequence[Metric], fields: FixedFields
-    ) -> list[bytes]:
+    def _scope_metrics(self, scope: InstrumentationScope | None, metrics: Sequence[Metric]) -> list[bytes]:
         """One ScopeMetrics field of ResourceMetrics (field 2), as parts to join."""
         body = [self._scope(scope)]
         for metric in metrics:
-            body.extend(self._metric(metric, fields))
+            body.extend(self._metric(metric))
         if scope is not None and scope.schema_url:
             body.append(length_delimited(3, scope.schema_url.encode()))
         return [field_header(2, sum(map(len, body))), *body]
@@ -158,7 +156,7 @@ class RequestEncoder:
             entry = self._scopes[id(scope)] = (scope, length_delimited(1, body))
         return entry[1]
 
-    def _metric(self, metric: Metric, fields: FixedFields) -> list[bytes]:
+    def _metric(self, metric: Metric) -> list[bytes]:
         """One Metric field of ScopeMetrics (field 2), as parts to join."""
         header = self._metric_header(metric.name, metric.description or "", metric.unit or "")
         data = metric.data
@@ -169,7 +167,8 @@ class RequestEncoder:
             frame = MetricFrame(header, SUM_FIELD, trailer + b"\x18\x01" if data.is_monotonic else trailer)
         elif isinstance(data, ExponentialHistogram):
             trailer = b"\x10" + varint(data.aggregation_temporality)
-            return self._framed(MetricFrame(header, 10, trailer), self._histogram_points(data.data_points))
+            frame = MetricFrame(header, EXPONENTIAL_HISTOGRAM_FIELD, trailer)
+            return self._framed(frame, self._histogram_points(data.data_points))
         else:
             _logger.warning("unsupported data type %s", type(data).__name__)
             return self._framed(MetricFrame(header, 0, b""), [])
@@ -185,7 +184,7 @@ class RequestEncoder:
                 self._layouts.clear()
             prefixes = self._gauge_prefixes if frame.field == GAUGE_FIELD else self._sum_prefixes
             layout = self._layouts[metric.name] = lay_out(frame, blocks, prefixes.one)
-        return [fields.add(layout, blocks)]
+        return [self._fields.add(layout, blocks)]
 
     @staticmethod
     def _framed(frame: MetricFrame, points: list[bytes]) -> list[bytes]:

@@ -32,7 +32,7 @@ from otel_neuron.producer import PointBlocks
 
 _DOUBLE, _INT = "<f8", "<i8"  # value kinds (see otlp_points.value_kind)
 _ROOM = bytes(8)  # where a fixed64 or double goes
-GAUGE_FIELD, SUM_FIELD = 5, 7  # Metric.gauge, Metric.sum
+GAUGE_FIELD, SUM_FIELD, EXPONENTIAL_HISTOGRAM_FIELD = 5, 7, 10  # Metric.gauge, .sum, .exponential_histogram
 
 
 class MetricBlocks(NamedTuple):
