@@ -4,6 +4,8 @@ The monitor's exporters (EncodedGrpcMetricExporter, EncodedHttpMetricExporter: t
 with our encoding) send a ready-made request every --period seconds to a local rotel collector
 (blackhole exporter), --requests times; the encoder is replaced by the ready bytes, so what is
 measured is the SDK's send path: its retry loop, gRPC's channel and threads, or the HTTP client.
+"grpc-sdk-channel" is the gRPC exporter on the SDK's channel options alone, BDP probing on (see
+exporters/otlp_grpc.py): what turning it off saves.
 The anchor sends the same bytes over one TCP connection to a reader that answers each with a byte.
 Each variant runs in a fresh process whose CPU (all its threads, idle time between requests
 included) is read from /proc; two request sizes: an empty request and one the size of the
@@ -45,9 +47,11 @@ CHILD = textwrap.dedent(
             for k in range(5):
                 point.attributes.add(key=f"neuron.attribute.{k}").value.string_value = f"value-{i}-{k}"
     body = request.SerializeToString()
-    if transport == "grpc":
-        from otel_neuron.exporters.otlp_grpc import EncodedGrpcMetricExporter
-        exporter = EncodedGrpcMetricExporter(endpoint=address)
+    if transport.startswith("grpc"):
+        import otel_neuron.exporters.otlp_grpc as otlp_grpc
+        if transport == "grpc-sdk-channel":
+            otlp_grpc.CHANNEL_OPTIONS = ()  # the SDK's channel options alone: BDP probing on
+        exporter = otlp_grpc.EncodedGrpcMetricExporter(endpoint=address)
         exporter._translate_data = lambda data: body
         send = lambda: exporter.export(MetricsData([]))
     elif transport == "http":
@@ -138,6 +142,7 @@ def main() -> None:
     with local_collector() as (grpc_port, http_port):
         addresses = {
             "grpc": f"http://127.0.0.1:{grpc_port}",
+            "grpc-sdk-channel": f"http://127.0.0.1:{grpc_port}",
             "http": f"http://127.0.0.1:{http_port}/v1/metrics",
             "socket": "",
         }

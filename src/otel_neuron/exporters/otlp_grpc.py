@@ -12,6 +12,12 @@ channel, a stub for the same Export method that sends bytes as they are (gRPC's 
 `request_serializer=None`). The request then costs one pass over the producer's columns instead of
 a protobuf object per point and attribute, serialized again. tests/unit/test_otlp_encoding.py
 sends through this class to a local server and compares what arrives with the SDK's encoding.
+
+One channel option differs from the SDK's: no BDP probing (`grpc.http2.bdp_probe` 0). gRPC
+estimates the bandwidth-delay product of what the channel *receives*, by answering incoming data
+with a PING, to size its receive window. An exporter receives only tiny Export responses, so the
+estimate is never needed, while each response's PING and its acknowledgement wake gRPC's threads
+once more per request (bench/bench_otlp_transport.py measures what it costs).
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.sdk.metrics.export import MetricsData
 
 from otel_neuron.exporters.otlp_encoding import RequestEncoder
+
+# Added to the SDK's own channel options (its user agent), which an exporter's option overrides by name.
+CHANNEL_OPTIONS = (("grpc.http2.bdp_probe", 0),)
 
 _SERVICE = metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"]
 EXPORT_METHOD = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['Export'].name}"
@@ -43,7 +52,8 @@ class EncodedGrpcMetricExporter(OTLPMetricExporter):
 
     def __init__(self, endpoint: str | None = None) -> None:
         self._encoder = RequestEncoder()  # before the SDK's __init__, which connects
-        super().__init__(endpoint=endpoint)
+        # gRPC takes integer options as ints; the SDK's annotation says str.
+        super().__init__(endpoint=endpoint, channel_options=CHANNEL_OPTIONS)  # type: ignore[arg-type]
 
     def _initialize_channel_and_stub(self) -> None:
         super()._initialize_channel_and_stub()
