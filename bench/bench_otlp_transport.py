@@ -5,13 +5,12 @@ with our encoding) send a ready-made request every --period seconds to a local r
 (blackhole exporter), --requests times; the encoder is replaced by the ready bytes, so what is
 measured is the SDK's send path: its retry loop, gRPC's channel and threads, or the HTTP client.
 "grpc-sdk-channel" is the gRPC exporter on the SDK's channel options alone, BDP probing on (see
-exporters/otlp_grpc.py): what turning it off saves.
-The anchor sends the same bytes over one TCP connection to a reader that answers each with a byte.
-Each variant runs in a fresh process whose CPU (all its threads, idle time between requests
-included) is read from /proc; two request sizes: an empty request and one the size of the
-monitor's at trn2 scale (about 850 kB).
+exporters/otlp_grpc.py): what turning it off saves. The anchor sends the same bytes over one TCP
+connection to a reader that answers each with a byte. Each variant runs in a fresh process whose
+CPU (all its threads, idle time between requests included) is taken from getrusage. Two request
+sizes: an empty request and one the size of the monitor's at trn2 scale (about 850 kB).
 
-Run: .venv/bin/python bench/bench_otlp_transport.py [--requests 40] [--period 0.25]   (needs rotel)
+Run: .venv/bin/python bench/bench_otlp_transport.py [--requests 15] [--period 1.0]   (needs rotel)
 """
 
 from __future__ import annotations
@@ -135,8 +134,10 @@ def _wait_for(port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=40)
-    parser.add_argument("--period", type=float, default=0.25, help="seconds between requests")
+    parser.add_argument("--requests", type=int, default=15)
+    parser.add_argument(
+        "--period", type=float, default=1.0, help="seconds between requests (the monitor: its period)"
+    )
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     with local_collector() as (grpc_port, http_port):
