@@ -62,17 +62,22 @@ CHILD = textwrap.dedent(
         host, port = address.rsplit(":", 1)
         connection = socket.create_connection((host, int(port)))
         header = len(body).to_bytes(4, "big")
-        send = lambda: (connection.sendall(header + body), connection.recv(1))
-    send()  # connected and warm
+        send = lambda: connection.sendall(header + body) or connection.recv(1) and None
+    sent = lambda result: result is None or result.name == "SUCCESS"  # an exporter's, or the socket's
+    if not sent(send()):  # connected and warm
+        sys.exit("the first request failed")
     def cpu_s():  # the process's, all threads, at microsecond resolution
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
 
     before = cpu_s()
+    failed = 0
     for _ in range(int(requests)):
-        send()
+        failed += not sent(send())
         time.sleep(float(period))
     print(cpu_s() - before)
+    if failed:
+        sys.exit(f"{failed} of {requests} requests failed")
     """
 )
 
@@ -113,12 +118,14 @@ def cpu_ms_per_request(transport: str, address: str, size: str, requests: int, p
             capture_output=True,
             text=True,
             timeout=120 + requests * period * 2,
-            check=True,
         )
     finally:
         if reader is not None:
             reader.kill()
             reader.wait()
+    if out.returncode:
+        last_line = (out.stderr.strip().splitlines() or ["no message"])[-1]
+        sys.exit(f"bench_otlp_transport: {transport}: {last_line}")
     return float(out.stdout.strip()) / requests * 1000
 
 
@@ -150,11 +157,12 @@ def main() -> None:
         print(f"{args.requests} requests {args.period:g} s apart: process CPU a request, idle time included")
         for size in ("empty", "trn2"):
             for round_number in range(args.rounds):
+                # Every other round in reverse, so a drift of the host favours no variant.
+                order = list(addresses) if round_number % 2 == 0 else list(reversed(addresses))
                 cost = {
-                    transport: cpu_ms_per_request(transport, address, size, args.requests, args.period)
-                    for transport, address in addresses.items()
+                    t: cpu_ms_per_request(t, addresses[t], size, args.requests, args.period) for t in order
                 }
-                line = "  ".join(f"{t} {ms:.2f} ms ({ms / cost['socket']:.1f}x)" for t, ms in cost.items())
+                line = "  ".join(f"{t} {cost[t]:.2f} ms ({cost[t] / cost['socket']:.1f}x)" for t in addresses)
                 print(f"  {size:5s} round {round_number + 1}: {line}")
 
 
