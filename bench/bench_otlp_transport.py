@@ -27,12 +27,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_otlp import local_collector  # noqa: E402
 
 # A child process: sends `requests` requests of `size` ("empty" or "trn2") through `transport`, one
-# every `period` s, and prints the CPU seconds the process used meanwhile.
+# every `period` s, and prints the CPU seconds the process used meanwhile; it exits with an error if
+# any request was not delivered (`send()` is False), so no retry is timed unnoticed.
 CHILD = textwrap.dedent(
     """
     import resource, socket, sys, time
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-    from opentelemetry.sdk.metrics.export import MetricsData
+    from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
     from otel_neuron.heap import keep_period_buffers
 
     transport, address, size, requests, period = sys.argv[1:6]
@@ -52,19 +53,18 @@ CHILD = textwrap.dedent(
             otlp_grpc.CHANNEL_OPTIONS = ()  # the SDK's channel options alone: BDP probing on
         exporter = otlp_grpc.EncodedGrpcMetricExporter(endpoint=address)
         exporter._translate_data = lambda data: body
-        send = lambda: exporter.export(MetricsData([]))
+        send = lambda: exporter.export(MetricsData([])) is MetricExportResult.SUCCESS
     elif transport == "http":
         from otel_neuron.exporters.otlp_http import EncodedHttpMetricExporter
         exporter = EncodedHttpMetricExporter(endpoint=address)
         exporter._encoder.encode = lambda data: body
-        send = lambda: exporter.export(MetricsData([]))
+        send = lambda: exporter.export(MetricsData([])) is MetricExportResult.SUCCESS
     else:
         host, port = address.rsplit(":", 1)
         connection = socket.create_connection((host, int(port)))
         header = len(body).to_bytes(4, "big")
-        send = lambda: connection.sendall(header + body) or connection.recv(1) and None
-    sent = lambda result: result is None or result.name == "SUCCESS"  # an exporter's, or the socket's
-    if not sent(send()):  # connected and warm
+        send = lambda: connection.sendall(header + body) is None and connection.recv(1) == b"k"
+    if not send():  # connected and warm
         sys.exit("the first request failed")
     def cpu_s():  # the process's, all threads, at microsecond resolution
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -73,7 +73,7 @@ CHILD = textwrap.dedent(
     before = cpu_s()
     failed = 0
     for _ in range(int(requests)):
-        failed += not sent(send())
+        failed += not send()
         time.sleep(float(period))
     print(cpu_s() - before)
     if failed:
