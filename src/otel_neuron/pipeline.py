@@ -250,10 +250,7 @@ class MonitorPipeline:
         produced: dict[bool, MetricsData] = {}
         for sink in self._sinks:
             try:
-                data = produced.get(sink.cumulative)
-                if data is None:
-                    data = produced[sink.cumulative] = self._produce(collected, sink.cumulative, produced)
-                sink.exporter.export(data)
+                sink.exporter.export(self._produce(collected, sink.cumulative, produced))
             except Exception:  # an exporter's failure must not stop the monitor
                 _logger.exception("exporter %s failed", type(sink.exporter).__name__)
         if _logger.isEnabledFor(logging.DEBUG):  # its arguments cost more than the check
@@ -269,12 +266,16 @@ class MonitorPipeline:
     def _produce(
         self, collected: Sequence[Collected], cumulative: bool, produced: dict[bool, MetricsData]
     ) -> MetricsData:
-        """The collection's MetricsData: built once per tick, with per-period counters, then derived
-        with running totals when an exporter wants those."""
-        delta = produced.get(False)
-        if delta is None:
-            delta = produced[False] = self._producer.produce_delta(collected)
-        return self._running_totals.of(delta) if cumulative else delta
+        """The collection's MetricsData, kept in `produced` for the tick's other exporters: built once,
+        with per-period counters, then derived with running totals when an exporter wants those."""
+        data = produced.get(cumulative)
+        if data is None:
+            if cumulative:
+                data = self._running_totals.of(self._produce(collected, False, produced))
+            else:
+                data = self._producer.produce_delta(collected)
+            produced[cumulative] = data
+        return data
 
     def _follow_resource(self) -> None:
         resource = self._current_resource()
